@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from layotto.api.layotto.base import ApiBase
+
+
+class LockApi(ApiBase):
+    """Not built yet: its RPCs answer UNIMPLEMENTED."""

@@ -1,0 +1,1 @@
+"""Building-block components. One sub-package per block, one module per backend."""

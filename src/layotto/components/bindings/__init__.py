@@ -1,0 +1,3 @@
+"""Output (and input) bindings (Dapr's `bindings.*` types)."""
+
+FACTORIES: dict[str, str] = {}

@@ -1,0 +1,3 @@
+"""Configuration stores (Layotto's `config_store`)."""
+
+FACTORIES: dict[str, str] = {}

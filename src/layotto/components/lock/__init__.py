@@ -1,0 +1,3 @@
+"""Distributed lock stores."""
+
+FACTORIES: dict[str, str] = {}

@@ -1,0 +1,3 @@
+"""Pub/Sub brokers (Dapr's `pubsub.*` types)."""
+
+FACTORIES: dict[str, str] = {}

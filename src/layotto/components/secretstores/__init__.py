@@ -1,0 +1,3 @@
+"""Secret stores (Dapr's `secretstores.*` types)."""
+
+FACTORIES: dict[str, str] = {}

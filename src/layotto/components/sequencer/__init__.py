@@ -1,0 +1,3 @@
+"""Sequencers: distributed, increasing ids."""
+
+FACTORIES: dict[str, str] = {}

@@ -1,0 +1,5 @@
+"""State stores. One module per backend; register it here with one line."""
+
+FACTORIES: dict[str, str] = {
+    "in-memory": "layotto.components.state.memory:InMemoryStateStore",
+}

@@ -1,0 +1,123 @@
+"""The State block's interface, shaped after Dapr's state.Store.
+
+The required surface is small (get/set/delete); bulk operations have a default that loops,
+and transactions are an optional capability announced in `features`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from layotto.components.base import Component
+from layotto.errors import ComponentError, UnsupportedError
+
+FIRST_WRITE = "first-write"
+LAST_WRITE = "last-write"
+EVENTUAL = "eventual"
+STRONG = "strong"
+
+#: Features a store may announce.
+FEATURE_ETAG = "etag"
+FEATURE_TRANSACTIONAL = "transactional"
+FEATURE_TTL = "ttl"
+FEATURE_QUERY = "query"
+
+TTL_METADATA = "ttlInSeconds"
+
+
+@dataclass(slots=True)
+class GetRequest:
+    key: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    consistency: str = ""
+
+
+@dataclass(slots=True)
+class GetResponse:
+    data: bytes
+    etag: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SetRequest:
+    key: str
+    value: bytes
+    #: None (or "") means no concurrency check, unless `concurrency` is first-write.
+    etag: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    concurrency: str = ""
+    consistency: str = ""
+
+
+@dataclass(slots=True)
+class DeleteRequest:
+    key: str
+    etag: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    concurrency: str = ""
+    consistency: str = ""
+
+
+@dataclass(slots=True)
+class BulkGetItem:
+    key: str
+    response: GetResponse | None
+    error: str = ""
+
+
+Operation = SetRequest | DeleteRequest
+
+
+def ttl_seconds(metadata: dict[str, str]) -> int | None:
+    """The `ttlInSeconds` metadata: None when absent, <= 0 meaning "never expire"."""
+    raw = metadata.get(TTL_METADATA)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        from layotto.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"ttlInSeconds must be an integer, got {raw!r}") from None
+
+
+class StateStore(Component):
+    @abstractmethod
+    async def get(self, request: GetRequest) -> GetResponse | None:
+        """The stored value, or None when the key does not exist."""
+
+    @abstractmethod
+    async def set(self, request: SetRequest) -> None:
+        """Store a value. Raise ETagMismatchError / ETagInvalidError on a failed check."""
+
+    @abstractmethod
+    async def delete(self, request: DeleteRequest) -> None:
+        """Delete a key. A missing key with no etag is not an error."""
+
+    async def bulk_get(self, requests: Sequence[GetRequest], parallelism: int = 0) -> list[BulkGetItem]:
+        limit = asyncio.Semaphore(parallelism if parallelism > 0 else 64)
+
+        async def one(req: GetRequest) -> BulkGetItem:
+            async with limit:
+                try:
+                    return BulkGetItem(req.key, await self.get(req))
+                except ComponentError as exc:
+                    return BulkGetItem(req.key, None, str(exc))
+
+        return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    async def bulk_set(self, requests: Sequence[SetRequest]) -> None:
+        for req in requests:
+            await self.set(req)
+
+    async def bulk_delete(self, requests: Sequence[DeleteRequest]) -> None:
+        for req in requests:
+            await self.delete(req)
+
+    async def multi(self, operations: Sequence[Operation], metadata: dict[str, str]) -> None:
+        """Apply all operations atomically (stores with FEATURE_TRANSACTIONAL)."""
+        raise UnsupportedError("transactions are not supported")

@@ -1,0 +1,91 @@
+"""In-process state store: fast, per-sidecar, lost on restart. For tests and demos."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from layotto.components.state.base import (
+    FEATURE_ETAG,
+    FEATURE_TRANSACTIONAL,
+    FEATURE_TTL,
+    FIRST_WRITE,
+    DeleteRequest,
+    GetRequest,
+    GetResponse,
+    Operation,
+    SetRequest,
+    StateStore,
+    ttl_seconds,
+)
+from layotto.errors import ETagInvalidError, ETagMismatchError
+
+
+@dataclass(slots=True)
+class _Entry:
+    data: bytes
+    version: int
+    expires_at: float | None
+
+
+class InMemoryStateStore(StateStore):
+    features = frozenset({FEATURE_ETAG, FEATURE_TRANSACTIONAL, FEATURE_TTL})
+
+    def __init__(self) -> None:
+        self._items: dict[str, _Entry] = {}
+
+    def _live(self, key: str) -> _Entry | None:
+        entry = self._items.get(key)
+        if entry is not None and entry.expires_at is not None and entry.expires_at <= time.monotonic():
+            del self._items[key]
+            return None
+        return entry
+
+    async def get(self, request: GetRequest) -> GetResponse | None:
+        entry = self._live(request.key)
+        return None if entry is None else GetResponse(entry.data, str(entry.version))
+
+    @staticmethod
+    def _check(entry: _Entry | None, etag: str | None, concurrency: str) -> None:
+        if etag:
+            try:
+                int(etag)
+            except ValueError:
+                raise ETagInvalidError(f"invalid etag {etag!r}") from None
+            if entry is None or str(entry.version) != etag:
+                raise ETagMismatchError("possible etag mismatch")
+        elif concurrency == FIRST_WRITE and entry is not None:
+            raise ETagMismatchError("first-write: the key exists and no etag was given")
+
+    def _set(self, request: SetRequest) -> None:
+        entry = self._live(request.key)
+        self._check(entry, request.etag, request.concurrency)
+        ttl = ttl_seconds(request.metadata)
+        expires = time.monotonic() + ttl if ttl is not None and ttl > 0 else None
+        self._items[request.key] = _Entry(request.value, (entry.version if entry else 0) + 1, expires)
+
+    def _delete(self, request: DeleteRequest) -> None:
+        entry = self._live(request.key)
+        self._check(entry, request.etag, "")
+        self._items.pop(request.key, None)
+
+    async def set(self, request: SetRequest) -> None:
+        self._set(request)
+
+    async def delete(self, request: DeleteRequest) -> None:
+        self._delete(request)
+
+    async def multi(self, operations: Sequence[Operation], metadata: dict[str, str]) -> None:
+        # Nothing awaits in between, so the batch is atomic with respect to other calls;
+        # a failed check restores the snapshot so that no operation applies.
+        snapshot = dict(self._items)
+        try:
+            for op in operations:
+                if isinstance(op, SetRequest):
+                    self._set(op)
+                else:
+                    self._delete(op)
+        except BaseException:
+            self._items = snapshot
+            raise

@@ -1,0 +1,81 @@
+"""The one internal configuration model. Loaders translate their formats into it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_GRPC_ADDRESS = "127.0.0.1:34904"
+DEFAULT_ACTUATOR_ADDRESS = "127.0.0.1:34999"
+DEFAULT_CALLBACK_HOST = "127.0.0.1"
+
+#: Building blocks, named as Dapr names them in a component's `spec.type` prefix.
+#: The order is upstream Layotto's initialisation order.
+BLOCKS: tuple[str, ...] = (
+    "secretstores",
+    "configuration",
+    "custom",
+    "hello",
+    "state",
+    "rpc",
+    "nameresolution",
+    "bindings",
+    "pubsub",
+    "file",
+    "oss",
+    "lock",
+    "sequencer",
+    "cryption",
+    "email",
+    "sms",
+    "phone",
+)
+
+
+@dataclass
+class ComponentSpec:
+    """One configured component: which block, its name, its backend type and metadata."""
+
+    block: str
+    name: str
+    type: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    #: Block-specific settings beside metadata (sequencer `biggerThan`, `secret_ref`, ...).
+    extras: dict[str, Any] = field(default_factory=dict)
+    #: Where it was declared, for error messages: "config.json: $.servers[0]...state.redis".
+    source: str = ""
+
+
+@dataclass
+class AppConfig:
+    app_id: str = ""
+    grpc_callback_port: int = 0
+    grpc_callback_host: str = DEFAULT_CALLBACK_HOST
+    #: Optional HTTP port of the app, for service invocation over HTTP.
+    http_port: int = 0
+
+
+@dataclass
+class RuntimeConfig:
+    grpc_address: str = DEFAULT_GRPC_ADDRESS
+    #: "tcp" or "unix"; with "unix", grpc_address is a socket path.
+    grpc_network: str = "tcp"
+    actuator_address: str | None = DEFAULT_ACTUATOR_ADDRESS
+    app: AppConfig = field(default_factory=AppConfig)
+    components: list[ComponentSpec] = field(default_factory=list)
+    #: Raw stream filter configs of the gRPC listener (flowControlFilter, grpc_metric, ...).
+    stream_filters: list[dict[str, Any]] = field(default_factory=list)
+    tracing: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    #: When set, every API call must carry this token (header `dapr-api-token`).
+    api_token: str | None = None
+    #: Largest gRPC message accepted or sent, in bytes.
+    max_message_bytes: int = 4 * 1024 * 1024
+    #: Seconds SIGTERM waits for in-flight calls before closing components.
+    shutdown_grace: float = 10.0
+    #: Warnings gathered while loading (unknown keys, blocks not built yet).
+    warnings: list[str] = field(default_factory=list)
+    source: str = ""
+
+    def components_of(self, block: str) -> list[ComponentSpec]:
+        return [c for c in self.components if c.block == block]

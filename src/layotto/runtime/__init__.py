@@ -1,0 +1,1 @@
+"""Assembles components from config and owns their lifecycle."""

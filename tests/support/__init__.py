@@ -1,0 +1,1 @@
+"""Test support: real-service checks, sidecar processes, config builders."""
