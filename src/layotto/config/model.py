@@ -53,6 +53,9 @@ class AppConfig:
     grpc_callback_host: str = DEFAULT_CALLBACK_HOST
     #: Optional HTTP port of the app, for service invocation over HTTP.
     http_port: int = 0
+    #: Which callback API the app serves on grpc_callback_port: "layotto"
+    #: (spec.proto.runtime.v1.AppCallback) or "dapr" (dapr.proto.runtime.v1.AppCallback).
+    callback_api: str = "layotto"
 
 
 @dataclass
