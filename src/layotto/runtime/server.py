@@ -28,8 +28,9 @@ ApiRegistrar = Callable[[grpc.aio.Server, Runtime], Api]
 
 def _api_registrars() -> list[ApiRegistrar]:
     from layotto.api.layotto import register as register_layotto
+    from layotto.api.layotto.lifecycle import register as register_lifecycle
 
-    return [register_layotto]
+    return [register_layotto, register_lifecycle]
 
 
 def _service_factories() -> list[ServiceFactory]:
