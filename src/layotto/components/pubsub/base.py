@@ -1,0 +1,83 @@
+"""The Pub/Sub component interface.
+
+A component moves opaque bytes between publishers and subscribers through its backend.
+It knows nothing of CloudEvents (the runtime wraps and unwraps them, see
+`layotto.runtime.cloudevents`) nor of the app (see `layotto.runtime.delivery`).
+
+Delivery contract:
+- `subscribe(topic, handler, metadata)` starts consuming and calls `handler(message)` for each
+  message; the handler returns True to ack (done: delivered or deliberately dropped) or False
+  to nack (deliver again later). A handler that raises counts as a nack.
+- Components give at-least-once delivery where the backend allows it: a message is acked only
+  after its handler returned True; a nacked or unacked message (the sidecar died) is redelivered
+  by the backend (Redis pending-entry reclaim, JetStream ack wait, AMQP requeue, MQTT QoS 1).
+- Consumer group = metadata `consumerID` (subscription metadata first, then component metadata,
+  then the app id, as upstream). Subscribers sharing a consumer group share the messages; each
+  group gets every message.
+- The handler may be called concurrently for different messages, up to
+  `SubscribeOptions.max_concurrency` in flight; the component must not exceed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from layotto.components.base import Component
+
+#: Metadata keys shared by every component (Dapr/upstream names).
+CONSUMER_ID = "consumerID"
+MAX_CONCURRENCY = "maxConcurrency"
+DEFAULT_MAX_CONCURRENCY = 32
+
+
+@dataclass
+class Message:
+    """One message as read from the backend."""
+
+    topic: str
+    data: bytes
+    #: Backend headers/properties, if the backend carries any (never None).
+    metadata: dict[str, str] = field(default_factory=dict)
+    #: Backend message id when it has one (stream entry id, sequence, ...), for logs.
+    id: str = ""
+    #: 1 on first delivery; higher when the backend reports redeliveries; 0 when unknown.
+    delivery_count: int = 0
+
+
+#: Returns True = ack, False = nack (redeliver). Raising = nack.
+Handler = Callable[[Message], Awaitable[bool]]
+
+
+class Subscription(Protocol):
+    """A running subscription. `close()` stops consuming; messages not yet acked are
+    redelivered by the backend (to this group's other consumers or a later subscriber)."""
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class SubscribeOptions:
+    """Parsed from subscription metadata merged over component metadata."""
+
+    consumer_id: str
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+
+
+class PubSub(Component):
+    """Base of pubsub components. Subclasses implement publish/subscribe; close() must close
+    every subscription still open."""
+
+    async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        """Send `data` to `topic`. Raises BackendUnavailableError when the backend is down."""
+        raise NotImplementedError
+
+    async def subscribe(self, topic: str, handler: Handler, metadata: Mapping[str, str]) -> Subscription:
+        """Start consuming `topic` for the consumer group in metadata (see module doc).
+
+        Returns once the subscription is registered with the backend, so that a message
+        published after this returns is delivered to it (for durable groups: also messages
+        published while no consumer of the group was running).
+        """
+        raise NotImplementedError
