@@ -1,3 +1,5 @@
-"""Distributed lock stores."""
+"""Distributed lock stores. One module per backend; register it here with one line."""
 
-FACTORIES: dict[str, str] = {}
+FACTORIES: dict[str, str] = {
+    "in-memory": "layotto.components.lock.memory:InMemoryLock",
+}

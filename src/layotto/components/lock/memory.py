@@ -1,0 +1,57 @@
+"""In-process lock store: per sidecar, lost on restart. For tests and single-sidecar demos."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from layotto.components.lock.base import (
+    KeepAliveRequest,
+    LockStatus,
+    LockStore,
+    TryLockRequest,
+    UnlockRequest,
+)
+
+
+@dataclass(slots=True)
+class _Held:
+    owner: str
+    expires_at: float
+
+
+class InMemoryLock(LockStore):
+    def __init__(self) -> None:
+        self._locks: dict[str, _Held] = {}
+
+    def _live(self, key: str) -> _Held | None:
+        held = self._locks.get(key)
+        if held is not None and held.expires_at <= time.monotonic():
+            del self._locks[key]
+            return None
+        return held
+
+    # Nothing below awaits, so each operation is atomic with respect to the event loop.
+    async def try_lock(self, request: TryLockRequest) -> bool:
+        if self._live(request.key) is not None:
+            return False
+        self._locks[request.key] = _Held(request.owner, time.monotonic() + request.expire)
+        return True
+
+    async def unlock(self, request: UnlockRequest) -> LockStatus:
+        held = self._live(request.key)
+        if held is None:
+            return LockStatus.LOCK_UNEXIST
+        if held.owner != request.owner:
+            return LockStatus.LOCK_BELONG_TO_OTHERS
+        del self._locks[request.key]
+        return LockStatus.SUCCESS
+
+    async def keep_alive(self, request: KeepAliveRequest) -> LockStatus:
+        held = self._live(request.key)
+        if held is None:
+            return LockStatus.LOCK_UNEXIST
+        if held.owner != request.owner:
+            return LockStatus.LOCK_BELONG_TO_OTHERS
+        held.expires_at = time.monotonic() + request.expire
+        return LockStatus.SUCCESS
