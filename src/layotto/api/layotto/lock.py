@@ -1,7 +1,118 @@
+"""Lock API: TryLock, Unlock and LockKeepAlive with upstream Layotto's checks, codes and messages."""
+
 from __future__ import annotations
 
-from layotto.api.layotto.base import ApiBase
+import grpc
+
+from layotto.api.layotto.base import ApiBase, Ctx, abort
+from layotto.components.lock.base import (
+    KeepAliveRequest,
+    LockStore,
+    TryLockRequest,
+    UnlockRequest,
+)
+from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
+from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+
+STRATEGY_KEY = "keyPrefix"
+_API_PREFIX = "lock|||"
+_SEPARATOR = "||"
+
+
+def _check_key(key: str) -> str | None:
+    if _SEPARATOR in key:
+        return f"input key/keyPrefix '{key}' can't contain '{_SEPARATOR}'"
+    return None
+
+
+def lock_key(strategy: str, resource_id: str, store_name: str, app_id: str) -> str:
+    """Upstream's stored key for `keyPrefix` strategy appid (default), name, none or a literal."""
+    if strategy == "none":
+        return _API_PREFIX + resource_id
+    if strategy == "name":
+        return f"{_API_PREFIX}{store_name}{_SEPARATOR}{resource_id}"
+    if strategy == "appid":
+        # Upstream keeps the bare id when no app id is configured.
+        return f"{_API_PREFIX}{app_id}{_SEPARATOR}{resource_id}" if app_id else resource_id
+    return f"{_API_PREFIX}{strategy}{_SEPARATOR}{resource_id}"
+
+
+def _strategy(raw: object, store_name: str) -> str:
+    text = str(raw or "")
+    if not text:
+        return "appid"
+    problem = _check_key(text)
+    if problem:
+        raise ConfigError(problem, f"lock.{store_name}.metadata.{STRATEGY_KEY}")
+    # Upstream lower-cases the strategy, literal prefixes included.
+    return text.lower()
+
+
+def _failure_code(exc: ComponentError) -> grpc.StatusCode:
+    # Upstream passes component errors through as plain errors (code Unknown); an unreachable
+    # backend is reported as UNAVAILABLE so clients can tell it apart and retry.
+    if isinstance(exc, BackendUnavailableError):
+        return grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.UNKNOWN
 
 
 class LockApi(ApiBase):
-    """Not built yet: its RPCs answer UNIMPLEMENTED."""
+    _lock_stores: dict[str, tuple[LockStore, str]]
+
+    async def start_api(self) -> None:
+        self._lock_stores = {}
+        for name, component in self.rt.components("lock").items():
+            if isinstance(component, LockStore):
+                spec = self.rt.spec("lock", name)
+                raw = spec.metadata.get(STRATEGY_KEY, "") if spec else ""
+                self._lock_stores[name] = (component, _strategy(raw, name))
+
+    async def _validated(
+        self, store_name: str, resource_id: str, owner: str, expire: int | None, context: Ctx
+    ) -> tuple[LockStore, str]:
+        """The store and stored key, after upstream's checks in upstream's order."""
+        stores: dict[str, tuple[LockStore, str]] = getattr(self, "_lock_stores", {})
+        if not stores:
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "lock store is not configured")
+        if not resource_id:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"ResourceId is empty in lock store {store_name}")
+        if not owner:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"LockOwner is empty in lock store {store_name}")
+        if expire is not None and expire <= 0:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"Expire is not positive in lock store {store_name}")
+        found = stores.get(store_name)
+        if found is None:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"lock store {store_name} not found")
+        store, strategy = found
+        problem = _check_key(resource_id)
+        if problem:
+            await abort(context, grpc.StatusCode.UNKNOWN, problem)
+        return store, lock_key(strategy, resource_id, store_name, self.rt.app_id)
+
+    async def TryLock(self, request: pb.TryLockRequest, context: Ctx) -> pb.TryLockResponse:
+        store, key = await self._validated(
+            request.store_name, request.resource_id, request.lock_owner, request.expire, context
+        )
+        try:
+            success = await store.try_lock(TryLockRequest(key, request.lock_owner, request.expire))
+        except ComponentError as exc:
+            await abort(context, _failure_code(exc), str(exc))
+        return pb.TryLockResponse(success=success)
+
+    async def Unlock(self, request: pb.UnlockRequest, context: Ctx) -> pb.UnlockResponse:
+        store, key = await self._validated(request.store_name, request.resource_id, request.lock_owner, None, context)
+        try:
+            status = await store.unlock(UnlockRequest(key, request.lock_owner))
+        except ComponentError as exc:
+            await abort(context, _failure_code(exc), str(exc))
+        return pb.UnlockResponse(status=int(status))  # type: ignore[arg-type]
+
+    async def LockKeepAlive(self, request: pb.LockKeepAliveRequest, context: Ctx) -> pb.LockKeepAliveResponse:
+        store, key = await self._validated(
+            request.store_name, request.resource_id, request.lock_owner, request.expire, context
+        )
+        try:
+            status = await store.keep_alive(KeepAliveRequest(key, request.lock_owner, request.expire))
+        except ComponentError as exc:
+            await abort(context, _failure_code(exc), str(exc))
+        return pb.LockKeepAliveResponse(status=int(status))  # type: ignore[arg-type]
