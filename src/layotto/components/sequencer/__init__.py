@@ -1,3 +1,5 @@
 """Sequencers: distributed, increasing ids."""
 
-FACTORIES: dict[str, str] = {}
+FACTORIES: dict[str, str] = {
+    "in-memory": "layotto.components.sequencer.memory:InMemorySequencer",
+}
