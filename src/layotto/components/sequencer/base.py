@@ -43,8 +43,8 @@ def prefix_strategy(metadata: Mapping[str, object]) -> str:
         return "appid"
     if key_contains_separator(strategy):
         raise ConfigError(f"input key/keyPrefix '{strategy}' can't contain '{SEPARATOR}'", "metadata.keyPrefix")
-    lowered = strategy.lower()
-    return lowered if lowered in ("appid", "name", "none") else strategy
+    # Upstream lower-cases the strategy, literal prefixes included.
+    return strategy.lower()
 
 
 def stored_key(strategy: str, store_name: str, app_id: str, key: str) -> str:
