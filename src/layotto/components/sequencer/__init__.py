@@ -2,4 +2,9 @@
 
 FACTORIES: dict[str, str] = {
     "in-memory": "layotto.components.sequencer.memory:InMemorySequencer",
+    "redis": "layotto.components.sequencer.redis:RedisSequencer",
+    "sqlite": "layotto.components.sequencer.sqlite:SqliteSequencer",
+    "postgresql": "layotto.components.sequencer.postgresql:PostgresqlSequencer",
+    "mysql": "layotto.components.sequencer.mysql:MysqlSequencer",
+    "etcd": "layotto.components.sequencer.etcd:EtcdSequencer",
 }

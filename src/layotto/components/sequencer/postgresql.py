@@ -1,0 +1,87 @@
+"""PostgreSQL sequencer: one row per key, advanced by a row-locked upsert ... RETURNING."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from layotto.components.base import ComponentContext, Metadata
+from layotto.components.sequencer.base import RangeSequencer, check_count
+from layotto.components.sequencer.sqltable import once_more_on_outage, table_name
+from layotto.errors import BackendUnavailableError, ComponentError
+
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+class PostgresqlSequencer(RangeSequencer):
+    _pool: asyncpg.Pool | None = None
+    _dsn: str
+
+    async def init(self, metadata: Metadata, context: ComponentContext) -> None:
+        self._dsn = metadata.required("connectionString")
+        table = table_name(metadata)
+        self._reserve_sql = (
+            f"INSERT INTO {table} AS t (seq_key, seq_value) VALUES ($1, $2)"
+            " ON CONFLICT (seq_key) DO UPDATE SET seq_value = t.seq_value + EXCLUDED.seq_value"
+            " RETURNING t.seq_value"
+        )
+        self._raise_sql = (
+            f"INSERT INTO {table} AS t (seq_key, seq_value) VALUES ($1, $2)"
+            " ON CONFLICT (seq_key) DO UPDATE SET seq_value = GREATEST(t.seq_value, EXCLUDED.seq_value)"
+        )
+        self._timeout = metadata.get_duration("timeout", 5.0)
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=1, max_size=metadata.get_int("maxConns", 10), command_timeout=self._timeout
+            )
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            await self._pool.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (seq_key TEXT PRIMARY KEY, seq_value BIGINT NOT NULL)"
+            )
+        except (asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
+            pass  # another sidecar created it at the same moment
+        await super().init(metadata, context)
+
+    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+        host = self._dsn.rpartition("@")[2] or self._dsn
+        return BackendUnavailableError(f"postgresql at {host} is unavailable: {exc or type(exc).__name__}")
+
+    async def _fetchval(self, sql: str, key: str, value: int) -> int:
+        assert self._pool is not None
+
+        async def run() -> int:
+            assert self._pool is not None
+            try:
+                return int(await self._pool.fetchval(sql, key, value, timeout=self._timeout) or 0)
+            except _UNAVAILABLE as exc:
+                raise self._unavailable(exc) from exc
+            except asyncpg.PostgresError as exc:
+                raise ComponentError(f"postgresql sequencer failed on {key}: {exc}") from exc
+
+        return await once_more_on_outage(run)
+
+    async def reserve(self, key: str, count: int) -> int:
+        check_count(count)
+        return await self._fetchval(self._reserve_sql, key, count) - count + 1
+
+    async def raise_to(self, key: str, floor: int) -> None:
+        await self._fetchval(self._raise_sql, key, floor)
+
+    async def ping(self) -> None:
+        assert self._pool is not None
+        try:
+            await self._pool.fetchval("SELECT 1", timeout=self._timeout)
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+
+    async def close(self) -> None:
+        await super().close()
+        if self._pool is not None:
+            await self._pool.close()

@@ -1,0 +1,65 @@
+"""Redis sequencer: INCRBY on the stored key (upstream's layout: a plain integer string)."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from layotto.components import redisclient
+from layotto.components.base import ComponentContext, Metadata
+from layotto.components.sequencer.base import RangeSequencer, check_count
+from layotto.errors import ComponentError
+
+# Raise the counter to ARGV[1] unless it is already there; atomic, so concurrent sidecars
+# starting with the same biggerThan never lower a counter another one advanced.
+_RAISE_TO = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current == nil then
+  return redis.error_reply('sequencer key ' .. KEYS[1] .. ' does not hold an integer')
+end
+if current < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
+class RedisSequencer(RangeSequencer):
+    segment_cache_default = True
+
+    _client: aioredis.Redis
+    _address: str
+
+    async def init(self, metadata: Metadata, context: ComponentContext) -> None:
+        self._client = redisclient.connect(metadata)
+        self._address = metadata.get_str("redisHost")
+        await self.ping()
+        await super().init(metadata, context)
+
+    async def ping(self) -> None:
+        try:
+            await self._client.ping()
+        except redisclient.UNAVAILABLE as exc:
+            raise redisclient.unavailable(self._address, exc) from exc
+
+    async def reserve(self, key: str, count: int) -> int:
+        check_count(count)
+        try:
+            last = int(await self._client.incrby(key, count))
+        except redisclient.UNAVAILABLE as exc:
+            raise redisclient.unavailable(self._address, exc) from exc
+        except ResponseError as exc:
+            raise ComponentError(f"redis sequencer cannot increment {key}: {exc}") from exc
+        return last - count + 1
+
+    async def raise_to(self, key: str, floor: int) -> None:
+        try:
+            await self._client.eval(_RAISE_TO, 1, key, floor)
+        except redisclient.UNAVAILABLE as exc:
+            raise redisclient.unavailable(self._address, exc) from exc
+        except ResponseError as exc:
+            raise ComponentError(str(exc)) from exc
+
+    async def close(self) -> None:
+        await super().close()
+        await self._client.aclose()
