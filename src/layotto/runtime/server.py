@@ -35,11 +35,15 @@ def _api_registrars() -> list[ApiRegistrar]:
 
 def _service_factories() -> list[ServiceFactory]:
     """Background services of the blocks (event delivery, watchers), started after components."""
-    return []
+    from layotto.runtime.delivery import delivery_services
+
+    return [delivery_services]
 
 
 def _interceptors(config: RuntimeConfig) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
-    return []
+    from layotto.api import filters
+
+    return [*filters.from_config(config.stream_filters)]
 
 
 class Sidecar:
@@ -65,6 +69,9 @@ class Sidecar:
                 raise ConfigError(
                     f"actuator cannot listen on {cfg.actuator_address}: {exc.strerror}", cfg.source
                 ) from None
+            from layotto.api.metrics import render as render_metrics
+
+            actuator.routes["/metrics"] = render_metrics
             self.actuator = actuator
         options = [
             ("grpc.max_receive_message_length", cfg.max_message_bytes),
