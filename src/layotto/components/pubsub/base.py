@@ -81,3 +81,27 @@ class PubSub(Component):
         published while no consumer of the group was running).
         """
         raise NotImplementedError
+
+
+def subscribe_options(
+    subscription: Mapping[str, str], component: Mapping[str, object], app_id: str
+) -> SubscribeOptions:
+    """Consumer group and concurrency: subscription metadata, else component metadata, else
+    the app id (upstream's consumerID default)."""
+
+    def pick(key: str) -> str:
+        for source in (subscription, component):
+            for k, v in source.items():
+                if k.lower() == key.lower() and str(v):
+                    return str(v)
+        return ""
+
+    concurrency = pick(MAX_CONCURRENCY)
+    try:
+        max_concurrency = int(concurrency) if concurrency else DEFAULT_MAX_CONCURRENCY
+    except ValueError:
+        max_concurrency = DEFAULT_MAX_CONCURRENCY
+    return SubscribeOptions(
+        consumer_id=pick(CONSUMER_ID) or app_id or "layotto",
+        max_concurrency=max(1, max_concurrency),
+    )

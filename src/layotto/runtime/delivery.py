@@ -1,0 +1,395 @@
+"""Delivery of subscribed events to the app.
+
+The app is reached through an `AppChannel` (Layotto's AppCallback by default; another API,
+e.g. Dapr's, registers its own with `register_app_channel`). At start the service asks the
+app for its subscriptions, retrying with backoff until the app is up (the sidecar serves
+meanwhile), subscribes each one on its component, and hands every message to a `Dispatcher`
+that applies the outcome rules:
+
+- SUCCESS acks; DROP acks, logs and counts; an expired event is dropped the same way.
+- RETRY, a callback error, a timeout or an unknown status: retried here with backoff a few
+  times, then nacked so the backend redelivers it later (possibly to another sidecar).
+- gRPC UNIMPLEMENTED from the app counts as DROP (upstream).
+- With a dead-letter topic, an event that failed `maxDeliveryAttempts` times is published
+  there (same component) and acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import grpc
+from google.protobuf import empty_pb2
+
+from layotto.components.pubsub.base import Message, PubSub, Subscription, subscribe_options
+from layotto.errors import ConfigError
+from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2_grpc as cb_grpc
+from layotto.runtime.cloudevents import RAW_PAYLOAD, Event, decode, is_truthy
+
+if TYPE_CHECKING:
+    from layotto.runtime.runtime import Runtime, Service
+
+log = logging.getLogger("layotto.pubsub.delivery")
+
+
+class Status(enum.IntEnum):
+    SUCCESS = 0
+    RETRY = 1
+    DROP = 2
+
+
+@dataclass(frozen=True)
+class TopicSubscription:
+    pubsub_name: str
+    topic: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class AppChannel(Protocol):
+    """Where events go. `deliver` returns the app's verdict; it may raise (counted as RETRY)."""
+
+    async def list_subscriptions(self) -> list[TopicSubscription]: ...
+    async def deliver(self, event: Event, time_limit: float) -> Status: ...
+    async def close(self) -> None: ...
+
+
+def status_of(value: int) -> Status:
+    """The app's answer; an unknown value is RETRY (upstream: unknown status -> redelivery)."""
+    try:
+        return Status(value)
+    except ValueError:
+        log.warning("unknown status %d returned by the app; the event will be redelivered", value)
+        return Status.RETRY
+
+
+def topic_event_request(event: Event) -> cb.TopicEventRequest:
+    return cb.TopicEventRequest(
+        id=event.id,
+        source=event.source,
+        type=event.type,
+        spec_version=event.spec_version,
+        data_content_type=event.data_content_type,
+        topic=event.topic,
+        data=event.data,
+        pubsub_name=event.pubsub_name,
+        metadata=event.metadata,
+    )
+
+
+class LayottoAppChannel:
+    """spec.proto.runtime.v1.AppCallback on grpc_callback_host:grpc_callback_port."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = f"{host}:{port}"
+        # Non-blocking dial: the channel connects (and reconnects) in the background.
+        self._channel = grpc.aio.insecure_channel(self.target)
+        self._stub = cb_grpc.AppCallbackStub(self._channel)
+
+    async def list_subscriptions(self) -> list[TopicSubscription]:
+        reply = await self._stub.ListTopicSubscriptions(empty_pb2.Empty(), timeout=5.0)
+        return [TopicSubscription(s.pubsub_name, s.topic, dict(s.metadata)) for s in reply.subscriptions]
+
+    async def deliver(self, event: Event, time_limit: float) -> Status:
+        try:
+            reply = await self._stub.OnTopicEvent(topic_event_request(event), timeout=time_limit)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                log.warning("non-retriable error from the app for event %s: %s", event.id, exc.details())
+                return Status.DROP
+            log.debug("error from the app for event %s: %s %s", event.id, exc.code().name, exc.details())
+            return Status.RETRY
+        return status_of(reply.status)
+
+    async def close(self) -> None:
+        await self._channel.close(None)
+
+
+AppChannelFactory = Callable[["Runtime"], AppChannel]
+
+
+def _layotto_channel(rt: Runtime) -> AppChannel:
+    return LayottoAppChannel(rt.config.app.grpc_callback_host, rt.config.app.grpc_callback_port)
+
+
+#: callback_api -> factory. The Dapr API adds "dapr" with register_app_channel.
+APP_CHANNELS: dict[str, AppChannelFactory] = {"layotto": _layotto_channel}
+
+
+def register_app_channel(callback_api: str, factory: AppChannelFactory) -> None:
+    APP_CHANNELS[callback_api] = factory
+
+
+def make_app_channel(rt: Runtime) -> AppChannel | None:
+    """The channel to the app, or None when no callback port is configured."""
+    app = rt.config.app
+    if not app.grpc_callback_port:
+        return None
+    factory = APP_CHANNELS.get(app.callback_api or "layotto")
+    if factory is None:
+        known = ", ".join(sorted(APP_CHANNELS))
+        raise ConfigError(f"unknown app callback_api '{app.callback_api}' (known: {known})", rt.config.source)
+    return factory(rt)
+
+
+@dataclass
+class DeliveryStats:
+    delivered: int = 0
+    retried: int = 0
+    dropped: int = 0
+    expired: int = 0
+    dead_lettered: int = 0
+    nacked: int = 0
+
+
+def _meta(values: Mapping[str, object], key: str) -> str:
+    for k, v in values.items():
+        if k.lower() == key.lower():
+            return str(v)
+    return ""
+
+
+@dataclass
+class DeliveryPolicy:
+    """Per-subscription delivery settings: subscription metadata over component metadata."""
+
+    max_concurrency: int = 32
+    dead_letter_topic: str = ""
+    #: Attempts (in this sidecar) before dead-lettering; 0 = never dead-letter.
+    max_delivery_attempts: int = 0
+    #: Immediate retries here before the event is nacked to the backend.
+    local_retries: int = 3
+    backoff_base: float = 0.05
+    backoff_cap: float = 2.0
+    timeout: float = 60.0
+    raw_payload: bool = False
+
+    @classmethod
+    def from_metadata(
+        cls, subscription: Mapping[str, str], component: Mapping[str, object], app_id: str
+    ) -> DeliveryPolicy:
+        def pick(key: str) -> str:
+            return _meta(subscription, key) or _meta(component, key)
+
+        def number(key: str, default: float) -> float:
+            raw = pick(key)
+            try:
+                return float(raw) if raw else default
+            except ValueError:
+                log.warning("subscription metadata %s=%r is not a number; using %s", key, raw, default)
+                return default
+
+        options = subscribe_options(subscription, component, app_id)
+        dead_letter = pick("deadLetterTopic")
+        return cls(
+            max_concurrency=options.max_concurrency,
+            dead_letter_topic=dead_letter,
+            max_delivery_attempts=int(number("maxDeliveryAttempts", 5 if dead_letter else 0)),
+            local_retries=int(number("maxRetries", 3)),
+            backoff_base=number("retryBackoff", 0.05),
+            timeout=number("appCallbackTimeout", 60.0),
+            raw_payload=is_truthy(pick(RAW_PAYLOAD)),
+        )
+
+
+Deliver = Callable[[Event, float], Awaitable[Status]]
+
+
+class Dispatcher:
+    """The handler a component calls for each message of one subscription."""
+
+    _ATTEMPTS_KEPT = 100_000
+
+    def __init__(
+        self,
+        component: PubSub,
+        pubsub_name: str,
+        topic: str,
+        policy: DeliveryPolicy,
+        deliver: Deliver,
+        stats: DeliveryStats,
+    ) -> None:
+        self.component = component
+        self.pubsub_name = pubsub_name
+        self.topic = topic
+        self.policy = policy
+        self._deliver = deliver
+        self.stats = stats
+        self.closed = False
+        self._slots = asyncio.Semaphore(policy.max_concurrency)
+        # Failed attempts per event id, across redeliveries to this sidecar (bounded LRU).
+        self._attempts: OrderedDict[str, int] = OrderedDict()
+
+    def _failed(self, event_id: str) -> int:
+        count = self._attempts.pop(event_id, 0) + 1
+        self._attempts[event_id] = count
+        while len(self._attempts) > self._ATTEMPTS_KEPT:
+            self._attempts.popitem(last=False)
+        return count
+
+    async def _attempt(self, event: Event) -> Status:
+        try:
+            return await asyncio.wait_for(self._deliver(event, self.policy.timeout), self.policy.timeout + 1.0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the app failing in any way means "try again later"
+            log.debug("delivering event %s failed: %r", event.id, exc)
+            return Status.RETRY
+
+    async def __call__(self, message: Message) -> bool:
+        if self.closed:
+            return False
+        event = decode(
+            message.data,
+            topic=message.topic or self.topic,
+            pubsub_name=self.pubsub_name,
+            raw=self.policy.raw_payload,
+            message_id=message.id,
+        )
+        if event.expired:
+            self.stats.expired += 1
+            log.warning("dropping expired pub/sub event %s on topic %s", event.id, self.topic)
+            return True
+        async with self._slots:
+            tries = 0
+            while not self.closed:
+                status = await self._attempt(event)
+                if status is Status.SUCCESS:
+                    self._attempts.pop(event.id, None)
+                    self.stats.delivered += 1
+                    return True
+                if status is Status.DROP:
+                    self._attempts.pop(event.id, None)
+                    self.stats.dropped += 1
+                    log.warning("DROP status returned from app for pub/sub event %s on topic %s", event.id, self.topic)
+                    return True
+                self.stats.retried += 1
+                failures = self._failed(event.id)
+                limit = self.policy.max_delivery_attempts
+                if self.policy.dead_letter_topic and limit and failures >= limit:
+                    return await self._dead_letter(event, failures)
+                if tries >= self.policy.local_retries:
+                    break
+                delay = min(self.policy.backoff_cap, self.policy.backoff_base * 2**tries)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                tries += 1
+        self.stats.nacked += 1
+        return False
+
+    async def _dead_letter(self, event: Event, failures: int) -> bool:
+        try:
+            await self.component.publish(self.policy.dead_letter_topic, event.raw, {})
+        except Exception as exc:
+            log.warning(
+                "cannot publish event %s to dead-letter topic %s: %s", event.id, self.policy.dead_letter_topic, exc
+            )
+            self.stats.nacked += 1
+            return False
+        self._attempts.pop(event.id, None)
+        self.stats.dead_lettered += 1
+        log.warning(
+            "event %s on topic %s failed %d times; moved to dead-letter topic %s",
+            event.id,
+            self.topic,
+            failures,
+            self.policy.dead_letter_topic,
+        )
+        return True
+
+
+def component_metadata(rt: Runtime, pubsub_name: str) -> Mapping[str, object]:
+    spec = rt.spec("pubsub", pubsub_name)
+    return spec.metadata if spec is not None else {}
+
+
+class DeliveryService:
+    """Subscribes the app's topics and delivers their events through the AppChannel."""
+
+    def __init__(self, rt: Runtime, channel: AppChannel) -> None:
+        self.rt = rt
+        self.channel = channel
+        self.stats = DeliveryStats()
+        self.subscriptions: list[tuple[TopicSubscription, Subscription, Dispatcher]] = []
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="pubsub-delivery")
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                wanted = await self.channel.list_subscriptions()
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("app not reachable for ListTopicSubscriptions yet (%s); retrying in %.1fs", _brief(exc), delay)
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
+        log.info("app subscribes to %s", [(s.pubsub_name, s.topic) for s in wanted] or "nothing")
+        for sub in wanted:
+            await self._subscribe(sub)
+        self.ready.set()
+
+    async def _subscribe(self, sub: TopicSubscription) -> None:
+        component = self.rt.get("pubsub", sub.pubsub_name)
+        if not isinstance(component, PubSub):
+            log.warning("app subscribes to topic %s of unknown pubsub %r; ignored", sub.topic, sub.pubsub_name)
+            return
+        policy = DeliveryPolicy.from_metadata(
+            sub.metadata, component_metadata(self.rt, sub.pubsub_name), self.rt.app_id
+        )
+        dispatcher = Dispatcher(component, sub.pubsub_name, sub.topic, policy, self.channel.deliver, self.stats)
+        delay = 0.2
+        while True:
+            try:
+                handle = await component.subscribe(sub.topic, dispatcher, dict(sub.metadata))
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "subscribing to %s/%s failed (%s); retrying in %.1fs", sub.pubsub_name, sub.topic, exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(10.0, delay * 2)
+        self.subscriptions.append((sub, handle, dispatcher))
+        log.info("subscribed to topic %s on pubsub %s", sub.topic, sub.pubsub_name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for _, handle, dispatcher in self.subscriptions:
+            dispatcher.closed = True
+            try:
+                await handle.close()
+            except Exception:
+                log.exception("closing a subscription failed")
+        self.subscriptions.clear()
+        await self.channel.close()
+
+
+def _brief(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return repr(exc)
+
+
+async def delivery_services(rt: Runtime) -> list[Service]:
+    """ServiceFactory for runtime/server.py."""
+    if not rt.components("pubsub"):
+        return []
+    channel = make_app_channel(rt)
+    if channel is None:
+        return []
+    return [DeliveryService(rt, channel)]
