@@ -1,3 +1,6 @@
 """Output (and input) bindings (Dapr's `bindings.*` types)."""
 
-FACTORIES: dict[str, str] = {}
+FACTORIES: dict[str, str] = {
+    "http": "layotto.components.bindings.http:HttpBinding",
+    "redis": "layotto.components.bindings.redis:RedisBinding",
+}
