@@ -7,4 +7,5 @@ FACTORIES: dict[str, str] = {
     "postgresql": "layotto.components.sequencer.postgresql:PostgresqlSequencer",
     "mysql": "layotto.components.sequencer.mysql:MysqlSequencer",
     "etcd": "layotto.components.sequencer.etcd:EtcdSequencer",
+    "zookeeper": "layotto.components.sequencer.zookeeper:ZookeeperSequencer",
 }
