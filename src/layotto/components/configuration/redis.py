@@ -1,0 +1,301 @@
+"""Redis configuration store (`redis`): a config centre on the Redis many deployments already run.
+
+Layout (prefix `keyPrefix`, default `layotto-config`):
+- `<prefix>:<app_id>:<group>:<label>` -- a hash, field = config key, value = content (so
+  `HGET` in redis-cli shows a value as it is);
+- `<prefix>:<app_id>:<group>:<label>:tags` -- a hash, field = config key, value = JSON tags.
+
+Every write runs in one MULTI/EXEC (or one Lua script for deletes) that also PUBLISHes the
+change on the channel `<prefix>:<app_id>`, so it needs no keyspace notifications (often
+disabled, and not allowed on managed Redis). Messages are JSON
+`{"group", "label", "items": [{"key", "content", "deleted"}]}`.
+
+Pub/Sub is fire-and-forget: a message sent while a sidecar is reconnecting is lost. So each
+watcher keeps the last content it knows of every key its subscribers watch, and after each
+(re)subscription re-reads those hashes and reports every difference -- no change is missed,
+intermediate values may be (subscribers see the latest one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from layotto.components import redisclient
+from layotto.components.base import ComponentContext, Metadata
+from layotto.components.configuration.base import (
+    ConfigItem,
+    ConfigurationStore,
+    DeleteRequest,
+    GetRequest,
+    SetRequest,
+    Subscription,
+    SubscriptionHub,
+)
+from layotto.errors import BackendUnavailableError, ComponentError, InvalidArgumentError
+
+log = logging.getLogger("layotto.configuration.redis")
+
+_RETRY_MIN = 0.05
+_RETRY_MAX = 1.0
+
+# Deletes only what exists and announces exactly that, atomically.
+_DELETE_SCRIPT = """
+local deleted = {}
+for i, key in ipairs(ARGV) do
+  if i > 2 and redis.call('HDEL', KEYS[1], key) == 1 then
+    redis.call('HDEL', KEYS[2], key)
+    table.insert(deleted, {key = key, content = '', deleted = true})
+  end
+end
+if #deleted > 0 then
+  redis.call('PUBLISH', KEYS[3], cjson.encode({group = ARGV[1], label = ARGV[2], items = deleted}))
+end
+return #deleted
+"""
+
+_Scope = tuple[str, str]  # group, label
+
+
+class RedisConfigStore(ConfigurationStore):
+    async def init(self, metadata: Metadata, context: ComponentContext) -> None:
+        await super().init(metadata, context)
+        if not metadata.get_str("redisHost"):
+            address: Any = metadata.get("address") if "address" in metadata else None
+            first = address[0] if isinstance(address, list) and address else address
+            if isinstance(first, str) and first:
+                metadata = metadata.with_values({"redisHost": first})
+        self._address = metadata.get_str("redisHost")
+        self._prefix = metadata.get_str("keyPrefix", "layotto-config")
+        self._client = redisclient.connect(metadata)
+        # The watcher must see every disconnect to re-read after it, so no hidden retries.
+        self._sub_client = redisclient.connect(metadata.with_values({"maxRetries": "0"}))
+        self._delete = self._client.register_script(_DELETE_SCRIPT)
+        self.hub = SubscriptionHub(context.name)
+        self.hub.on_last = self._stop_watch
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._ready: dict[str, asyncio.Future[None]] = {}
+        #: app_id -> (group, label) -> key -> content last reported, for subscribed scopes.
+        self._known: dict[str, dict[_Scope, dict[str, str]]] = {}
+        await self.ping()
+
+    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+        return redisclient.unavailable(self._address, exc)
+
+    async def ping(self) -> None:
+        try:
+            await self._client.ping()
+        except redisclient.UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+
+    def _hash(self, app_id: str, group: str, label: str) -> str:
+        return f"{self._prefix}:{app_id}:{group}:{label}"
+
+    def _channel(self, app_id: str) -> str:
+        return f"{self._prefix}:{app_id}"
+
+    async def _read_scope(self, app_id: str, group: str, label: str, keys: list[str]) -> list[ConfigItem]:
+        name = self._hash(app_id, group, label)
+        try:
+            if keys:
+                async with self._client.pipeline(transaction=True) as pipe:
+                    pipe.hmget(name, keys)
+                    pipe.hmget(name + ":tags", keys)
+                    contents, tags = await pipe.execute()
+                found = {k: c for k, c in zip(keys, contents, strict=True) if c is not None}
+                tag_map = {k: t for k, t in zip(keys, tags, strict=True) if t is not None}
+            else:
+                async with self._client.pipeline(transaction=True) as pipe:
+                    pipe.hgetall(name)
+                    pipe.hgetall(name + ":tags")
+                    found, tag_map = await pipe.execute()
+        except redisclient.UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+        items: list[ConfigItem] = []
+        for raw_key, raw_content in found.items():
+            key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+            items.append(ConfigItem(key, _text(raw_content), group, label, _tags(tag_map.get(raw_key))))
+        if keys:
+            order = {k: i for i, k in enumerate(keys)}
+            items.sort(key=lambda i: order[i.key])
+        return items
+
+    async def get(self, request: GetRequest) -> list[ConfigItem]:
+        return await self._read_scope(request.app_id, request.group, request.label, request.keys)
+
+    async def set(self, request: SetRequest) -> None:
+        if not request.items:
+            raise InvalidArgumentError("params illegal:item is empty")
+        by_scope: dict[_Scope, list[ConfigItem]] = {}
+        for item in request.items:
+            if not item.key:
+                raise InvalidArgumentError("configuration key is empty")
+            by_scope.setdefault((item.group, item.label), []).append(item)
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                for (group, label), items in by_scope.items():
+                    name = self._hash(request.app_id, group, label)
+                    contents: dict[Any, Any] = {i.key: i.content for i in items}
+                    pipe.hset(name, mapping=contents)
+                    tagged: dict[Any, Any] = {i.key: json.dumps(i.tags) for i in items if i.tags}
+                    untagged = [i.key for i in items if not i.tags]
+                    if tagged:
+                        pipe.hset(name + ":tags", mapping=tagged)
+                    if untagged:
+                        pipe.hdel(name + ":tags", *untagged)
+                    message = {
+                        "group": group,
+                        "label": label,
+                        "items": [{"key": i.key, "content": i.content, "tags": i.tags} for i in items],
+                    }
+                    pipe.publish(self._channel(request.app_id), json.dumps(message))
+                await pipe.execute()
+        except redisclient.UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+
+    async def delete(self, request: DeleteRequest) -> None:
+        if not request.keys:
+            return
+        name = self._hash(request.app_id, request.group, request.label)
+        try:
+            await self._delete(
+                keys=[name, name + ":tags", self._channel(request.app_id)],
+                args=[request.group, request.label, *request.keys],
+            )
+        except redisclient.UNAVAILABLE as exc:
+            raise self._unavailable(exc) from exc
+
+    # ---- subscriptions ----
+    async def subscribe(self, request: GetRequest) -> Subscription:
+        app_id = request.app_id
+        sub = self.hub.add(request)
+        try:
+            scopes = self._known.setdefault(app_id, {})
+            scope = (request.group, request.label)
+            if scope not in scopes:
+                current = await self._read_scope(app_id, request.group, request.label, [])
+                scopes.setdefault(scope, {i.key: i.content for i in current})
+            if app_id not in self._watchers:
+                ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._ready[app_id] = ready
+                self._watchers[app_id] = asyncio.create_task(self._watch(app_id), name=f"redis-config-watch-{app_id}")
+            # Return only once the channel is subscribed, so the caller's next write is seen.
+            await asyncio.shield(self._ready[app_id])
+        except BaseException:
+            sub.close()
+            raise
+        return sub
+
+    def watcher_count(self) -> int:
+        return len(self._watchers)
+
+    def _stop_watch(self, app_id: str) -> None:
+        task = self._watchers.pop(app_id, None)
+        self._ready.pop(app_id, None)
+        self._known.pop(app_id, None)
+        if task is not None:
+            task.cancel()
+
+    def _apply(self, app_id: str, scope: _Scope, changes: dict[str, str]) -> None:
+        """Record changes of a watched scope and pass them to its subscribers."""
+        known = self._known.get(app_id, {}).get(scope)
+        if known is None:
+            return
+        items = []
+        for key, content in changes.items():
+            if content:
+                known[key] = content
+            else:
+                known.pop(key, None)
+            items.append(ConfigItem(key, content, scope[0], scope[1]))
+        self.hub.publish(app_id, items)
+
+    async def _resync(self, app_id: str) -> None:
+        for scope, known in list(self._known.get(app_id, {}).items()):
+            current = {i.key: i.content for i in await self._read_scope(app_id, scope[0], scope[1], [])}
+            changes = {k: v for k, v in current.items() if known.get(k) != v}
+            changes.update({k: "" for k in known if k not in current})
+            if changes:
+                self._apply(app_id, scope, changes)
+
+    async def _watch(self, app_id: str) -> None:
+        delay = _RETRY_MIN
+        while True:
+            pubsub = self._sub_client.pubsub()
+            try:
+                await pubsub.subscribe(self._channel(app_id))
+                while True:  # wait for the subscribe confirmation
+                    msg = await pubsub.get_message(timeout=self._sub_timeout())
+                    if msg is not None and msg["type"] == "subscribe":
+                        break
+                # Covers what changed while unsubscribed: before the first subscription, or
+                # during a reconnect.
+                await self._resync(app_id)
+                ready = self._ready.get(app_id)
+                if ready is not None and not ready.done():
+                    ready.set_result(None)
+                delay = _RETRY_MIN
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                    if msg is not None and msg["type"] == "message":
+                        self._on_message(app_id, msg["data"])
+            except asyncio.CancelledError:
+                raise
+            except (*redisclient.UNAVAILABLE, ComponentError) as exc:
+                log.warning("redis config watch of %r broke (%s); re-subscribing", app_id, exc)
+                ready = self._ready.get(app_id)
+                if ready is not None and not ready.done():
+                    ready.set_exception(self._unavailable(exc))
+                    ready.exception()  # retrieved here; subscribe() sees it through shield
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _sub_timeout(self) -> float:
+        return 5.0
+
+    def _on_message(self, app_id: str, data: bytes | str) -> None:
+        try:
+            message = json.loads(data)
+            scope = (str(message["group"]), str(message["label"]))
+            changes = {str(i["key"]): "" if i.get("deleted") else str(i.get("content", "")) for i in message["items"]}
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring malformed config change message on %r: %s", self._channel(app_id), exc)
+            return
+        self._apply(app_id, scope, changes)
+
+    async def close(self) -> None:
+        hub = getattr(self, "hub", None)
+        if hub is not None:
+            hub.close_all()
+        tasks = list(getattr(self, "_watchers", {}).values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for client in (getattr(self, "_client", None), getattr(self, "_sub_client", None)):
+            if isinstance(client, aioredis.Redis):
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _tags(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in parsed.items()} if isinstance(parsed, dict) else {}
