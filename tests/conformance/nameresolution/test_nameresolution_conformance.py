@@ -1,0 +1,169 @@
+"""One suite for every name resolver: each backend is a row in BACKENDS, not new test code."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from layotto.components.base import ComponentContext, Metadata
+from layotto.components.nameresolution.base import FEATURE_REGISTRY, NameResolver
+from layotto.errors import BackendUnavailableError
+from layotto.runtime import registry
+from tests.support.services import require
+from tests.support.sidecar import free_port
+
+
+@dataclass
+class Backend:
+    type: str
+    #: Metadata for a resolver that knows `table` (app id -> address) when it has no registry;
+    #: resolvers with a registry get `namespace` to keep tests apart and learn by register().
+    metadata: Callable[[dict[str, str], str], dict[str, Any]]
+    service: str | None = None
+    dead_metadata: Callable[[], dict[str, Any]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+BACKENDS = [
+    Backend(type="static", metadata=lambda table, ns: {"apps": table}),
+    Backend(
+        type="redis",
+        metadata=lambda table, ns: {
+            "redisHost": "127.0.0.1:6379",
+            "keyPrefix": f"layotto-test-nr:{ns}:",
+            "ttl": "1s",
+            "heartbeatInterval": "200ms",
+            "cacheTTL": "100ms",
+        },
+        service="redis",
+        dead_metadata=lambda: {"redisHost": f"127.0.0.1:{free_port()}", "maxRetries": "0", "dialTimeout": "1s"},
+    ),
+]
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda b: b.type)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    chosen: Backend = request.param
+    if chosen.service:
+        require(chosen.service)
+    return chosen
+
+
+class Resolvers:
+    """Makes resolvers of one backend sharing one namespace; closes them all at the end."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.namespace = uuid.uuid4().hex
+        self.made: list[NameResolver] = []
+
+    async def make(self, table: dict[str, str] | None = None) -> NameResolver:
+        table = table or {}
+        component = registry.create("nameresolution", self.backend.type)
+        assert isinstance(component, NameResolver)
+        metadata = Metadata(self.backend.metadata(table, self.namespace), where="test")
+        await component.init(metadata, ComponentContext("nr", "nameresolution", "app"))
+        self.made.append(component)
+        if FEATURE_REGISTRY in component.features:
+            for app_id, address in table.items():
+                await component.register(app_id, address)
+        return component
+
+
+@pytest.fixture
+async def resolvers(backend: Backend) -> AsyncIterator[Resolvers]:
+    made = Resolvers(backend)
+    try:
+        yield made
+    finally:
+        for component in made.made:
+            await component.close()
+
+
+def _app() -> str:
+    return f"app-{uuid.uuid4().hex[:8]}"
+
+
+async def _until(predicate: Callable[[], Any], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not await predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_known_app_resolves_to_its_address(resolvers: Resolvers) -> None:
+    app = _app()
+    resolver = await resolvers.make({app: "127.0.0.1:50001"})
+    assert await resolver.resolve(app) == ["127.0.0.1:50001"]
+
+
+async def test_an_unknown_app_resolves_to_nothing(resolvers: Resolvers) -> None:
+    resolver = await resolvers.make({_app(): "127.0.0.1:50001"})
+    assert await resolver.resolve(_app()) == []
+
+
+async def test_invalidate_keeps_answers_right(resolvers: Resolvers) -> None:
+    app = _app()
+    resolver = await resolvers.make({app: "127.0.0.1:50002"})
+    await resolver.resolve(app)
+    resolver.invalidate(app)
+    resolver.invalidate(_app())
+    assert await resolver.resolve(app) == ["127.0.0.1:50002"]
+
+
+async def test_others_see_a_registration_and_its_withdrawal(resolvers: Resolvers) -> None:
+    reader = await resolvers.make()
+    if FEATURE_REGISTRY not in reader.features:
+        pytest.skip(f"{resolvers.backend.type} has no shared registry")
+    app = _app()
+    first = await resolvers.make({app: "127.0.0.1:50003"})
+    await resolvers.make({app: "127.0.0.1:50004"})
+    reader.invalidate(app)
+    assert await reader.resolve(app) == ["127.0.0.1:50003", "127.0.0.1:50004"]
+    await first.deregister()
+    reader.invalidate(app)
+    assert await reader.resolve(app) == ["127.0.0.1:50004"]
+
+
+async def test_heartbeats_keep_a_registration_beyond_its_ttl(resolvers: Resolvers) -> None:
+    reader = await resolvers.make()
+    if FEATURE_REGISTRY not in reader.features:
+        pytest.skip(f"{resolvers.backend.type} has no shared registry")
+    app = _app()
+    await resolvers.make({app: "127.0.0.1:50005"})
+    await asyncio.sleep(1.5)  # longer than the 1s ttl: only heartbeats can have kept it
+    reader.invalidate(app)
+    assert await reader.resolve(app) == ["127.0.0.1:50005"]
+
+
+async def test_a_crashed_sidecar_expires(resolvers: Resolvers) -> None:
+    reader = await resolvers.make()
+    if FEATURE_REGISTRY not in reader.features:
+        pytest.skip(f"{resolvers.backend.type} has no shared registry")
+    app = _app()
+    crashed = await resolvers.make({app: "127.0.0.1:50006"})
+    # A crash: heartbeats stop and nothing is withdrawn.
+    heartbeat = getattr(crashed, "_heartbeat", None)
+    assert heartbeat is not None
+    heartbeat.cancel()
+
+    async def gone() -> bool:
+        reader.invalidate(app)
+        return await reader.resolve(app) == []
+
+    await _until(gone, within=4.0)
+
+
+async def test_an_unreachable_registry_is_unavailable(backend: Backend) -> None:
+    if backend.dead_metadata is None:
+        pytest.skip(f"{backend.type} has no backend")
+    component = registry.create("nameresolution", backend.type)
+    with pytest.raises(BackendUnavailableError):
+        await component.init(Metadata(backend.dead_metadata(), where="t"), ComponentContext("nr", "nameresolution"))
+    await component.close()
