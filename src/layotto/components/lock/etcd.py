@@ -1,0 +1,178 @@
+"""Lock on etcd v3 (upstream type `etcd`): one lease per lock, put-if-absent in a transaction.
+
+The lock key is `keyPrefixPath` + key and holds the owner; it is attached to a lease whose
+TTL is the lock's expire, so etcd itself deletes it when the holder stops renewing.
+Keep-alive moves the key to a fresh lease of the requested TTL (owner- and revision-checked)
+and revokes the old one, because an etcd lease refresh can only restore the lease's
+original TTL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aetcd
+import aetcd.exceptions as etcd_errors
+
+from layotto.components.base import ComponentContext, Metadata
+from layotto.components.lock.base import (
+    KeepAliveRequest,
+    LockStatus,
+    LockStore,
+    TryLockRequest,
+    UnlockRequest,
+)
+from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
+
+T = TypeVar("T")
+
+DEFAULT_PREFIX = "/layotto/"
+#: Errors after which the request cannot have reached etcd, so another endpoint may be tried.
+_NOT_SENT = (etcd_errors.ConnectionFailedError,)
+_UNAVAILABLE = (etcd_errors.ConnectionFailedError, etcd_errors.ConnectionTimeoutError, TimeoutError, OSError)
+
+
+def _host_port(endpoint: str) -> tuple[str, int]:
+    endpoint = endpoint.strip().removeprefix("http://").removeprefix("https://")
+    host, sep, port = endpoint.rpartition(":")
+    return (host, int(port)) if sep else (endpoint, 2379)
+
+
+class EtcdLock(LockStore):
+    _clients: list[aetcd.Client]
+
+    async def init(self, metadata: Metadata, context: ComponentContext) -> None:
+        await super().init(metadata, context)
+        self._endpoints = metadata.get_list("endpoints", ";")
+        if not self._endpoints:
+            raise ConfigError("etcd lock error: missing endpoints address", f"{metadata.where}.metadata.endpoints")
+        timeout = metadata.get_duration("dialTimeout", 5.0)
+        self._prefix = metadata.get_str("keyPrefixPath") or DEFAULT_PREFIX
+        username = metadata.get_str("username") or None
+        password = metadata.get_str("password") or None
+        self._clients = []
+        for endpoint in self._endpoints:
+            host, port = _host_port(endpoint)
+            self._clients.append(
+                aetcd.Client(host=host, port=port, username=username, password=password, timeout=max(1, round(timeout)))
+            )
+        self._current = 0
+        await self.ping()
+
+    async def _call(self, op: Callable[[aetcd.Client], Awaitable[T]]) -> T:
+        """Run `op` on the current endpoint, moving on to the next when one cannot be reached."""
+        last: BaseException | None = None
+        for _ in self._clients:
+            client = self._clients[self._current]
+            try:
+                return await op(client)
+            except _NOT_SENT as exc:
+                last = exc
+                self._current = (self._current + 1) % len(self._clients)
+            except _UNAVAILABLE as exc:
+                raise self._unavailable(exc) from exc
+            except etcd_errors.ClientError as exc:
+                raise ComponentError(f"[etcdLock]: {exc}") from exc
+        assert last is not None
+        raise self._unavailable(last) from last
+
+    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+        where = ";".join(self._endpoints)
+        return BackendUnavailableError(f"etcd at {where} is unavailable: {exc or type(exc).__name__}")
+
+    def _key(self, key: str) -> bytes:
+        return (self._prefix + key).encode()
+
+    async def ping(self) -> None:
+        await self._call(lambda c: c.status())
+
+    async def try_lock(self, request: TryLockRequest) -> bool:
+        key = self._key(request.key)
+        lease = await self._call(lambda c: c.lease(request.expire))
+
+        async def txn(c: aetcd.Client) -> Any:
+            return await c.transaction(
+                compare=[c.transactions.create(key) == 0],
+                success=[c.transactions.put(key, request.owner.encode(), lease=lease.id)],
+                failure=[],
+            )
+
+        try:
+            succeeded, _ = await self._call(txn)
+        except BaseException:
+            await self._revoke_quietly(lease.id)
+            raise
+        if not succeeded:
+            await self._revoke_quietly(lease.id)
+        return bool(succeeded)
+
+    async def _revoke_quietly(self, lease_id: int) -> None:
+        # An unused lease expires on its own; revoking it early just keeps etcd tidy.
+        try:
+            await self._call(lambda c: c.revoke_lease(lease_id))
+        except ComponentError:
+            pass
+
+    async def _holder(self, key: bytes) -> Any:
+        return await self._call(lambda c: c.get(key))
+
+    @staticmethod
+    def _status(held: Any, owner: str) -> LockStatus:
+        if held is None:
+            return LockStatus.LOCK_UNEXIST
+        return LockStatus.SUCCESS if held.value == owner.encode() else LockStatus.LOCK_BELONG_TO_OTHERS
+
+    async def unlock(self, request: UnlockRequest) -> LockStatus:
+        key = self._key(request.key)
+        owner = request.owner.encode()
+
+        async def txn(c: aetcd.Client) -> Any:
+            return await c.transaction(
+                compare=[c.transactions.value(key) == owner],
+                success=[c.transactions.delete(key)],
+                failure=[c.transactions.get(key)],
+            )
+
+        succeeded, responses = await self._call(txn)
+        if succeeded:
+            return LockStatus.SUCCESS
+        return LockStatus.LOCK_BELONG_TO_OTHERS if responses and responses[0] else LockStatus.LOCK_UNEXIST
+
+    async def keep_alive(self, request: KeepAliveRequest) -> LockStatus:
+        key = self._key(request.key)
+        # Retried only when the same owner changed the key meanwhile (a concurrent keep-alive).
+        for _ in range(3):
+            held = await self._holder(key)
+            status = self._status(held, request.owner)
+            if status is not LockStatus.SUCCESS:
+                return status
+            if await self._move_to_new_lease(key, held, request):
+                return LockStatus.SUCCESS
+        raise ComponentError(f"[etcdLock]: keep-alive of {request.key} kept racing with other updates")
+
+    async def _move_to_new_lease(self, key: bytes, held: Any, request: KeepAliveRequest) -> bool:
+        lease = await self._call(lambda c: c.lease(request.expire))
+
+        async def txn(c: aetcd.Client) -> Any:
+            # The revision check makes sure the lock we looked at is still the same one.
+            return await c.transaction(
+                compare=[c.transactions.mod(key) == held.mod_revision],
+                success=[c.transactions.put(key, request.owner.encode(), lease=lease.id)],
+                failure=[],
+            )
+
+        try:
+            succeeded, _ = await self._call(txn)
+        except BaseException:
+            await self._revoke_quietly(lease.id)
+            raise
+        await self._revoke_quietly(held.lease if succeeded else lease.id)
+        return bool(succeeded)
+
+    async def close(self) -> None:
+        for client in getattr(self, "_clients", []):
+            try:
+                await client.close()
+            except Exception:
+                pass

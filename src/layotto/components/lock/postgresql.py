@@ -1,0 +1,117 @@
+"""Lock in a PostgreSQL table (type `postgresql`): one row per held lock, expiry by the server clock.
+
+Every operation is a single statement, so PostgreSQL's row locking makes it atomic; the
+server's clock_timestamp() decides expiry, so sidecar clocks do not matter.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from layotto.components.base import ComponentContext, Metadata
+from layotto.components.lock import _sql
+from layotto.components.lock.base import (
+    KeepAliveRequest,
+    LockStatus,
+    LockStore,
+    TryLockRequest,
+    UnlockRequest,
+)
+from layotto.errors import BackendUnavailableError, ComponentError
+
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+
+
+class PostgresqlLock(LockStore):
+    _pool: asyncpg.Pool | None = None
+
+    async def init(self, metadata: Metadata, context: ComponentContext) -> None:
+        await super().init(metadata, context)
+        self._dsn = metadata.required("connectionString")
+        self._timeout = metadata.get_duration("timeout", 5.0)
+        t = _sql.table_name(metadata.get_str("tableName"), metadata.where)
+        self._sql_lock = (
+            f"INSERT INTO {t} (resource, owner, expires_at)"
+            " VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))"
+            f" ON CONFLICT (resource) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at"
+            f" WHERE {t}.expires_at <= clock_timestamp()"
+        )
+        self._sql_unlock = f"DELETE FROM {t} WHERE resource = $1 AND owner = $2 AND expires_at > clock_timestamp()"
+        self._sql_extend = (
+            f"UPDATE {t} SET expires_at = clock_timestamp() + make_interval(secs => $3)"
+            " WHERE resource = $1 AND owner = $2 AND expires_at > clock_timestamp()"
+        )
+        self._sql_owner = f"SELECT owner FROM {t} WHERE resource = $1 AND expires_at > clock_timestamp()"
+        self._sql_create = (
+            f"CREATE TABLE IF NOT EXISTS {t} ("
+            " resource TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at TIMESTAMPTZ NOT NULL)"
+        )
+        await self._connect()
+
+    async def _connect(self) -> asyncpg.Pool:
+        if self._pool is None:
+            try:
+                pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=10, timeout=self._timeout)
+                async with pool.acquire() as conn:
+                    try:
+                        await conn.execute(self._sql_create)
+                    except (asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
+                        pass  # another sidecar created it at the same moment
+            except _UNAVAILABLE as exc:
+                raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
+            except asyncpg.PostgresError as exc:
+                raise ComponentError(f"postgresql lock error: {exc}") from exc
+            self._pool = pool
+        return self._pool
+
+    async def _execute(self, sql: str, *args: object) -> str:
+        pool = await self._connect()
+        try:
+            return str(await pool.execute(sql, *args, timeout=self._timeout))
+        except _UNAVAILABLE as exc:
+            raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            raise ComponentError(f"postgresql lock error: {exc}") from exc
+
+    async def _owner(self, key: str) -> str | None:
+        pool = await self._connect()
+        try:
+            value = await pool.fetchval(self._sql_owner, key, timeout=self._timeout)
+        except _UNAVAILABLE as exc:
+            raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            raise ComponentError(f"postgresql lock error: {exc}") from exc
+        return None if value is None else str(value)
+
+    @staticmethod
+    def _rows(status: str) -> int:
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def ping(self) -> None:
+        await self._execute("SELECT 1")
+
+    async def try_lock(self, request: TryLockRequest) -> bool:
+        return self._rows(await self._execute(self._sql_lock, request.key, request.owner, float(request.expire))) > 0
+
+    async def unlock(self, request: UnlockRequest) -> LockStatus:
+        if self._rows(await self._execute(self._sql_unlock, request.key, request.owner)) > 0:
+            return LockStatus.SUCCESS
+        return _sql.miss_status(await self._owner(request.key), request.owner)
+
+    async def keep_alive(self, request: KeepAliveRequest) -> LockStatus:
+        changed = await self._execute(self._sql_extend, request.key, request.owner, float(request.expire))
+        if self._rows(changed) > 0:
+            return LockStatus.SUCCESS
+        return _sql.miss_status(await self._owner(request.key), request.owner)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

@@ -1,0 +1,152 @@
+"""Redlock over independent Redis servers (upstream type `redis_cluster`, metadata `redisHosts`).
+
+The lock is held when a majority of the nodes accepted `SET NX EX` within the drift allowance
+of expire/10 (as upstream); otherwise whatever was taken is released again. Unlock and
+keep-alive run the owner-checked scripts on every node. See docs/lock.md for what this does
+and does not guarantee.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from layotto.components import redisclient
+from layotto.components.base import ComponentContext, Metadata
+from layotto.components.lock import _redis_scripts as scripts
+from layotto.components.lock.base import (
+    KeepAliveRequest,
+    LockStatus,
+    LockStore,
+    TryLockRequest,
+    UnlockRequest,
+)
+from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
+
+T = TypeVar("T")
+
+
+class _Node:
+    def __init__(self, address: str, client: aioredis.Redis) -> None:
+        self.address = address
+        self.client = client
+        self.unlock = client.register_script(scripts.UNLOCK)
+        self.keep_alive = client.register_script(scripts.KEEP_ALIVE)
+
+
+class RedisClusterLock(LockStore):
+    _nodes: list[_Node]
+
+    async def init(self, metadata: Metadata, context: ComponentContext) -> None:
+        await super().init(metadata, context)
+        hosts = metadata.get_list("redisHosts")
+        if not hosts:
+            raise ConfigError("redis store error: missing host address", f"{metadata.where}.metadata.redisHosts")
+        self._nodes = [_Node(h, redisclient.connect(metadata.with_values({"redisHost": h}))) for h in hosts]
+        self._quorum = len(self._nodes) // 2 + 1
+        concurrency = metadata.get_int("concurrency", 0) or (os.cpu_count() or 1)
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        await self.ping()
+
+    async def _on_all(
+        self, action: Callable[[_Node], Awaitable[T]], within: float | None = None
+    ) -> list[T | BaseException]:
+        """`action` on every node at once (at most `concurrency` in flight); errors are returned."""
+
+        async def one(node: _Node) -> T:
+            async with self._slots:
+                return await action(node)
+
+        tasks = [asyncio.ensure_future(one(n)) for n in self._nodes]
+        _, pending = await asyncio.wait(tasks, timeout=within)
+        for task in pending:
+            task.cancel()
+        results: list[T | BaseException] = []
+        for task in tasks:
+            if task in pending:
+                results.append(TimeoutError("no answer within the lock's drift allowance"))
+            elif (exc := task.exception()) is not None:
+                results.append(exc)
+            else:
+                results.append(task.result())
+        return results
+
+    def _unavailable(self, errors: list[tuple[_Node, BaseException]]) -> BackendUnavailableError:
+        detail = "; ".join(f"{n.address}: {e}" for n, e in errors)
+        return BackendUnavailableError(
+            f"redis_cluster lock: fewer than {self._quorum} of {len(self._nodes)} redis nodes answered ({detail})"
+        )
+
+    def _split(self, results: list[Any]) -> tuple[list[Any], list[tuple[_Node, BaseException]]]:
+        answers: list[Any] = []
+        errors: list[tuple[_Node, BaseException]] = []
+        for node, result in zip(self._nodes, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, (RedisError, OSError, TimeoutError)):
+                    raise result
+                errors.append((node, result))
+            else:
+                answers.append(result)
+        return answers, errors
+
+    async def ping(self) -> None:
+        results = await self._on_all(lambda n: n.client.ping())
+        answers, errors = self._split(results)
+        if len(answers) < self._quorum:
+            raise self._unavailable(errors)
+
+    async def try_lock(self, request: TryLockRequest) -> bool:
+        started = time.monotonic()
+        allowance = request.expire / 10
+        results = await self._on_all(
+            lambda n: n.client.set(request.key, request.owner, ex=request.expire, nx=True), within=allowance
+        )
+        elapsed = time.monotonic() - started
+        answers, errors = self._split(results)
+        taken = sum(1 for a in answers if a)
+        if taken >= self._quorum and elapsed < allowance:
+            return True
+        await self._release(request.key, request.owner)
+        if elapsed >= allowance:
+            raise ComponentError(f"[ClusterRedisLock]: lock timeout. ResourceId: {request.key}")
+        if len(answers) < self._quorum:
+            raise self._unavailable(errors)
+        return False
+
+    async def _release(self, key: str, owner: str) -> list[int | BaseException]:
+        return await self._on_all(lambda n: n.unlock(keys=[key], args=[owner]))
+
+    async def unlock(self, request: UnlockRequest) -> LockStatus:
+        answers, errors = self._split(await self._release(request.key, request.owner))
+        statuses = [scripts.status_of(int(a)) for a in answers]
+        if LockStatus.SUCCESS in statuses:
+            return LockStatus.SUCCESS
+        if len(answers) < self._quorum:
+            raise self._unavailable(errors)
+        if LockStatus.LOCK_BELONG_TO_OTHERS in statuses:
+            return LockStatus.LOCK_BELONG_TO_OTHERS
+        return LockStatus.LOCK_UNEXIST
+
+    async def keep_alive(self, request: KeepAliveRequest) -> LockStatus:
+        results = await self._on_all(
+            lambda n: n.keep_alive(keys=[request.key], args=[request.owner, request.expire]),
+            within=request.expire / 10,
+        )
+        answers, errors = self._split(results)
+        statuses = [scripts.status_of(int(a)) for a in answers]
+        if statuses.count(LockStatus.SUCCESS) >= self._quorum:
+            return LockStatus.SUCCESS
+        if len(answers) < self._quorum:
+            raise self._unavailable(errors)
+        others = statuses.count(LockStatus.LOCK_BELONG_TO_OTHERS)
+        return LockStatus.LOCK_BELONG_TO_OTHERS if others >= self._quorum else LockStatus.LOCK_UNEXIST
+
+    async def close(self) -> None:
+        for node in getattr(self, "_nodes", []):
+            await node.client.aclose()
