@@ -11,6 +11,7 @@ import grpc
 from layotto.api.layotto.base import ApiBase
 from layotto.api.layotto.bindings import BindingsApi
 from layotto.api.layotto.configuration import ConfigurationApi
+from layotto.api.layotto.file import FileApi
 from layotto.api.layotto.hello import HelloApi
 from layotto.api.layotto.invoke import InvokeApi
 from layotto.api.layotto.lock import LockApi
@@ -32,6 +33,7 @@ MIXINS: tuple[type[ApiBase], ...] = (
     SecretsApi,
     BindingsApi,
     InvokeApi,
+    FileApi,
 )
 
 
