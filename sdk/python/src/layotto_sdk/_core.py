@@ -1,0 +1,551 @@
+"""Everything the sync and async clients share: addresses, request building, reply parsing.
+
+Each RPC is described once here as a :class:`Unary` (method path, request, reply type,
+parser); the two clients only differ in how they send it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
+
+from google.protobuf import empty_pb2
+from google.protobuf.message import Message
+
+from layotto_sdk._models import (
+    BindingResponse,
+    BulkStateItem,
+    Concurrency,
+    ConfigurationItem,
+    Consistency,
+    Delete,
+    FileInfo,
+    FileList,
+    FileMeta,
+    HelloResponse,
+    HttpVerb,
+    InvokeResponse,
+    LockStatus,
+    State,
+    StateItem,
+    TopicEvent,
+    TopicEventStatus,
+    Upsert,
+)
+from layotto_sdk._proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto_sdk._proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = "34904"
+#: Size of the chunks :meth:`Client.put_file` cuts a ``bytes`` payload into.
+FILE_CHUNK_SIZE: Final = 100 * 1024
+
+SERVICE: Final = "/spec.proto.runtime.v1.Runtime/"
+
+Headers = Sequence[tuple[str, str | bytes]] | Mapping[str, str | bytes]
+Metadata = Mapping[str, str]
+
+
+class UseClientDefault:
+    """Marker for "use the timeout configured on the client"."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
+
+
+USE_CLIENT_DEFAULT: Final = UseClientDefault()
+Timeout = float | None | UseClientDefault
+
+
+def resolve_address(address: str | None) -> str:
+    """The sidecar address: the argument, else ``LAYOTTO_ADDRESS``, else ``runtime_GRPC_HOST``/``_PORT``.
+
+    ``runtime_GRPC_HOST``/``runtime_GRPC_PORT`` are the variables Layotto's Node SDK
+    reads; as there, a host starting with ``unix://`` is a Unix socket.
+    """
+    if address:
+        return address
+    from_env = os.environ.get("LAYOTTO_ADDRESS")
+    if from_env:
+        return from_env
+    host = os.environ.get("runtime_GRPC_HOST") or DEFAULT_HOST
+    if host.startswith("unix:"):
+        return host
+    port = os.environ.get("runtime_GRPC_PORT") or DEFAULT_PORT
+    return f"{host}:{port}"
+
+
+def channel_options(max_message_length: int | None, options: Sequence[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
+    merged: list[tuple[str, Any]] = []
+    if max_message_length is not None:
+        merged += [
+            ("grpc.max_send_message_length", max_message_length),
+            ("grpc.max_receive_message_length", max_message_length),
+        ]
+    merged += list(options or ())
+    return merged
+
+
+def merge_headers(
+    base: tuple[tuple[str, str | bytes], ...], extra: Headers | None
+) -> tuple[tuple[str, str | bytes], ...]:
+    """Client-wide headers followed by per-call ones; gRPC wants lower-case keys."""
+    if not extra:
+        return base
+    items = extra.items() if isinstance(extra, Mapping) else extra
+    return base + tuple((k.lower(), v) for k, v in items)
+
+
+def effective_timeout(timeout: Timeout, default: float | None) -> float | None:
+    return default if isinstance(timeout, UseClientDefault) else timeout
+
+
+def encode(value: Any) -> bytes:
+    """bytes as they are, str as UTF-8, anything else as JSON."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode()
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def encode_with_type(value: Any, content_type: str | None) -> tuple[bytes, str]:
+    """The payload and the content type that describes it (unless the caller chose one)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        guessed = "application/octet-stream"
+    elif isinstance(value, str):
+        guessed = "text/plain"
+    else:
+        guessed = "application/json"
+    return encode(value), content_type or guessed
+
+
+RequestT = TypeVar("RequestT", bound=Message)
+ReplyT = TypeVar("ReplyT", bound=Message)
+ResultT = TypeVar("ResultT")
+
+
+@dataclass(frozen=True, slots=True)
+class Unary(Generic[RequestT, ReplyT, ResultT]):
+    """One unary RPC, ready to send: where, what, and how to read the reply."""
+
+    method: str
+    request: RequestT
+    reply_type: type[ReplyT]
+    parse: Callable[[ReplyT], ResultT]
+
+    @property
+    def path(self) -> str:
+        return SERVICE + self.method
+
+
+def serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+def _none(_: Message) -> None:
+    return None
+
+
+def _map(metadata: Metadata | None) -> dict[str, str]:
+    return dict(metadata) if metadata else {}
+
+
+# ---- hello ----------------------------------------------------------------------------------
+
+
+def say_hello(service_name: str, name: str, data: bytes | None) -> Unary[Any, pb.SayHelloResponse, HelloResponse]:
+    request = pb.SayHelloRequest(service_name=service_name, name=name)
+    if data is not None:
+        request.data.value = data
+
+    def parse(reply: pb.SayHelloResponse) -> HelloResponse:
+        return HelloResponse(reply.hello, reply.data.value if reply.HasField("data") else None)
+
+    return Unary("SayHello", request, pb.SayHelloResponse, parse)
+
+
+# ---- state ----------------------------------------------------------------------------------
+
+
+def _options(concurrency: Concurrency | None, consistency: Consistency | None) -> pb.StateOptions | None:
+    if concurrency is None and consistency is None:
+        return None
+    return pb.StateOptions(concurrency=int(concurrency or 0), consistency=int(consistency or 0))  # type: ignore[arg-type]
+
+
+def _item_metadata(metadata: Metadata | None, ttl: int | None) -> dict[str, str]:
+    merged = _map(metadata)
+    if ttl is not None:
+        merged["ttlInSeconds"] = str(int(ttl))
+    return merged
+
+
+def state_item(item: StateItem | Upsert) -> pb.StateItem:
+    out = pb.StateItem(key=item.key, value=encode(item.value), metadata=_item_metadata(item.metadata, item.ttl))
+    if item.etag is not None:
+        out.etag.value = item.etag
+    options = _options(item.concurrency, item.consistency)
+    if options is not None:
+        out.options.CopyFrom(options)
+    return out
+
+
+def get_state(
+    store: str, key: str, consistency: Consistency | None, metadata: Metadata | None
+) -> Unary[Any, pb.GetStateResponse, State | None]:
+    request = pb.GetStateRequest(store_name=store, key=key, consistency=int(consistency or 0), metadata=_map(metadata))  # type: ignore[arg-type]
+
+    def parse(reply: pb.GetStateResponse) -> State | None:
+        # As Layotto's JS SDK: a missing key reads back as nothing at all.
+        if not reply.data and not reply.etag:
+            return None
+        return State(key, reply.data, reply.etag, dict(reply.metadata))
+
+    return Unary("GetState", request, pb.GetStateResponse, parse)
+
+
+def get_bulk_state(
+    store: str, keys: Iterable[str], parallelism: int, metadata: Metadata | None
+) -> Unary[Any, pb.GetBulkStateResponse, list[BulkStateItem]]:
+    request = pb.GetBulkStateRequest(
+        store_name=store, keys=list(keys), parallelism=parallelism, metadata=_map(metadata)
+    )
+
+    def parse(reply: pb.GetBulkStateResponse) -> list[BulkStateItem]:
+        return [BulkStateItem(i.key, i.data, i.etag, i.error, dict(i.metadata)) for i in reply.items]
+
+    return Unary("GetBulkState", request, pb.GetBulkStateResponse, parse)
+
+
+def save_state(store: str, items: Iterable[StateItem]) -> Unary[Any, empty_pb2.Empty, None]:
+    request = pb.SaveStateRequest(store_name=store, states=[state_item(i) for i in items])
+    return Unary("SaveState", request, empty_pb2.Empty, _none)
+
+
+def delete_state(
+    store: str,
+    key: str,
+    etag: str | None,
+    concurrency: Concurrency | None,
+    consistency: Consistency | None,
+    metadata: Metadata | None,
+) -> Unary[Any, empty_pb2.Empty, None]:
+    request = pb.DeleteStateRequest(store_name=store, key=key, metadata=_map(metadata))
+    if etag is not None:
+        request.etag.value = etag
+    options = _options(concurrency, consistency)
+    if options is not None:
+        request.options.CopyFrom(options)
+    return Unary("DeleteState", request, empty_pb2.Empty, _none)
+
+
+def delete_bulk_state(store: str, items: Iterable[str | StateItem]) -> Unary[Any, empty_pb2.Empty, None]:
+    states = [pb.StateItem(key=i) if isinstance(i, str) else state_item(i) for i in items]
+    return Unary("DeleteBulkState", pb.DeleteBulkStateRequest(store_name=store, states=states), empty_pb2.Empty, _none)
+
+
+def execute_state_transaction(
+    store: str, operations: Iterable[Upsert | Delete], metadata: Metadata | None
+) -> Unary[Any, empty_pb2.Empty, None]:
+    request = pb.ExecuteStateTransactionRequest(storeName=store, metadata=_map(metadata))
+    for op in operations:
+        if isinstance(op, Upsert):
+            request.operations.add(operationType="upsert", request=state_item(op))
+        elif isinstance(op, Delete):
+            item = pb.StateItem(key=op.key, metadata=_map(op.metadata))
+            if op.etag is not None:
+                item.etag.value = op.etag
+            options = _options(op.concurrency, op.consistency)
+            if options is not None:
+                item.options.CopyFrom(options)
+            request.operations.add(operationType="delete", request=item)
+        else:
+            raise TypeError(f"a transaction operation is an Upsert or a Delete, not {type(op).__name__}")
+    return Unary("ExecuteStateTransaction", request, empty_pb2.Empty, _none)
+
+
+# ---- lock -----------------------------------------------------------------------------------
+
+
+def new_owner() -> str:
+    return str(uuid.uuid4())
+
+
+def try_lock(store: str, resource: str, owner: str, expire: int) -> Unary[Any, pb.TryLockResponse, bool]:
+    request = pb.TryLockRequest(store_name=store, resource_id=resource, lock_owner=owner, expire=int(expire))
+
+    def parse(reply: pb.TryLockResponse) -> bool:
+        return reply.success
+
+    return Unary("TryLock", request, pb.TryLockResponse, parse)
+
+
+def unlock(store: str, resource: str, owner: str) -> Unary[Any, pb.UnlockResponse, LockStatus]:
+    request = pb.UnlockRequest(store_name=store, resource_id=resource, lock_owner=owner)
+
+    def parse(reply: pb.UnlockResponse) -> LockStatus:
+        return LockStatus(reply.status)
+
+    return Unary("Unlock", request, pb.UnlockResponse, parse)
+
+
+def lock_keep_alive(
+    store: str, resource: str, owner: str, expire: int
+) -> Unary[Any, pb.LockKeepAliveResponse, LockStatus]:
+    request = pb.LockKeepAliveRequest(store_name=store, resource_id=resource, lock_owner=owner, expire=int(expire))
+
+    def parse(reply: pb.LockKeepAliveResponse) -> LockStatus:
+        return LockStatus(reply.status)
+
+    return Unary("LockKeepAlive", request, pb.LockKeepAliveResponse, parse)
+
+
+def keep_alive_interval(ttl: int) -> float:
+    """Renew at a third of the lease, so two renewals can fail before the lease runs out."""
+    return max(0.2, ttl / 3)
+
+
+# ---- sequencer ------------------------------------------------------------------------------
+
+
+def get_next_id(store: str, key: str, strong: bool, metadata: Metadata | None) -> Unary[Any, pb.GetNextIdResponse, int]:
+    increment = pb.SequencerOptions.STRONG if strong else pb.SequencerOptions.WEAK
+    request = pb.GetNextIdRequest(
+        store_name=store, key=key, options=pb.SequencerOptions(increment=increment), metadata=_map(metadata)
+    )
+
+    def parse(reply: pb.GetNextIdResponse) -> int:
+        return int(reply.next_id)
+
+    return Unary("GetNextId", request, pb.GetNextIdResponse, parse)
+
+
+# ---- pubsub ---------------------------------------------------------------------------------
+
+
+def publish_event(
+    pubsub: str, topic: str, data: Any, content_type: str | None, metadata: Metadata | None
+) -> Unary[Any, empty_pb2.Empty, None]:
+    payload, data_content_type = encode_with_type(data, content_type)
+    request = pb.PublishEventRequest(
+        pubsub_name=pubsub, topic=topic, data=payload, data_content_type=data_content_type, metadata=_map(metadata)
+    )
+    return Unary("PublishEvent", request, empty_pb2.Empty, _none)
+
+
+def subscribe_initial(
+    pubsub: str, topic: str, metadata: Metadata | None, dead_letter_topic: str | None
+) -> pb.SubscribeTopicEventsRequest:
+    initial = pb.SubscribeTopicEventsRequestInitial(pubsub_name=pubsub, topic=topic, metadata=_map(metadata))
+    if dead_letter_topic is not None:
+        initial.dead_letter_topic = dead_letter_topic
+    return pb.SubscribeTopicEventsRequest(initial_request=initial)
+
+
+def event_processed(event_id: str, status: TopicEventStatus) -> pb.SubscribeTopicEventsRequest:
+    processed = pb.SubscribeTopicEventsRequestProcessed(
+        id=event_id,
+        status=cb.TopicEventResponse(status=int(status)),  # type: ignore[arg-type]
+    )
+    return pb.SubscribeTopicEventsRequest(event_processed=processed)
+
+
+def topic_event(message: cb.TopicEventRequest) -> TopicEvent:
+    return TopicEvent(
+        id=message.id,
+        topic=message.topic,
+        pubsub_name=message.pubsub_name,
+        data=message.data,
+        data_content_type=message.data_content_type,
+        source=message.source,
+        type=message.type,
+        spec_version=message.spec_version,
+        metadata=dict(message.metadata),
+    )
+
+
+# ---- configuration --------------------------------------------------------------------------
+
+
+def configuration_items(items: Iterable[pb.ConfigurationItem]) -> list[ConfigurationItem]:
+    return [ConfigurationItem(i.key, i.content, i.group, i.label, dict(i.tags), dict(i.metadata)) for i in items]
+
+
+def get_configuration(
+    store: str,
+    keys: Iterable[str],
+    app_id: str,
+    group: str,
+    label: str,
+    metadata: Metadata | None,
+    subscribe_update: bool,
+) -> Unary[Any, pb.GetConfigurationResponse, list[ConfigurationItem]]:
+    request = pb.GetConfigurationRequest(
+        store_name=store,
+        app_id=app_id,
+        group=group,
+        label=label,
+        keys=list(keys),
+        metadata=_map(metadata),
+        subscribe_update=subscribe_update,
+    )
+
+    def parse(reply: pb.GetConfigurationResponse) -> list[ConfigurationItem]:
+        return configuration_items(reply.items)
+
+    return Unary("GetConfiguration", request, pb.GetConfigurationResponse, parse)
+
+
+def save_configuration(
+    store: str, items: Iterable[ConfigurationItem], app_id: str, metadata: Metadata | None
+) -> Unary[Any, empty_pb2.Empty, None]:
+    request = pb.SaveConfigurationRequest(store_name=store, app_id=app_id, metadata=_map(metadata))
+    for i in items:
+        request.items.add(
+            key=i.key, content=i.content, group=i.group, label=i.label, tags=dict(i.tags), metadata=dict(i.metadata)
+        )
+    return Unary("SaveConfiguration", request, empty_pb2.Empty, _none)
+
+
+def delete_configuration(
+    store: str, keys: Iterable[str], app_id: str, group: str, label: str, metadata: Metadata | None
+) -> Unary[Any, empty_pb2.Empty, None]:
+    request = pb.DeleteConfigurationRequest(
+        store_name=store, app_id=app_id, group=group, label=label, keys=list(keys), metadata=_map(metadata)
+    )
+    return Unary("DeleteConfiguration", request, empty_pb2.Empty, _none)
+
+
+def subscribe_configuration(
+    store: str, keys: Iterable[str], app_id: str, group: str, label: str, metadata: Metadata | None
+) -> pb.SubscribeConfigurationRequest:
+    return pb.SubscribeConfigurationRequest(
+        store_name=store, app_id=app_id, group=group, label=label, keys=list(keys), metadata=_map(metadata)
+    )
+
+
+# ---- invoke / bindings / secrets --------------------------------------------------------------
+
+
+def invoke_service(
+    app_id: str,
+    method: str,
+    data: Any,
+    content_type: str | None,
+    verb: HttpVerb | str | None,
+    querystring: str,
+) -> Unary[Any, pb.InvokeResponse, InvokeResponse]:
+    if isinstance(verb, str):
+        verb = HttpVerb[verb.upper()]
+    if verb is None:
+        verb = HttpVerb.GET if data is None else HttpVerb.POST
+    message = pb.CommonInvokeRequest(
+        method=method,
+        http_extension=pb.HTTPExtension(verb=int(verb), querystring=querystring),  # type: ignore[arg-type]
+    )
+    if data is not None:
+        payload, message.content_type = encode_with_type(data, content_type)
+        message.data.value = payload
+    elif content_type:
+        message.content_type = content_type
+    request = pb.InvokeServiceRequest(id=app_id, message=message)
+
+    def parse(reply: pb.InvokeResponse) -> InvokeResponse:
+        return InvokeResponse(reply.data.value, reply.content_type)
+
+    return Unary("InvokeService", request, pb.InvokeResponse, parse)
+
+
+def invoke_binding(
+    name: str, operation: str, data: Any, metadata: Metadata | None
+) -> Unary[Any, pb.InvokeBindingResponse, BindingResponse]:
+    request = pb.InvokeBindingRequest(name=name, operation=operation, data=encode(data), metadata=_map(metadata))
+
+    def parse(reply: pb.InvokeBindingResponse) -> BindingResponse:
+        return BindingResponse(reply.data, dict(reply.metadata))
+
+    return Unary("InvokeBinding", request, pb.InvokeBindingResponse, parse)
+
+
+def get_secret(store: str, key: str, metadata: Metadata | None) -> Unary[Any, pb.GetSecretResponse, dict[str, str]]:
+    request = pb.GetSecretRequest(store_name=store, key=key, metadata=_map(metadata))
+
+    def parse(reply: pb.GetSecretResponse) -> dict[str, str]:
+        return dict(reply.data)
+
+    return Unary("GetSecret", request, pb.GetSecretResponse, parse)
+
+
+def get_bulk_secret(
+    store: str, metadata: Metadata | None
+) -> Unary[Any, pb.GetBulkSecretResponse, dict[str, dict[str, str]]]:
+    request = pb.GetBulkSecretRequest(store_name=store, metadata=_map(metadata))
+
+    def parse(reply: pb.GetBulkSecretResponse) -> dict[str, dict[str, str]]:
+        return {name: dict(secret.secrets) for name, secret in reply.data.items()}
+
+    return Unary("GetBulkSecret", request, pb.GetBulkSecretResponse, parse)
+
+
+# ---- file -----------------------------------------------------------------------------------
+
+
+def get_file(store: str, name: str, metadata: Metadata | None) -> pb.GetFileRequest:
+    return pb.GetFileRequest(store_name=store, name=name, metadata=_map(metadata))
+
+
+def put_file_requests(
+    store: str, name: str, chunks: Iterable[bytes], metadata: Metadata | None
+) -> Iterator[pb.PutFileRequest]:
+    # Every chunk repeats store, name and metadata, as Layotto's JS SDK does; the sidecar
+    # reads them from the first one.
+    meta = _map(metadata)
+    sent = False
+    for chunk in chunks:
+        sent = True
+        yield pb.PutFileRequest(store_name=store, name=name, data=chunk, metadata=meta)
+    if not sent:
+        yield pb.PutFileRequest(store_name=store, name=name, data=b"", metadata=meta)
+
+
+def chunks_of(data: bytes) -> Iterator[bytes]:
+    for start in range(0, len(data), FILE_CHUNK_SIZE):
+        yield data[start : start + FILE_CHUNK_SIZE]
+
+
+def _file_request(store: str, name: str, metadata: Metadata | None) -> pb.FileRequest:
+    return pb.FileRequest(store_name=store, name=name, metadata=_map(metadata))
+
+
+def list_file(
+    store: str, name: str, page_size: int, marker: str, metadata: Metadata | None
+) -> Unary[Any, pb.ListFileResp, FileList]:
+    request = pb.ListFileRequest(request=_file_request(store, name, metadata), page_size=page_size, marker=marker)
+
+    def parse(reply: pb.ListFileResp) -> FileList:
+        files = [FileInfo(f.file_name, f.size, f.last_modified, dict(f.metadata)) for f in reply.files]
+        return FileList(files, reply.marker, reply.is_truncated)
+
+    return Unary("ListFile", request, pb.ListFileResp, parse)
+
+
+def del_file(store: str, name: str, metadata: Metadata | None) -> Unary[Any, empty_pb2.Empty, None]:
+    request = pb.DelFileRequest(request=_file_request(store, name, metadata))
+    return Unary("DelFile", request, empty_pb2.Empty, _none)
+
+
+def get_file_meta(store: str, name: str, metadata: Metadata | None) -> Unary[Any, pb.GetFileMetaResponse, FileMeta]:
+    request = pb.GetFileMetaRequest(request=_file_request(store, name, metadata))
+
+    def parse(reply: pb.GetFileMetaResponse) -> FileMeta:
+        meta = {k: list(v.value) for k, v in reply.response.metadata.items()}
+        return FileMeta(reply.size, reply.last_modified, meta)
+
+    return Unary("GetFileMeta", request, pb.GetFileMetaResponse, parse)
