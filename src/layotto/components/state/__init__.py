@@ -2,4 +2,8 @@
 
 FACTORIES: dict[str, str] = {
     "in-memory": "layotto.components.state.memory:InMemoryStateStore",
+    "sqlite": "layotto.components.state.sqlite:SqliteStateStore",
+    "redis": "layotto.components.state.redis:RedisStateStore",
+    "postgresql": "layotto.components.state.postgresql:PostgresqlStateStore",
+    "mysql": "layotto.components.state.mysql:MysqlStateStore",
 }

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from layotto.components.base import Component
-from layotto.errors import ComponentError, UnsupportedError
+from layotto.errors import ComponentError, ETagInvalidError, InvalidArgumentError, UnsupportedError
 
 FIRST_WRITE = "first-write"
 LAST_WRITE = "last-write"
@@ -80,9 +80,15 @@ def ttl_seconds(metadata: dict[str, str]) -> int | None:
     try:
         return int(raw)
     except ValueError:
-        from layotto.errors import InvalidArgumentError
-
         raise InvalidArgumentError(f"ttlInSeconds must be an integer, got {raw!r}") from None
+
+
+def parse_version(etag: str) -> int:
+    """A numeric etag (the version counter every built-in store uses), or ETagInvalidError."""
+    try:
+        return int(etag)
+    except ValueError:
+        raise ETagInvalidError(f"invalid etag value: {etag!r} is not a version number") from None
 
 
 class StateStore(Component):

@@ -1,0 +1,396 @@
+"""MySQL / MariaDB state store (aiomysql pool), configured as Dapr's: `connectionString` (a Go
+DSN such as `root:@tcp(127.0.0.1:3306)/test`), `schemaName` (default dapr_state_store, created
+when missing, as upstream) and `tableName` (default state, created when missing).
+
+One row per key with a `version` counter as the etag and an `expiredate` for TTLs (server
+time, so every sidecar agrees). Transactions and bulk writes run in one database transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+import aiomysql
+import pymysql  # type: ignore[import-untyped]
+
+from layotto.components.base import ComponentContext, Metadata, parse_duration
+from layotto.components.state.base import (
+    FEATURE_ETAG,
+    FEATURE_TRANSACTIONAL,
+    FEATURE_TTL,
+    FIRST_WRITE,
+    BulkGetItem,
+    DeleteRequest,
+    GetRequest,
+    GetResponse,
+    Operation,
+    SetRequest,
+    StateStore,
+    parse_version,
+    ttl_seconds,
+)
+from layotto.errors import BackendUnavailableError, ComponentError, ConfigError, ETagMismatchError
+
+log = logging.getLogger("layotto.state.mysql")
+
+T = TypeVar("T")
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
+#: Client error codes meaning the server or the connection is gone.
+_GONE = {1040, 1053, 2002, 2003, 2005, 2006, 2013, 2014, 2055}
+#: Lock wait timeout and deadlock: the transaction was rolled back and may simply be retried.
+_RETRYABLE = {1205, 1213}
+_DUPLICATE_KEY = 1062
+# Values travel hex-encoded into UNHEX(): aiomysql 0.3 cannot escape bytes parameters with
+# PyMySQL >= 1.1 (it imports a helper PyMySQL replaced by a placeholder string).
+_MAX_KEYS_PER_STATEMENT = 1000
+
+
+@dataclass
+class Dsn:
+    """The parts of a Go MySQL DSN that matter here."""
+
+    user: str = "root"
+    password: str = ""
+    host: str = "127.0.0.1"
+    port: int = 3306
+    unix_socket: str | None = None
+    database: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def parse_dsn(text: str) -> Dsn:
+    """`[user[:password]@][net[(addr)]]/dbname[?param=value&...]` (go-sql-driver/mysql)."""
+    slash = text.rfind("/")
+    if slash < 0:
+        raise ValueError("a MySQL connection string must contain '/' before the database name")
+    head, tail = text[:slash], text[slash + 1 :]
+    dbname, _, query = tail.partition("?")
+    dsn = Dsn(database=dbname, params=dict(parse_qsl(query, keep_blank_values=True)))
+    at = head.rfind("@")
+    if at >= 0:
+        credentials, head = head[:at], head[at + 1 :]
+        user, _, password = credentials.partition(":")
+        dsn.user, dsn.password = user, password
+    if head:
+        net, paren, addr = head.partition("(")
+        if paren and not addr.endswith(")"):
+            raise ValueError(f"invalid network address {head!r}")
+        addr = addr[:-1] if paren else ""
+        if net == "unix":
+            dsn.unix_socket = addr or "/tmp/mysql.sock"
+        elif net in ("tcp", "tcp6", ""):
+            if addr:
+                host, sep, port = addr.rpartition(":")
+                dsn.host, dsn.port = (host.strip("[]"), int(port)) if sep else (addr, 3306)
+        else:
+            raise ValueError(f"unsupported network {net!r}")
+    return dsn
+
+
+def _tls(value: str) -> ssl.SSLContext | None:
+    lowered = value.lower()
+    if lowered in ("", "false"):
+        return None
+    context = ssl.create_default_context()
+    if lowered in ("skip-verify", "preferred"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _code(exc: BaseException) -> int:
+    args = getattr(exc, "args", ())
+    return int(args[0]) if args and isinstance(args[0], int) else 0
+
+
+class MysqlStateStore(StateStore):
+    features = frozenset({FEATURE_ETAG, FEATURE_TRANSACTIONAL, FEATURE_TTL})
+
+    def __init__(self) -> None:
+        self._pool: aiomysql.Pool | None = None
+        self._table = "`dapr_state_store`.`state`"
+        self._default_ttl: int | None = None
+        self._cleanup: asyncio.Task[None] | None = None
+
+    async def init(self, metadata: Metadata, context: ComponentContext) -> None:
+        await super().init(metadata, context)
+        where = f"{metadata.where}.metadata"
+        try:
+            dsn = parse_dsn(metadata.required("connectionString"))
+        except ValueError as exc:
+            raise ConfigError(f"invalid connectionString: {exc}", f"{where}.connectionString") from None
+        schema = metadata.get_str("schemaName", "dapr_state_store")
+        table = metadata.get_str("tableName", "state")
+        for key, name in (("schemaName", schema), ("tableName", table)):
+            if not _IDENT.match(name):
+                raise ConfigError(f"invalid name {name!r}", f"{where}.{key}")
+        self._table = f"`{schema}`.`{table}`"
+        self._default_ttl = ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
+        timeout = parse_duration(dsn.params["timeout"]) if dsn.params.get("timeout") else 10.0
+        options: dict[str, Any] = {
+            "user": dsn.user,
+            "password": dsn.password,
+            "db": dsn.database or None,
+            "connect_timeout": timeout,
+            "autocommit": True,
+            "charset": "utf8mb4",
+            "minsize": metadata.get_int("minConns", 1),
+            "maxsize": metadata.get_int("maxConns", 16),
+            "pool_recycle": metadata.get_duration("connMaxLifetime", 3600.0),
+            "ssl": _tls(dsn.params.get("tls", "")),
+        }
+        if dsn.unix_socket:
+            options["unix_socket"] = dsn.unix_socket
+        else:
+            options["host"], options["port"] = dsn.host, dsn.port
+        self._build_statements()
+        try:
+            self._pool = await aiomysql.create_pool(**options)
+        except (pymysql.err.MySQLError, OSError, TimeoutError) as exc:
+            raise BackendUnavailableError(f"mysql is unavailable: {exc}") from exc
+        try:
+            await self._call(lambda cur: self._ensure_table(cur, schema, table))
+        except BaseException:
+            await self.close()
+            raise
+        interval = metadata.get_duration("cleanupIntervalInSeconds", 3600.0)
+        if interval > 0:
+            self._cleanup = asyncio.create_task(self._purge_forever(interval), name=f"mysql-purge-{context.name}")
+
+    async def _ensure_table(self, cur: aiomysql.Cursor, schema: str, table: str) -> None:
+        # Look before creating: "IF NOT EXISTS" on an existing object raises a Warning.
+        await cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (schema,))
+        if await cur.fetchone() is None:
+            await cur.execute(f"CREATE DATABASE IF NOT EXISTS `{schema}`")
+        await cur.execute(
+            "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (schema, table)
+        )
+        if await cur.fetchone() is None:
+            await cur.execute(self._ddl())
+
+    def _ddl(self) -> str:
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self._table} ("
+            " id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,"
+            " value LONGBLOB NOT NULL,"
+            " version BIGINT NOT NULL,"
+            " insertDate TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),"
+            " updateDate TIMESTAMP(6) NULL,"
+            " expiredate TIMESTAMP(6) NULL)"
+        )
+
+    def _build_statements(self) -> None:
+        t = self._table
+        self._live = "(expiredate IS NULL OR expiredate > NOW(6))"
+        self._expires = "NOW(6) + INTERVAL %s SECOND"
+        self._sql_get = f"SELECT value, version FROM {t} WHERE id = %s AND {self._live}"
+        self._sql_update = (
+            f"UPDATE {t} SET value = UNHEX(%s), version = version + 1, updateDate = NOW(6),"
+            f" expiredate = {self._expires} WHERE id = %s AND version = %s AND {self._live}"
+        )
+        self._sql_purge_one = f"DELETE FROM {t} WHERE id = %s AND expiredate <= NOW(6)"
+        self._sql_insert = (
+            f"INSERT INTO {t} (id, value, version, expiredate) VALUES (%s, UNHEX(%s), 1, {self._expires})"
+        )
+        # Assignments run left to right: `version` must read the old expiredate.
+        self._upsert_tail = (
+            " ON DUPLICATE KEY UPDATE value = VALUES(value),"
+            " version = IF(expiredate IS NOT NULL AND expiredate <= NOW(6), 1, version + 1),"
+            " updateDate = NOW(6), expiredate = VALUES(expiredate)"
+        )
+        self._sql_delete_if = f"DELETE FROM {t} WHERE id = %s AND version = %s AND {self._live}"
+        self._sql_delete = f"DELETE FROM {t} WHERE id = %s"
+        self._sql_purge = f"DELETE FROM {t} WHERE expiredate IS NOT NULL AND expiredate <= NOW(6)"
+
+    async def _purge_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._call(lambda cur: cur.execute(self._sql_purge))
+            except ComponentError as exc:
+                log.warning("purging expired state rows failed: %s", exc)
+
+    @property
+    def pool(self) -> aiomysql.Pool:
+        assert self._pool is not None, "mysql state store is not initialised"
+        return self._pool
+
+    async def _call(
+        self, fn: Callable[[aiomysql.Cursor], Awaitable[T]], *, retry: bool = False, transaction: bool = False
+    ) -> T:
+        """Run fn with a pooled cursor (in a transaction when asked).
+
+        A dropped connection is retried once when `retry` (idempotent calls); a deadlock or
+        lock timeout rolls the transaction back and retries it, as MySQL advises.
+        """
+        attempts = 3
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.pool.acquire() as conn:
+                    if not transaction:
+                        async with conn.cursor() as cur:
+                            return await fn(cur)
+                    await conn.begin()
+                    try:
+                        async with conn.cursor() as cur:
+                            result = await fn(cur)
+                        await conn.commit()
+                        return result
+                    except BaseException:
+                        with contextlib.suppress(Exception):
+                            await conn.rollback()
+                        raise
+            except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError, TimeoutError) as exc:
+                code = _code(exc)
+                if code in _RETRYABLE and attempt < attempts:
+                    continue
+                if code in _RETRYABLE:
+                    raise ComponentError(f"mysql error: {exc}") from exc
+                if isinstance(exc, pymysql.err.OperationalError) and code and code not in _GONE:
+                    raise ComponentError(f"mysql error: {exc}") from exc
+                if retry and attempt == 1:
+                    continue
+                raise BackendUnavailableError(f"mysql is unavailable: {exc}") from exc
+            except pymysql.err.MySQLError as exc:
+                raise ComponentError(f"mysql error: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    # ---- reads ----
+    async def get(self, request: GetRequest) -> GetResponse | None:
+        async def fetch(cur: aiomysql.Cursor) -> Any:
+            await cur.execute(self._sql_get, (request.key,))
+            return await cur.fetchone()
+
+        row = await self._call(fetch, retry=True)
+        return None if row is None else GetResponse(bytes(row[0]), str(row[1]))
+
+    async def bulk_get(self, requests: Sequence[GetRequest], parallelism: int = 0) -> list[BulkGetItem]:
+        keys = list(dict.fromkeys(r.key for r in requests))
+
+        async def fetch(cur: aiomysql.Cursor) -> list[Any]:
+            rows: list[Any] = []
+            for start in range(0, len(keys), _MAX_KEYS_PER_STATEMENT):
+                chunk = keys[start : start + _MAX_KEYS_PER_STATEMENT]
+                marks = ", ".join(["%s"] * len(chunk))
+                await cur.execute(
+                    f"SELECT id, value, version FROM {self._table} WHERE id IN ({marks}) AND {self._live}", chunk
+                )
+                rows.extend(await cur.fetchall())
+            return rows
+
+        found = {row[0]: GetResponse(bytes(row[1]), str(row[2])) for row in await self._call(fetch, retry=True)}
+        return [BulkGetItem(r.key, found.get(r.key)) for r in requests]
+
+    # ---- writes ----
+    def _ttl(self, request: SetRequest) -> int | None:
+        ttl = ttl_seconds(request.metadata)
+        if ttl is None:
+            ttl = self._default_ttl
+        return ttl if ttl is not None and ttl > 0 else None
+
+    async def _apply(self, cur: aiomysql.Cursor, op: Operation) -> None:
+        if isinstance(op, SetRequest):
+            ttl = self._ttl(op)
+            if op.etag:
+                await cur.execute(self._sql_update, (op.value.hex(), ttl, op.key, parse_version(op.etag)))
+                if cur.rowcount == 0:
+                    raise ETagMismatchError(f"possible etag mismatch: key {op.key} was not saved")
+            elif op.concurrency == FIRST_WRITE:
+                await cur.execute(self._sql_purge_one, (op.key,))
+                try:
+                    await cur.execute(self._sql_insert, (op.key, op.value.hex(), ttl))
+                except pymysql.err.IntegrityError as exc:
+                    if _code(exc) != _DUPLICATE_KEY:
+                        raise
+                    raise ETagMismatchError(f"possible etag mismatch: key {op.key} exists") from None
+            else:
+                await cur.execute(self._sql_insert + self._upsert_tail, (op.key, op.value.hex(), ttl))
+        elif op.etag:
+            await cur.execute(self._sql_delete_if, (op.key, parse_version(op.etag)))
+            if cur.rowcount == 0:
+                raise ETagMismatchError(f"possible etag mismatch: key {op.key} was not deleted")
+        else:
+            await cur.execute(self._sql_delete, (op.key,))
+
+    async def _run(self, operations: Sequence[Operation]) -> None:
+        if not operations:
+            return
+        if len(operations) == 1:
+            await self._call(lambda cur: self._apply(cur, operations[0]))
+            return
+
+        async def batch(cur: aiomysql.Cursor) -> None:
+            for op in operations:
+                await self._apply(cur, op)
+
+        await self._call(batch, transaction=True)
+
+    async def set(self, request: SetRequest) -> None:
+        await self._run((request,))
+
+    async def delete(self, request: DeleteRequest) -> None:
+        await self._run((request,))
+
+    async def bulk_set(self, requests: Sequence[SetRequest]) -> None:
+        if len(requests) > 1 and all(not r.etag and r.concurrency != FIRST_WRITE for r in requests):
+            # Unconditional saves: one multi-row upsert per chunk, in one transaction.
+            latest = {r.key: r for r in requests}  # a repeated key: its last value wins, as in a loop
+
+            async def upsert(cur: aiomysql.Cursor) -> None:
+                items = list(latest.values())
+                for start in range(0, len(items), _MAX_KEYS_PER_STATEMENT):
+                    chunk = items[start : start + _MAX_KEYS_PER_STATEMENT]
+                    rows = ", ".join([f"(%s, UNHEX(%s), 1, {self._expires})"] * len(chunk))
+                    params = [p for r in chunk for p in (r.key, r.value.hex(), self._ttl(r))]
+                    await cur.execute(
+                        f"INSERT INTO {self._table} (id, value, version, expiredate) VALUES {rows}{self._upsert_tail}",
+                        params,
+                    )
+
+            await self._call(upsert, transaction=True)
+            return
+        await self._run(requests)
+
+    async def bulk_delete(self, requests: Sequence[DeleteRequest]) -> None:
+        if len(requests) > 1 and all(not r.etag for r in requests):
+            keys = list(dict.fromkeys(r.key for r in requests))
+
+            async def delete_all(cur: aiomysql.Cursor) -> None:
+                for start in range(0, len(keys), _MAX_KEYS_PER_STATEMENT):
+                    chunk = keys[start : start + _MAX_KEYS_PER_STATEMENT]
+                    marks = ", ".join(["%s"] * len(chunk))
+                    await cur.execute(f"DELETE FROM {self._table} WHERE id IN ({marks})", chunk)
+
+            await self._call(delete_all, transaction=True)
+            return
+        await self._run(requests)
+
+    async def multi(self, operations: Sequence[Operation], metadata: dict[str, str]) -> None:
+        await self._run(operations)
+
+    async def ping(self) -> None:
+        await self._call(lambda cur: cur.execute("SELECT 1"), retry=True)
+
+    async def close(self) -> None:
+        if self._cleanup is not None:
+            self._cleanup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cleanup
+            self._cleanup = None
+        if self._pool is not None:
+            self._pool.close()
+            try:
+                await asyncio.wait_for(self._pool.wait_closed(), timeout=5.0)
+            except Exception as exc:  # closing must not raise
+                log.warning("closing mysql pool failed: %s", exc)
+                self._pool.terminate()
+            self._pool = None

@@ -1,0 +1,302 @@
+"""PostgreSQL state store (asyncpg pool), configured as Dapr's: `connectionString`, `tableName`.
+
+One row per key with a `version` counter as the etag and an `expiredate` for TTLs. Time is
+the server's (now()), so every sidecar agrees on expiry. Transactions and bulk writes run in
+one database transaction: all or nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import shlex
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from layotto.components.base import ComponentContext, Metadata
+from layotto.components.state.base import (
+    FEATURE_ETAG,
+    FEATURE_TRANSACTIONAL,
+    FEATURE_TTL,
+    FIRST_WRITE,
+    BulkGetItem,
+    DeleteRequest,
+    GetRequest,
+    GetResponse,
+    Operation,
+    SetRequest,
+    StateStore,
+    parse_version,
+    ttl_seconds,
+)
+from layotto.errors import BackendUnavailableError, ComponentError, ConfigError, ETagMismatchError
+
+log = logging.getLogger("layotto.state.postgresql")
+
+T = TypeVar("T")
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
+_TABLE_NAME = re.compile(rf"^{_IDENT}(\.{_IDENT})?$")
+
+#: Errors meaning the server (or the connection to it) is gone; the pool reconnects later.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+#: libpq keyword -> asyncpg.connect argument.
+_KEYWORDS = {
+    "host": "host",
+    "port": "port",
+    "user": "user",
+    "password": "password",
+    "dbname": "database",
+    "database": "database",
+    "sslmode": "ssl",
+    "connect_timeout": "timeout",
+}
+
+
+def connect_args(connection_string: str) -> dict[str, Any]:
+    """asyncpg arguments from a URL or a libpq `key=value ...` string (Dapr's examples use both)."""
+    text = connection_string.strip()
+    if text.startswith(("postgres://", "postgresql://")):
+        return {"dsn": text}
+    args: dict[str, Any] = {}
+    for part in shlex.split(text):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"expected key=value, got {part!r}")
+        target = _KEYWORDS.get(key.lower())
+        if target is None:
+            continue  # pgx-only options (pool_max_conns, ...) have no asyncpg equivalent
+        if target == "port":
+            args[target] = int(value)
+        elif target == "timeout":
+            args[target] = float(value)
+        else:
+            args[target] = value
+    return args
+
+
+def _quote(table: str) -> str:
+    return ".".join(f'"{part}"' for part in table.split("."))
+
+
+def _count(status: str) -> int:
+    """Rows touched, from a command tag such as "INSERT 0 1" or "DELETE 3"."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresqlStateStore(StateStore):
+    features = frozenset({FEATURE_ETAG, FEATURE_TRANSACTIONAL, FEATURE_TTL})
+
+    def __init__(self) -> None:
+        self._pool: asyncpg.Pool | None = None
+        self._table = "state"
+        self._default_ttl: int | None = None
+        self._cleanup: asyncio.Task[None] | None = None
+
+    async def init(self, metadata: Metadata, context: ComponentContext) -> None:
+        await super().init(metadata, context)
+        where = f"{metadata.where}.metadata"
+        raw = metadata.required("connectionString")
+        try:
+            args = connect_args(raw)
+        except ValueError as exc:
+            raise ConfigError(f"invalid connectionString: {exc}", f"{where}.connectionString") from None
+        self._table = metadata.get_str("tableName", "state")
+        if not _TABLE_NAME.match(self._table):
+            raise ConfigError(f"invalid table name {self._table!r}", f"{where}.tableName")
+        self._default_ttl = ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
+        args.setdefault("timeout", metadata.get_duration("connectTimeout", 10.0))
+        self._build_statements()
+        try:
+            self._pool = await asyncpg.create_pool(
+                min_size=metadata.get_int("minConns", 1),
+                max_size=metadata.get_int("maxConns", 16),
+                command_timeout=metadata.get_duration("timeoutInSeconds", 20.0),
+                **args,
+            )
+            await self._create_table()
+        except _UNAVAILABLE as exc:
+            await self.close()
+            raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            await self.close()
+            raise ComponentError(f"postgresql state store cannot start: {exc}") from exc
+        interval = metadata.get_duration("cleanupIntervalInSeconds", 3600.0)
+        if interval > 0:
+            self._cleanup = asyncio.create_task(self._purge_forever(interval), name=f"pg-purge-{context.name}")
+
+    def _build_statements(self) -> None:
+        t = _quote(self._table)
+        live = "(expiredate IS NULL OR expiredate > now())"
+        expires = "now() + $3::integer * interval '1 second'"
+        self._sql_get = f"SELECT value, version FROM {t} WHERE key = $1 AND {live}"
+        self._sql_bulk_get = f"SELECT key, value, version FROM {t} WHERE key = ANY($1::text[]) AND {live}"
+        self._sql_update = (
+            f"UPDATE {t} SET value = $2, version = version + 1, updatedate = now(), expiredate = {expires}"
+            f" WHERE key = $1 AND version = $4 AND {live}"
+        )
+        insert = f"INSERT INTO {t} AS old (key, value, version, expiredate) VALUES ($1, $2, 1, {expires})"
+        expired = "(old.expiredate IS NOT NULL AND old.expiredate <= now())"
+        self._sql_insert_new = (
+            f"{insert} ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = 1,"
+            f" updatedate = now(), expiredate = excluded.expiredate WHERE {expired}"
+        )
+        self._sql_upsert = (
+            f"{insert} ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+            f" version = CASE WHEN {expired} THEN 1 ELSE old.version + 1 END,"
+            " updatedate = now(), expiredate = excluded.expiredate"
+        )
+        self._sql_delete_if = f"DELETE FROM {t} WHERE key = $1 AND version = $2 AND {live}"
+        self._sql_delete = f"DELETE FROM {t} WHERE key = ANY($1::text[])"
+        self._sql_purge = f"DELETE FROM {t} WHERE expiredate IS NOT NULL AND expiredate <= now()"
+
+    async def _create_table(self) -> None:
+        assert self._pool is not None
+        ddl = (
+            f"CREATE TABLE IF NOT EXISTS {_quote(self._table)} ("
+            " key text NOT NULL PRIMARY KEY,"
+            " value bytea NOT NULL,"
+            " version bigint NOT NULL,"
+            " insertdate timestamp with time zone NOT NULL DEFAULT now(),"
+            " updatedate timestamp with time zone NULL,"
+            " expiredate timestamp with time zone NULL)"
+        )
+        try:
+            await self._pool.execute(ddl)
+        except (asyncpg.exceptions.UniqueViolationError, asyncpg.exceptions.DuplicateTableError):
+            pass  # another sidecar created it at the same moment
+
+    async def _purge_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._call(lambda conn: conn.execute(self._sql_purge))
+            except ComponentError as exc:
+                log.warning("purging expired state rows failed: %s", exc)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "postgresql state store is not initialised"
+        return self._pool
+
+    async def _call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, retry: bool = False) -> T:
+        """Run fn on a pooled connection; a dropped connection is retried once when `retry`."""
+        for attempt in (1, 2):
+            try:
+                async with self.pool.acquire() as conn:
+                    return await fn(conn)
+            except _UNAVAILABLE as exc:
+                if retry and attempt == 1:
+                    continue
+                raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
+            except asyncpg.PostgresError as exc:
+                raise ComponentError(f"postgresql error: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    # ---- reads ----
+    async def get(self, request: GetRequest) -> GetResponse | None:
+        row = await self._call(lambda conn: conn.fetchrow(self._sql_get, request.key), retry=True)
+        return None if row is None else GetResponse(row[0], str(row[1]))
+
+    async def bulk_get(self, requests: Sequence[GetRequest], parallelism: int = 0) -> list[BulkGetItem]:
+        keys = list(dict.fromkeys(r.key for r in requests))
+        rows = await self._call(lambda conn: conn.fetch(self._sql_bulk_get, keys), retry=True)
+        found = {row[0]: GetResponse(row[1], str(row[2])) for row in rows}
+        return [BulkGetItem(r.key, found.get(r.key)) for r in requests]
+
+    # ---- writes ----
+    def _ttl(self, request: SetRequest) -> int | None:
+        ttl = ttl_seconds(request.metadata)
+        if ttl is None:
+            ttl = self._default_ttl
+        return ttl if ttl is not None and ttl > 0 else None
+
+    async def _apply(self, conn: asyncpg.Connection, op: Operation) -> None:
+        if isinstance(op, SetRequest):
+            ttl = self._ttl(op)
+            if op.etag:
+                status = await conn.execute(self._sql_update, op.key, op.value, ttl, parse_version(op.etag))
+            elif op.concurrency == FIRST_WRITE:
+                status = await conn.execute(self._sql_insert_new, op.key, op.value, ttl)
+            else:
+                status = await conn.execute(self._sql_upsert, op.key, op.value, ttl)
+            if _count(status) == 0:
+                raise ETagMismatchError(f"possible etag mismatch: key {op.key} was not saved")
+        elif op.etag:
+            status = await conn.execute(self._sql_delete_if, op.key, parse_version(op.etag))
+            if _count(status) == 0:
+                raise ETagMismatchError(f"possible etag mismatch: key {op.key} was not deleted")
+        else:
+            await conn.execute(self._sql_delete, [op.key])
+
+    async def _run(self, operations: Sequence[Operation]) -> None:
+        if not operations:
+            return
+        if len(operations) == 1:
+            await self._call(lambda conn: self._apply(conn, operations[0]))
+            return
+
+        async def batch(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                for op in operations:
+                    await self._apply(conn, op)
+
+        await self._call(batch)
+
+    async def set(self, request: SetRequest) -> None:
+        await self._run((request,))
+
+    async def delete(self, request: DeleteRequest) -> None:
+        await self._run((request,))
+
+    async def bulk_set(self, requests: Sequence[SetRequest]) -> None:
+        if len(requests) > 1 and all(not r.etag and r.concurrency != FIRST_WRITE for r in requests):
+            rows = [(r.key, r.value, self._ttl(r)) for r in requests]
+
+            async def upsert_all(conn: asyncpg.Connection) -> None:
+                async with conn.transaction():
+                    await conn.executemany(self._sql_upsert, rows)
+
+            await self._call(upsert_all)
+            return
+        await self._run(requests)
+
+    async def bulk_delete(self, requests: Sequence[DeleteRequest]) -> None:
+        if len(requests) > 1 and all(not r.etag for r in requests):
+            keys = [r.key for r in requests]
+            await self._call(lambda conn: conn.execute(self._sql_delete, keys))
+            return
+        await self._run(requests)
+
+    async def multi(self, operations: Sequence[Operation], metadata: dict[str, str]) -> None:
+        await self._run(operations)
+
+    async def ping(self) -> None:
+        await self._call(lambda conn: conn.fetchval("SELECT 1"), retry=True)
+
+    async def close(self) -> None:
+        if self._cleanup is not None:
+            self._cleanup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cleanup
+            self._cleanup = None
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), timeout=5.0)
+            except Exception as exc:  # closing must not raise
+                log.warning("closing postgresql pool failed: %s", exc)
+                self._pool.terminate()
+            self._pool = None

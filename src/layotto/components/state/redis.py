@@ -1,0 +1,303 @@
+"""Redis state store with the key layout and etag scheme of Dapr components-contrib v1.5.2.
+
+Each key is a hash: `data` (the raw bytes), `version` (the etag, incremented by every save)
+and `first-write`=0 once saved with first-write concurrency. Saves and deletes run Lua
+scripts whose checks are upstream's, so sidecars of either implementation can share data.
+Unlike upstream, the TTL is applied inside the save script (one atomic round trip), and a
+transaction checks every etag under WATCH before its MULTI/EXEC, so it applies all or nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError, WatchError
+
+from layotto.components import redisclient
+from layotto.components.base import ComponentContext, Metadata
+from layotto.components.state.base import (
+    FEATURE_ETAG,
+    FEATURE_TRANSACTIONAL,
+    FEATURE_TTL,
+    FIRST_WRITE,
+    STRONG,
+    BulkGetItem,
+    DeleteRequest,
+    GetRequest,
+    GetResponse,
+    Operation,
+    SetRequest,
+    StateStore,
+    parse_version,
+    ttl_seconds,
+)
+from layotto.errors import ComponentError, ETagMismatchError
+
+log = logging.getLogger("layotto.state.redis")
+
+_MISMATCH = "etag mismatch"
+#: WATCH conflicts a transaction retries before giving up (each retry means another writer won).
+_MAX_WATCH_RETRIES = 64
+
+# ARGV: 1 expected version ("0" = none), 2 data, 3 "0" for first-write, 4 ttl ("" = keep).
+# The check is upstream's: a missing/empty version, an equal version, or "0" on a key not
+# flagged first-write lets the save through. A plain (non-hash) value is replaced.
+SET_SCRIPT = """
+local version = redis.pcall("HGET", KEYS[1], "version")
+if type(version) == "table" then
+  redis.call("DEL", KEYS[1])
+end
+local fwr = redis.pcall("HGET", KEYS[1], "first-write")
+if not version or type(version) == "table" or version == "" or version == ARGV[1]
+    or (not fwr and ARGV[1] == "0") then
+  redis.call("HSET", KEYS[1], "data", ARGV[2])
+  if ARGV[3] == "0" then
+    redis.call("HSET", KEYS[1], "first-write", 0)
+  end
+  if ARGV[4] and ARGV[4] ~= "" then
+    local ttl = tonumber(ARGV[4])
+    if ttl > 0 then
+      redis.call("EXPIRE", KEYS[1], ttl)
+    else
+      redis.call("PERSIST", KEYS[1])
+    end
+  end
+  return redis.call("HINCRBY", KEYS[1], "version", 1)
+end
+return redis.error_reply("etag mismatch: failed to set key " .. KEYS[1])
+"""
+
+# ARGV: 1 expected version ("0" = none).
+DELETE_SCRIPT = """
+local version = redis.pcall("HGET", KEYS[1], "version")
+if not version or type(version) == "table" or version == ARGV[1] or version == "" or ARGV[1] == "0" then
+  return redis.call("DEL", KEYS[1])
+end
+return redis.error_reply("etag mismatch: failed to delete " .. KEYS[1])
+"""
+
+
+@dataclass(slots=True)
+class _Known:
+    """A key's version and first-write flag as a transaction sees them while checking."""
+
+    version: bytes | None
+    first_write: bool
+
+
+class RedisStateStore(StateStore):
+    features = frozenset({FEATURE_ETAG, FEATURE_TRANSACTIONAL, FEATURE_TTL})
+
+    def __init__(self) -> None:
+        self._client: aioredis.Redis | None = None
+        self._address = ""
+        self._default_ttl: int | None = None
+        self._replicas = 0
+
+    async def init(self, metadata: Metadata, context: ComponentContext) -> None:
+        await super().init(metadata, context)
+        self._client = redisclient.connect(metadata)
+        self._address = metadata.get_str("redisHost")
+        self._default_ttl = ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
+        self._set = self._client.register_script(SET_SCRIPT)
+        self._delete = self._client.register_script(DELETE_SCRIPT)
+        try:
+            await self._client.ping()
+            info = await self._client.info("replication")
+        except redisclient.UNAVAILABLE as exc:
+            await self.close()
+            raise redisclient.unavailable(self._address, exc) from exc
+        self._replicas = int(info.get("connected_slaves", 0) or 0)
+
+    @property
+    def client(self) -> aioredis.Redis:
+        assert self._client is not None, "redis state store is not initialised"
+        return self._client
+
+    # ---- reads ----
+    @staticmethod
+    def _response(key: str, fields: dict[bytes, bytes]) -> GetResponse | None:
+        if not fields:
+            return None
+        data = fields.get(b"data")
+        version = fields.get(b"version")
+        if data is None or version is None:
+            raise ComponentError(f"required hash field 'data' or 'version' was not found in key {key}")
+        return GetResponse(data, version.decode())
+
+    async def _plain_get(self, key: str) -> GetResponse | None:
+        """Values written by SET before state was kept in hashes: no etag."""
+        value = await self.client.get(key)
+        return None if value is None else GetResponse(cast(bytes, value), None)
+
+    async def get(self, request: GetRequest) -> GetResponse | None:
+        try:
+            fields = cast(dict[bytes, bytes], await self.client.hgetall(request.key))
+        except ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise ComponentError(str(exc)) from exc
+            try:
+                return await self._plain_get(request.key)
+            except redisclient.UNAVAILABLE as exc2:
+                raise redisclient.unavailable(self._address, exc2) from exc2
+        except redisclient.UNAVAILABLE as exc:
+            raise redisclient.unavailable(self._address, exc) from exc
+        return self._response(request.key, fields)
+
+    async def bulk_get(self, requests: Sequence[GetRequest], parallelism: int = 0) -> list[BulkGetItem]:
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for req in requests:
+                    pipe.hgetall(req.key)
+                replies = await pipe.execute(raise_on_error=False)
+            items: list[BulkGetItem] = []
+            for req, reply in zip(requests, replies, strict=True):
+                if isinstance(reply, ResponseError):
+                    if str(reply).startswith("WRONGTYPE"):
+                        items.append(BulkGetItem(req.key, await self._plain_get(req.key)))
+                    else:
+                        items.append(BulkGetItem(req.key, None, str(reply)))
+                    continue
+                try:
+                    items.append(BulkGetItem(req.key, self._response(req.key, reply)))
+                except ComponentError as exc:
+                    items.append(BulkGetItem(req.key, None, str(exc)))
+            return items
+        except redisclient.UNAVAILABLE as exc:
+            raise redisclient.unavailable(self._address, exc) from exc
+
+    # ---- writes ----
+    def _set_args(self, request: SetRequest) -> list[bytes | str | int]:
+        version = parse_version(request.etag) if request.etag else 0
+        ttl = ttl_seconds(request.metadata)
+        if ttl is None:
+            ttl = self._default_ttl
+        first_write = "0" if request.concurrency == FIRST_WRITE else "1"
+        return [str(version), request.value, first_write, "" if ttl is None else str(ttl)]
+
+    @staticmethod
+    def _delete_args(request: DeleteRequest) -> list[bytes | str | int]:
+        return [str(parse_version(request.etag)) if request.etag else "0"]
+
+    @staticmethod
+    def _failure(exc: ResponseError) -> ComponentError:
+        text = str(exc)
+        if text.startswith(_MISMATCH):
+            return ETagMismatchError(text)
+        return ComponentError(text)
+
+    async def _wait_replicas(self, consistency: str) -> None:
+        if consistency == STRONG and self._replicas > 0:
+            await self.client.wait(self._replicas, 1000)
+
+    async def set(self, request: SetRequest) -> None:
+        args = self._set_args(request)
+        try:
+            await self._set(keys=[request.key], args=args)
+            await self._wait_replicas(request.consistency)
+        except ResponseError as exc:
+            raise self._failure(exc) from exc
+        except redisclient.UNAVAILABLE as exc:
+            raise redisclient.unavailable(self._address, exc) from exc
+
+    async def delete(self, request: DeleteRequest) -> None:
+        args = self._delete_args(request)
+        try:
+            await self._delete(keys=[request.key], args=args)
+            await self._wait_replicas(request.consistency)
+        except ResponseError as exc:
+            raise self._failure(exc) from exc
+        except redisclient.UNAVAILABLE as exc:
+            raise redisclient.unavailable(self._address, exc) from exc
+
+    async def _pipelined(self, calls: list[tuple[bool, str, list[bytes | str | int]]]) -> None:
+        """Run scripts in one round trip (not atomic, as upstream's bulk calls); raise the first failure."""
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for is_set, key, args in calls:
+                    await (self._set if is_set else self._delete)(keys=[key], args=args, client=pipe)
+                replies = await pipe.execute(raise_on_error=False)
+        except redisclient.UNAVAILABLE as exc:
+            raise redisclient.unavailable(self._address, exc) from exc
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise self._failure(reply)
+
+    async def bulk_set(self, requests: Sequence[SetRequest]) -> None:
+        await self._pipelined([(True, r.key, self._set_args(r)) for r in requests])
+
+    async def bulk_delete(self, requests: Sequence[DeleteRequest]) -> None:
+        await self._pipelined([(False, r.key, self._delete_args(r)) for r in requests])
+
+    # ---- transactions ----
+    @staticmethod
+    def _check(operations: Sequence[Operation], known: dict[str, _Known], args: list[list[bytes | str | int]]) -> None:
+        """Replay the scripts' checks on the watched versions, so EXEC cannot half-apply."""
+        for op, op_args in zip(operations, args, strict=True):
+            state = known[op.key]
+            expected = str(op_args[0]).encode()
+            version = state.version
+            free = version is None or version == b"" or version == expected
+            if isinstance(op, SetRequest):
+                if not (free or (not state.first_write and expected == b"0")):
+                    raise ETagMismatchError(f"possible etag mismatch: failed to set key {op.key}")
+                current = int(version) if version else 0
+                known[op.key] = _Known(str(current + 1).encode(), state.first_write or op_args[2] == "0")
+            else:
+                if not (free or expected == b"0"):
+                    raise ETagMismatchError(f"possible etag mismatch: failed to delete {op.key}")
+                known[op.key] = _Known(None, False)
+
+    async def multi(self, operations: Sequence[Operation], metadata: dict[str, str]) -> None:
+        if not operations:
+            return
+        args = [self._set_args(op) if isinstance(op, SetRequest) else self._delete_args(op) for op in operations]
+        keys = list(dict.fromkeys(op.key for op in operations))
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                for _ in range(_MAX_WATCH_RETRIES):
+                    await pipe.watch(*keys)
+                    known: dict[str, _Known] = {}
+                    for key in keys:
+                        try:
+                            version, flag = await pipe.hmget(key, ["version", "first-write"])
+                        except ResponseError:  # a plain value: the set script replaces it
+                            version, flag = None, None
+                        known[key] = _Known(cast(bytes | None, version), flag is not None)
+                    self._check(operations, known, args)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    for op, op_args in zip(operations, args, strict=True):
+                        script = SET_SCRIPT if isinstance(op, SetRequest) else DELETE_SCRIPT
+                        pipe.eval(script, 1, op.key, *op_args)
+                    try:
+                        replies = await pipe.execute(raise_on_error=False)
+                    except WatchError:
+                        continue  # another writer touched a key: check again
+                    break
+                else:
+                    raise ComponentError("transaction aborted: its keys kept changing under concurrent writers")
+        except ResponseError as exc:
+            raise self._failure(exc) from exc
+        except redisclient.UNAVAILABLE as exc:
+            raise redisclient.unavailable(self._address, exc) from exc
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise self._failure(reply)
+
+    async def ping(self) -> None:
+        try:
+            await self.client.ping()
+        except redisclient.UNAVAILABLE as exc:
+            raise redisclient.unavailable(self._address, exc) from exc
+
+    async def close(self) -> None:
+        if self._client is not None:
+            try:
+                await self._client.aclose()
+            except Exception as exc:  # closing must not raise
+                log.warning("closing redis client failed: %s", exc)
+            self._client = None

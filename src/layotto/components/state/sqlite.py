@@ -1,0 +1,261 @@
+"""Embedded state store on a SQLite file (aiosqlite): the default that needs no server.
+
+One row per key: value, a version counter (the etag) and an optional expiry time. The file
+is opened in WAL mode so readers never wait for the writer, and several sidecars on one
+host may share it (writes take SQLite's lock with BEGIN IMMEDIATE; busy_timeout waits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import aiosqlite
+
+from layotto.components.base import ComponentContext, Metadata
+from layotto.components.state.base import (
+    FEATURE_ETAG,
+    FEATURE_TRANSACTIONAL,
+    FEATURE_TTL,
+    FIRST_WRITE,
+    BulkGetItem,
+    DeleteRequest,
+    GetRequest,
+    GetResponse,
+    Operation,
+    SetRequest,
+    StateStore,
+    parse_version,
+    ttl_seconds,
+)
+from layotto.errors import BackendUnavailableError, ConfigError, ETagMismatchError
+
+log = logging.getLogger("layotto.state.sqlite")
+
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+#: SQLite's default limit of host parameters per statement is 32766 (999 before 3.32).
+_MAX_PARAMS = 900
+
+
+def _prepare_path(raw: str) -> str:
+    path = Path(raw).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+class SqliteStateStore(StateStore):
+    features = frozenset({FEATURE_ETAG, FEATURE_TRANSACTIONAL, FEATURE_TTL})
+
+    def __init__(self) -> None:
+        self._reader: aiosqlite.Connection | None = None
+        self._writer: aiosqlite.Connection | None = None
+        # One transaction at a time on the writer connection: statements of concurrent
+        # coroutines must not interleave inside BEGIN ... COMMIT.
+        self._write_lock = asyncio.Lock()
+        self._cleanup: asyncio.Task[None] | None = None
+        self._table = "state"
+        self._path = ""
+        self._default_ttl: int | None = None
+
+    async def init(self, metadata: Metadata, context: ComponentContext) -> None:
+        await super().init(metadata, context)
+        raw_path = metadata.get_str("databasePath") or metadata.get_str("connectionString")
+        if not raw_path:
+            raise ConfigError("required metadata 'databasePath' is missing", f"{metadata.where}.metadata.databasePath")
+        self._table = metadata.get_str("tableName", "state")
+        if not _TABLE_NAME.match(self._table):
+            raise ConfigError(f"invalid table name {self._table!r}", f"{metadata.where}.metadata.tableName")
+        self._default_ttl = ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
+        busy = metadata.get_duration("busyTimeout", 5.0)
+        if raw_path == ":memory:":
+            # A private in-memory database must be one connection, or the reader sees nothing.
+            self._path = raw_path
+        else:
+            self._path = await asyncio.to_thread(_prepare_path, raw_path)
+        try:
+            self._writer = await self._open(busy)
+            await self._writer.execute("PRAGMA journal_mode=WAL")
+            await self._writer.execute(
+                f'CREATE TABLE IF NOT EXISTS "{self._table}" ('
+                " key TEXT PRIMARY KEY NOT NULL,"
+                " value BLOB NOT NULL,"
+                " version INTEGER NOT NULL,"
+                " expire REAL)"
+            )
+            self._reader = self._writer if self._path == ":memory:" else await self._open(busy)
+        except sqlite3.Error as exc:
+            await self.close()
+            raise BackendUnavailableError(f"cannot open sqlite database {self._path}: {exc}") from exc
+        interval = metadata.get_duration("cleanupIntervalInSeconds", 3600.0)
+        if interval > 0:
+            self._cleanup = asyncio.create_task(self._purge_forever(interval), name=f"sqlite-purge-{context.name}")
+
+    async def _open(self, busy_timeout: float) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self._path, isolation_level=None, timeout=busy_timeout)
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    async def _purge_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self._write_lock:
+                    assert self._writer is not None
+                    await self._writer.execute(f'DELETE FROM "{self._table}" WHERE expire <= ?', (time.time(),))
+            except sqlite3.Error as exc:
+                log.warning("purging expired state rows failed: %s", exc)
+
+    # ---- reads ----
+    async def get(self, request: GetRequest) -> GetResponse | None:
+        assert self._reader is not None
+        try:
+            async with self._reader.execute(
+                f'SELECT value, version FROM "{self._table}" WHERE key = ? AND (expire IS NULL OR expire > ?)',
+                (request.key, time.time()),
+            ) as cursor:
+                row = await cursor.fetchone()
+        except sqlite3.Error as exc:
+            raise BackendUnavailableError(f"sqlite read failed: {exc}") from exc
+        return None if row is None else GetResponse(bytes(row[0]), str(row[1]))
+
+    async def bulk_get(self, requests: Sequence[GetRequest], parallelism: int = 0) -> list[BulkGetItem]:
+        assert self._reader is not None
+        keys = list(dict.fromkeys(r.key for r in requests))
+        found: dict[str, GetResponse] = {}
+        now = time.time()
+        try:
+            for start in range(0, len(keys), _MAX_PARAMS):
+                chunk = keys[start : start + _MAX_PARAMS]
+                marks = ",".join("?" * len(chunk))
+                async with self._reader.execute(
+                    f'SELECT key, value, version FROM "{self._table}"'
+                    f" WHERE key IN ({marks}) AND (expire IS NULL OR expire > ?)",
+                    (*chunk, now),
+                ) as cursor:
+                    for key, value, version in await cursor.fetchall():
+                        found[key] = GetResponse(bytes(value), str(version))
+        except sqlite3.Error as exc:
+            raise BackendUnavailableError(f"sqlite read failed: {exc}") from exc
+        return [BulkGetItem(r.key, found.get(r.key)) for r in requests]
+
+    # ---- writes ----
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        assert self._writer is not None
+        async with self._write_lock:
+            try:
+                await self._writer.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise BackendUnavailableError(f"sqlite write failed: {exc}") from exc
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            try:
+                await self._writer.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._writer.execute("ROLLBACK")
+                raise BackendUnavailableError(f"sqlite commit failed: {exc}") from exc
+
+    def _expiry(self, metadata: dict[str, str]) -> float | None:
+        ttl = ttl_seconds(metadata)
+        if ttl is None:
+            ttl = self._default_ttl
+        return time.time() + ttl if ttl is not None and ttl > 0 else None
+
+    async def _apply_set(self, conn: aiosqlite.Connection, request: SetRequest) -> None:
+        expire = self._expiry(request.metadata)
+        now = time.time()
+        table = self._table
+        if request.etag:
+            version = parse_version(request.etag)
+            cursor = await conn.execute(
+                f'UPDATE "{table}" SET value = ?, version = version + 1, expire = ?'
+                " WHERE key = ? AND version = ? AND (expire IS NULL OR expire > ?)",
+                (request.value, expire, request.key, version, now),
+            )
+        elif request.concurrency == FIRST_WRITE:
+            # Only a missing (or expired) key may be written without an etag.
+            cursor = await conn.execute(
+                f'INSERT INTO "{table}" (key, value, version, expire) VALUES (?, ?, 1, ?)'
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = 1, expire = excluded.expire"
+                f' WHERE "{table}".expire IS NOT NULL AND "{table}".expire <= ?',
+                (request.key, request.value, expire, now),
+            )
+        else:
+            cursor = await conn.execute(
+                f'INSERT INTO "{table}" (key, value, version, expire) VALUES (?, ?, 1, ?)'
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value, version ="
+                f' CASE WHEN "{table}".expire IS NOT NULL AND "{table}".expire <= ? THEN 1'
+                f' ELSE "{table}".version + 1 END, expire = excluded.expire',
+                (request.key, request.value, expire, now),
+            )
+        if cursor.rowcount == 0:
+            raise ETagMismatchError(f"possible etag mismatch: key {request.key} was not saved")
+
+    async def _apply_delete(self, conn: aiosqlite.Connection, request: DeleteRequest) -> None:
+        if request.etag:
+            version = parse_version(request.etag)
+            cursor = await conn.execute(
+                f'DELETE FROM "{self._table}" WHERE key = ? AND version = ? AND (expire IS NULL OR expire > ?)',
+                (request.key, version, time.time()),
+            )
+            if cursor.rowcount == 0:
+                raise ETagMismatchError(f"possible etag mismatch: key {request.key} was not deleted")
+        else:
+            await conn.execute(f'DELETE FROM "{self._table}" WHERE key = ?', (request.key,))
+
+    async def _run(self, operations: Sequence[Operation]) -> None:
+        try:
+            async with self._transaction() as conn:
+                for op in operations:
+                    if isinstance(op, SetRequest):
+                        await self._apply_set(conn, op)
+                    else:
+                        await self._apply_delete(conn, op)
+        except sqlite3.Error as exc:
+            raise BackendUnavailableError(f"sqlite write failed: {exc}") from exc
+
+    async def set(self, request: SetRequest) -> None:
+        await self._run((request,))
+
+    async def delete(self, request: DeleteRequest) -> None:
+        await self._run((request,))
+
+    async def bulk_set(self, requests: Sequence[SetRequest]) -> None:
+        await self._run(requests)
+
+    async def bulk_delete(self, requests: Sequence[DeleteRequest]) -> None:
+        await self._run(requests)
+
+    async def multi(self, operations: Sequence[Operation], metadata: dict[str, str]) -> None:
+        await self._run(operations)
+
+    async def ping(self) -> None:
+        if self._reader is None:
+            raise BackendUnavailableError("sqlite store is not open")
+        try:
+            async with self._reader.execute("SELECT 1") as cursor:
+                await cursor.fetchone()
+        except (sqlite3.Error, ValueError) as exc:
+            raise BackendUnavailableError(f"sqlite database {self._path} is unavailable: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._cleanup is not None:
+            self._cleanup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cleanup
+            self._cleanup = None
+        for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
+            try:
+                await conn.close()
+            except Exception as exc:  # closing must not raise
+                log.warning("closing sqlite connection failed: %s", exc)
+        self._reader = self._writer = None
