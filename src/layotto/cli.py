@@ -1,4 +1,4 @@
-"""Command line: `layotto start [-c FILE] [--resources-path DIR]`, `layotto version`."""
+"""Command line: `layotto start [-c FILE] [--resources-path DIR] [Dapr flags]`, `layotto version`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from layotto import __version__
@@ -27,16 +28,34 @@ def embedded_default() -> RuntimeConfig:
     return cfg
 
 
-def load_config(path: str | None, resources_path: str | None = None) -> RuntimeConfig:
+@dataclass
+class DaprFlags:
+    """daprd-style flags, for running a Dapr app's sidecar from its component manifests."""
+
+    app_id: str | None = None
+    app_port: int | None = None
+    #: "grpc": the app serves Dapr's AppCallback on app_port; "http": app_port is its HTTP port.
+    app_protocol: str = "grpc"
+    grpc_port: int | None = None
+    #: Where the actuator listens; it also answers Dapr's /v1.0/healthz, which the SDKs poll.
+    http_port: int | None = None
+
+
+def load_config(path: str | None, resources_path: str | None = None, dapr: DaprFlags | None = None) -> RuntimeConfig:
     from layotto.config import layotto_json
 
+    dapr = dapr or DaprFlags()
     chosen = path or os.environ.get("RUNTIME_CONFIG")
     if chosen:
         cfg = layotto_json.load_file(chosen)
+    elif resources_path:
+        # Component manifests alone: only what they declare, on the upstream default address.
+        cfg = RuntimeConfig(source=resources_path)
     elif Path(DEFAULT_CONFIG).is_file():
         cfg = layotto_json.load_file(DEFAULT_CONFIG)
     else:
         cfg = embedded_default()
+    _apply_dapr_flags(cfg, dapr)
     if resources_path:
         from layotto.config import dapr_yaml
 
@@ -45,6 +64,29 @@ def load_config(path: str | None, resources_path: str | None = None) -> RuntimeC
     if token:
         cfg.api_token = token
     return cfg
+
+
+def _apply_dapr_flags(cfg: RuntimeConfig, dapr: DaprFlags) -> None:
+    if dapr.app_id is not None:
+        cfg.app.app_id = dapr.app_id
+    if dapr.app_port is not None:
+        if dapr.app_protocol == "grpc":
+            cfg.app.grpc_callback_port = dapr.app_port
+            cfg.app.callback_api = "dapr"
+        else:
+            cfg.app.http_port = dapr.app_port
+    if dapr.grpc_port is not None:
+        cfg.grpc_network = "tcp"
+        cfg.grpc_address = f"127.0.0.1:{dapr.grpc_port}"
+    if dapr.http_port is not None:
+        cfg.actuator_address = f"127.0.0.1:{dapr.http_port}"
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number")
+    return port
 
 
 def _run(cfg: RuntimeConfig) -> None:
@@ -70,6 +112,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     start.add_argument("--resources-path", help="a folder of Dapr component YAML files")
     start.add_argument("--log-level", default=os.environ.get("LAYOTTO_LOG_LEVEL", "INFO"))
+    dapr = start.add_argument_group("Dapr apps", "daprd's flags, to run a Dapr app's sidecar")
+    dapr.add_argument("--app-id", help="the app's id (overrides the config's app.app_id)")
+    dapr.add_argument("--app-port", type=_port, help="the port the app listens on")
+    dapr.add_argument(
+        "--app-protocol",
+        choices=("grpc", "http"),
+        default="grpc",
+        help="grpc: the app serves Dapr's AppCallback on --app-port (default); http: --app-port is its HTTP port",
+    )
+    dapr.add_argument("--dapr-grpc-port", type=_port, help="serve both APIs on 127.0.0.1:PORT")
+    dapr.add_argument(
+        "--dapr-http-port", type=_port, help="serve the actuator (and Dapr's /v1.0/healthz) on 127.0.0.1:PORT"
+    )
     sub.add_parser("version", help="print the version")
     args = parser.parse_args(argv)
 
@@ -78,7 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load_config(args.config, args.resources_path)
+        flags = DaprFlags(
+            app_id=args.app_id,
+            app_port=args.app_port,
+            app_protocol=args.app_protocol,
+            grpc_port=args.dapr_grpc_port,
+            http_port=args.dapr_http_port,
+        )
+        cfg = load_config(args.config, args.resources_path, flags)
         _run(cfg)
     except ConfigError as exc:
         print(f"layotto: invalid configuration: {exc}", file=sys.stderr)

@@ -27,10 +27,11 @@ ApiRegistrar = Callable[[grpc.aio.Server, Runtime], Api]
 
 
 def _api_registrars() -> list[ApiRegistrar]:
+    from layotto.api.dapr import register as register_dapr
     from layotto.api.layotto import register as register_layotto
     from layotto.api.layotto.lifecycle import register as register_lifecycle
 
-    return [register_layotto, register_lifecycle]
+    return [register_layotto, register_lifecycle, register_dapr]
 
 
 def _service_factories() -> list[ServiceFactory]:
@@ -41,9 +42,10 @@ def _service_factories() -> list[ServiceFactory]:
 
 
 def _interceptors(config: RuntimeConfig) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
-    from layotto.api import filters
+    from layotto.api import auth, filters
 
-    return [*filters.from_config(config.stream_filters)]
+    # The token check first: a refused call must not count against flow control.
+    return [*auth.interceptors(config.api_token), *filters.from_config(config.stream_filters)]
 
 
 class Sidecar:

@@ -1,0 +1,107 @@
+"""Dapr's metadata API (GetMetadata, SetMetadata) and Shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from dapr.proto.runtime.v1 import dapr_pb2
+from dapr.proto.runtime.v1 import metadata_pb2 as pb
+from google.protobuf import empty_pb2
+
+from layotto import __version__
+from layotto.api.dapr.base import ApiBase, Ctx
+from layotto.components.state.base import FEATURE_ETAG, FEATURE_QUERY, FEATURE_TRANSACTIONAL, FEATURE_TTL
+from layotto.config.model import BLOCKS
+
+log = logging.getLogger("layotto.api.dapr")
+
+_EMPTY = empty_pb2.Empty()
+#: Our component features -> Dapr's capability names.
+_CAPABILITIES = {
+    FEATURE_ETAG: "ETAG",
+    FEATURE_TRANSACTIONAL: "TRANSACTIONAL",
+    FEATURE_TTL: "TTL",
+    FEATURE_QUERY: "QUERY_API",
+}
+
+
+class DaprMetadataApi(ApiBase):
+    #: SetMetadata's attributes, kept by this sidecar as daprd keeps them (in memory).
+    _extended: dict[str, str]
+
+    async def start_api(self) -> None:
+        self._extended = {}
+
+    def _components(self) -> list[pb.RegisteredComponents]:
+        out = []
+        for block in BLOCKS:
+            for name, component in self.rt.components(block).items():
+                spec = self.rt.spec(block, name)
+                extras = spec.extras if spec is not None else {}
+                dapr_type = str(extras.get("dapr_type", "") or f"{block}.{spec.type if spec else ''}")
+                version = str(extras.get("version", "") or "v1")
+                capabilities = sorted(_CAPABILITIES[f] for f in component.features if f in _CAPABILITIES)
+                out.append(
+                    pb.RegisteredComponents(name=name, type=dapr_type, version=version, capabilities=capabilities)
+                )
+        return out
+
+    def _subscriptions(self) -> list[pb.PubsubSubscription]:
+        from layotto.runtime.delivery import DeliveryService
+
+        out = []
+        for service in self.rt.services:
+            if isinstance(service, DeliveryService):
+                for sub, _, _ in service.subscriptions:
+                    metadata = {k: v for k, v in sub.metadata.items() if k != "deadLetterTopic"}
+                    out.append(
+                        pb.PubsubSubscription(
+                            pubsub_name=sub.pubsub_name,
+                            topic=sub.topic,
+                            metadata=metadata,
+                            dead_letter_topic=str(sub.metadata.get("deadLetterTopic", "")),
+                            type=pb.PROGRAMMATIC,
+                        )
+                    )
+        return out
+
+    async def GetMetadata(self, request: pb.GetMetadataRequest, context: Ctx) -> pb.GetMetadataResponse:
+        app = self.rt.config.app
+        extended = dict(getattr(self, "_extended", {}))
+        extended.setdefault("daprRuntimeVersion", f"layotto-{__version__}")
+        reply = pb.GetMetadataResponse(
+            id=self.rt.app_id,
+            registered_components=self._components(),
+            extended_metadata=extended,
+            subscriptions=self._subscriptions(),
+            runtime_version=f"layotto-{__version__}",
+        )
+        if app.grpc_callback_port:
+            reply.app_connection_properties.port = app.grpc_callback_port
+            reply.app_connection_properties.protocol = "grpc"
+            reply.app_connection_properties.channel_address = app.grpc_callback_host
+        elif app.http_port:
+            reply.app_connection_properties.port = app.http_port
+            reply.app_connection_properties.protocol = "http"
+            reply.app_connection_properties.channel_address = app.grpc_callback_host
+        return reply
+
+    async def SetMetadata(self, request: pb.SetMetadataRequest, context: Ctx) -> empty_pb2.Empty:
+        if not hasattr(self, "_extended"):
+            self._extended = {}
+        self._extended[request.key] = request.value
+        return _EMPTY
+
+    async def Shutdown(self, request: dapr_pb2.ShutdownRequest, context: Ctx) -> empty_pb2.Empty:
+        """Answer, then stop the sidecar as SIGTERM does (drain calls, close components)."""
+        handler = signal.getsignal(signal.SIGTERM)
+        if handler in (signal.SIG_DFL, signal.SIG_IGN, None):
+            # Embedded (no `layotto start` signal handling): a SIGTERM would kill the host process.
+            log.warning("Shutdown requested, but this sidecar is embedded without signal handling; ignored")
+            return _EMPTY
+        log.info("Shutdown requested through the Dapr API")
+        asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGTERM)
+        return _EMPTY
