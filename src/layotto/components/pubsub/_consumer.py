@@ -1,0 +1,66 @@
+"""Shared plumbing of the broker components: bounded concurrent handling of messages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger("layotto.pubsub")
+
+
+class InFlight:
+    """Runs message handlers as tasks, at most `limit` at a time."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._freed = asyncio.Event()
+
+    @property
+    def free(self) -> int:
+        return max(0, self.limit - len(self.tasks))
+
+    async def wait_free(self) -> int:
+        while not self.free:
+            self._freed.clear()
+            await self._freed.wait()
+        return self.free
+
+    def spawn(self, work: Callable[[], Awaitable[None]]) -> None:
+        async def run() -> None:
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("handling a message failed")
+
+        task = asyncio.create_task(run())
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self._freed.set()
+
+    async def cancel(self) -> None:
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def call_handler(handler: Callable[[], Awaitable[bool]]) -> bool:
+    """A handler that raises counts as a nack."""
+    try:
+        return await handler()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("pubsub handler raised; the message will be redelivered")
+        return False
+
+
+async def backoff_sleep(attempt: int, base: float = 0.2, cap: float = 5.0) -> None:
+    await asyncio.sleep(min(cap, base * 2 ** min(attempt, 10)))
