@@ -7,7 +7,7 @@ import grpc
 from layotto.api.layotto.base import ApiBase, Ctx, abort
 from layotto.components.base import Metadata
 from layotto.components.sequencer.base import SEPARATOR, Sequencer, prefix_strategy, stored_key
-from layotto.errors import BackendTimeoutError, BackendUnavailableError, ComponentError
+from layotto.errors import BackendUnavailableError, ComponentError
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 _WEAK = pb.SequencerOptions.WEAK
@@ -19,8 +19,6 @@ def _failure_code(exc: ComponentError) -> grpc.StatusCode:
     # backend is UNAVAILABLE here so clients can tell it apart and retry.
     if isinstance(exc, BackendUnavailableError):
         return grpc.StatusCode.UNAVAILABLE
-    if isinstance(exc, BackendTimeoutError):
-        return grpc.StatusCode.DEADLINE_EXCEEDED
     return grpc.StatusCode.UNKNOWN
 
 

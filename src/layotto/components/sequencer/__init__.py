@@ -7,5 +7,6 @@ FACTORIES: dict[str, str] = {
     "postgresql": "layotto.components.sequencer.postgresql:PostgresqlSequencer",
     "mysql": "layotto.components.sequencer.mysql:MysqlSequencer",
     "etcd": "layotto.components.sequencer.etcd:EtcdSequencer",
+    "snowflake": "layotto.components.sequencer.snowflake:SnowflakeSequencer",
     "zookeeper": "layotto.components.sequencer.zookeeper:ZookeeperSequencer",
 }

@@ -6,6 +6,7 @@ the new value back in the OK packet, so a reservation is one round trip and no t
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -91,11 +92,14 @@ class MysqlSequencer(RangeSequencer):
             )
         except (OSError, aiomysql.OperationalError) as exc:
             raise self._unavailable(exc) from exc
-        await self._execute(
-            f"CREATE TABLE IF NOT EXISTS {table}"
-            " (seq_key VARCHAR(255) NOT NULL PRIMARY KEY, seq_value BIGINT NOT NULL)",
-            (),
-        )
+        with warnings.catch_warnings():
+            # The server's "table already exists" note is the normal case, not news.
+            warnings.simplefilter("ignore", aiomysql.Warning)
+            await self._execute(
+                f"CREATE TABLE IF NOT EXISTS {table}"
+                " (seq_key VARCHAR(255) NOT NULL PRIMARY KEY, seq_value BIGINT NOT NULL)",
+                (),
+            )
         await super().init(metadata, context)
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
