@@ -1,0 +1,527 @@
+"""Service invocation: deliver a call to this sidecar's app, or forward it to the sidecar of
+another app found through name resolution.
+
+Sidecar to sidecar is the public `Runtime/InvokeService` RPC, marked with the `HOP_HEADER`
+metadata so that the receiving sidecar delivers to its own app and never forwards again.
+The app is reached over an `AppChannel`; which one is chosen by `make_app_channel` from the
+app config, and other APIs (e.g. Dapr's AppCallback) add theirs with `register_app_channel`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import re
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import aiohttp
+import grpc
+from google.protobuf import any_pb2
+from yarl import URL
+
+from layotto.components.base import Metadata
+from layotto.components.nameresolution.base import NameResolver
+from layotto.errors import ComponentError, ConfigError, LayottoError
+from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2, appcallback_pb2_grpc, runtime_pb2, runtime_pb2_grpc
+from layotto.runtime.runtime import Runtime
+
+log = logging.getLogger("layotto.invoke")
+
+#: Set on calls one sidecar forwards to another: deliver locally, never forward again.
+HOP_HEADER = "layotto-invoke-hop"
+#: Set (as trailing metadata) on errors a sidecar answers, to tell them from transport failures.
+ORIGIN_HEADER = "layotto-invoke-origin"
+#: Upstream's per-call timeout header, in milliseconds.
+TIMEOUT_HEADER = "rpc_request_timeout"
+DEFAULT_TIMEOUT = 3.0
+
+_VALID_KEY = re.compile(r"^[0-9a-z_.\-]+$")
+_VALID_VALUE = re.compile(r"^[\x20-\x7e]*$")
+# Metadata that belongs to one hop's transport, not to the call.
+_HOP_BY_HOP = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "user-agent",
+        "te",
+        "host",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "trailer",
+        "upgrade",
+        "accept-encoding",
+        "content-encoding",
+        "proxy-connection",
+        HOP_HEADER,
+        ORIGIN_HEADER,
+    }
+)
+
+Headers = list[tuple[str, str]]
+
+
+def call_headers(pairs: Iterable[tuple[str, Any]]) -> Headers:
+    """The headers of a call worth carrying to the next hop, as valid gRPC metadata.
+
+    Drops transport headers (`:authority`, `grpc-*`, content-type, ...) and binary `-bin`
+    values, which neither HTTP nor AppInvokeRequest.metadata can carry as text.
+    """
+    out: Headers = []
+    for raw_key, value in pairs:
+        key = raw_key.lower()
+        if key.startswith((":", "grpc-")) or key.endswith("-bin") or key in _HOP_BY_HOP:
+            continue
+        if not isinstance(value, str) or not _VALID_KEY.match(key) or not _VALID_VALUE.match(value):
+            continue
+        out.append((key, value))
+    return out
+
+
+def joined(headers: Headers) -> dict[str, str]:
+    """Headers as a map; repeated keys joined with "," as upstream's RPCHeader does."""
+    merged: dict[str, list[str]] = {}
+    for key, value in headers:
+        merged.setdefault(key, []).append(value)
+    return {key: ",".join(values) for key, values in merged.items()}
+
+
+@dataclass
+class InvokeRequest:
+    app_id: str
+    method: str
+    data: bytes = b""
+    content_type: str = ""
+    #: HTTP verb name from the caller's http_extension ("GET", "NONE", ...); "" when it sent none.
+    verb: str = ""
+    querystring: str = ""
+    headers: Headers = field(default_factory=list)
+
+
+@dataclass
+class InvokeResponse:
+    data: bytes = b""
+    content_type: str = ""
+    headers: Headers = field(default_factory=list)
+
+
+class InvokeError(LayottoError):
+    """A failed invocation, with the gRPC code to answer.
+
+    `reached` is False when the request cannot have reached the app (the connection was
+    refused): only then is it safe to try again.
+    """
+
+    def __init__(self, code: grpc.StatusCode, message: str, *, reached: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reached = reached
+
+
+def timeout_error(request: InvokeRequest, seconds: float) -> InvokeError:
+    return InvokeError(
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        f"timeout after {round(seconds * 1000)} ms invoking method '{request.method}' of app '{request.app_id}'",
+    )
+
+
+def _refused(details: str) -> bool:
+    """gRPC's wording when no connection could be made, so no byte of the call was sent."""
+    lowered = details.lower()
+    return any(
+        s in lowered
+        for s in ("failed to connect to all addresses", "connection refused", "connections to all backends failing")
+    )
+
+
+def _short(details: str) -> str:
+    return "connection refused" if "connection refused" in details.lower() else details
+
+
+# ---- app channels ----
+
+
+class AppChannel(Protocol):
+    """Delivers one invocation to the local app."""
+
+    async def invoke(self, request: InvokeRequest, budget: float) -> InvokeResponse: ...
+
+    async def close(self) -> None: ...
+
+
+AppChannelFactory = Callable[[Runtime], AppChannel]
+
+_GRPC_CHANNEL_OPTIONS = [
+    # A peer that comes back is found again within a second, not after minutes of backoff.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+class GrpcAppChannel:
+    """spec.proto.runtime.v1.AppCallback/OnInvoke on app.grpc_callback_host:grpc_callback_port."""
+
+    def __init__(self, rt: Runtime) -> None:
+        app = rt.config.app
+        self.target = f"{app.grpc_callback_host}:{app.grpc_callback_port}"
+        self._channel = grpc.aio.insecure_channel(self.target, options=_GRPC_CHANNEL_OPTIONS)
+        self._stub = appcallback_pb2_grpc.AppCallbackStub(self._channel)
+
+    async def invoke(self, request: InvokeRequest, budget: float) -> InvokeResponse:
+        message = appcallback_pb2.AppInvokeRequest(
+            method=request.method,
+            data=any_pb2.Any(value=request.data),
+            content_type=request.content_type,
+            http_verb=request.verb,
+            querystring=request.querystring,
+            metadata=joined(request.headers),
+        )
+        try:
+            reply = await self._stub.OnInvoke(message, timeout=budget)
+        except grpc.aio.AioRpcError as exc:
+            code, details = exc.code(), exc.details() or ""
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise timeout_error(request, budget) from None
+            if code == grpc.StatusCode.UNAVAILABLE and _refused(details):
+                raise InvokeError(
+                    code, f"app '{request.app_id}' at {self.target} is unreachable: {_short(details)}", reached=False
+                ) from None
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                raise InvokeError(
+                    code, f"app '{request.app_id}' does not implement spec.proto.runtime.v1.AppCallback/OnInvoke"
+                ) from None
+            # The app's own answer reaches the caller as the app gave it.
+            raise InvokeError(code, details) from None
+        return InvokeResponse(
+            data=reply.data.value, content_type=reply.content_type, headers=call_headers(reply.metadata.items())
+        )
+
+    async def close(self) -> None:
+        await self._channel.close(None)
+
+
+class HttpAppChannel:
+    """HTTP to the app's `http_port`, as upstream's MOSN http channel builds the request:
+    method = verb (GET without an http_extension), path = method, query = querystring,
+    body = data, headers = call metadata plus `id`. Anything but 200 is an error."""
+
+    def __init__(self, rt: Runtime) -> None:
+        app = rt.config.app
+        self.base = f"http://{app.grpc_callback_host}:{app.http_port}"
+        self._session: aiohttp.ClientSession | None = None
+
+    def _session_now(self) -> aiohttp.ClientSession:
+        # Made on first use: a session must be created inside the running loop.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256), auto_decompress=False)
+        return self._session
+
+    async def invoke(self, request: InvokeRequest, budget: float) -> InvokeResponse:
+        path = quote(request.method.lstrip("/"), safe="/:@!$&'()*+,;=-._~%")
+        url = f"{self.base}/{path}"
+        if request.querystring:
+            url += "?" + quote(request.querystring, safe="=&;:@!$'()*+,/?-._~%")
+        headers = joined(request.headers)
+        headers["id"] = request.app_id
+        if request.content_type:
+            headers["Content-Type"] = request.content_type
+        verb = request.verb or "GET"
+        try:
+            async with self._session_now().request(
+                verb,
+                URL(url, encoded=True),
+                data=request.data,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=budget),
+            ) as reply:
+                body = await reply.read()
+                status = reply.status
+                content_type = reply.headers.get("Content-Type", "")
+                reply_headers = call_headers(reply.headers.items())
+        except aiohttp.ClientConnectorError as exc:
+            raise InvokeError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"app '{request.app_id}' at {self.base} is unreachable: {exc.strerror or exc}",
+                reached=False,
+            ) from None
+        except TimeoutError:
+            raise timeout_error(request, budget) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise InvokeError(grpc.StatusCode.UNAVAILABLE, f"app '{request.app_id}' at {self.base}: {exc}") from None
+        if status != 200:
+            raise InvokeError(
+                grpc.StatusCode.UNAVAILABLE, f"http response code {status}, body: {body.decode(errors='replace')}"
+            )
+        return InvokeResponse(data=body, content_type=content_type, headers=reply_headers)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+#: callback API name (app.callback_api) -> channel factory; "http" is used when app.http_port is set.
+APP_CHANNELS: dict[str, AppChannelFactory] = {"layotto": GrpcAppChannel, "http": HttpAppChannel}
+
+
+def register_app_channel(name: str, factory: AppChannelFactory) -> None:
+    """Add the channel for an app callback API (`app.callback_api == name`)."""
+    APP_CHANNELS[name] = factory
+
+
+def make_app_channel(rt: Runtime) -> AppChannel | None:
+    """The channel to this sidecar's app, or None when the app takes no invocations.
+
+    `app.http_port` wins: an app may serve gRPC callbacks only for pub/sub while taking
+    invocations over HTTP, as with upstream's HTTP channel.
+    """
+    app = rt.config.app
+    if app.http_port:
+        return APP_CHANNELS["http"](rt)
+    if app.grpc_callback_port:
+        factory = APP_CHANNELS.get(app.callback_api)
+        if factory is None:
+            known = ", ".join(sorted(k for k in APP_CHANNELS if k != "http"))
+            raise ConfigError(f"unknown app callback API '{app.callback_api}' (known: {known})", rt.config.source)
+        return factory(rt)
+    return None
+
+
+# ---- the engine ----
+
+
+@dataclass
+class InvokeSettings:
+    """From the first name_resolution entry's metadata: invokeTimeout, invokeRetries,
+    invokeRetryBackoff. Retries happen only when the call cannot have reached the app."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = 2
+    retry_backoff: float = 0.05
+
+    @classmethod
+    def from_runtime(cls, rt: Runtime) -> InvokeSettings:
+        specs = rt.config.components_of("nameresolution")
+        if not specs:
+            return cls()
+        md = Metadata(specs[0].metadata, where=specs[0].source)
+        return cls(
+            timeout=md.get_duration("invokeTimeout", DEFAULT_TIMEOUT),
+            retries=max(md.get_int("invokeRetries", 2), 0),
+            retry_backoff=md.get_duration("invokeRetryBackoff", 0.05),
+        )
+
+
+def _own_address(rt: Runtime) -> str:
+    cfg = rt.config
+    if cfg.grpc_network == "unix":
+        return f"unix:{cfg.grpc_address}"
+    host, _, port = cfg.grpc_address.rpartition(":")
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        # Other sidecars cannot dial a wildcard; the advertised host is configurable.
+        host = "127.0.0.1"
+    return f"{host}:{port}"
+
+
+class Invoker:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.settings = InvokeSettings.from_runtime(rt)
+        self.app_channel: AppChannel | None = None
+        self.resolvers: list[NameResolver] = []
+        self._peers: dict[str, tuple[grpc.aio.Channel, runtime_pb2_grpc.RuntimeStub]] = {}
+        self._turn = itertools.count()
+        self._started = False
+        self._registered: list[NameResolver] = []
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.app_channel = make_app_channel(self.rt)
+        self.resolvers = [c for c in self.rt.components("nameresolution").values() if isinstance(c, NameResolver)]
+        if self.rt.app_id:
+            address = self._advertised()
+            for resolver in self.resolvers:
+                await resolver.register(self.rt.app_id, address)
+                self._registered.append(resolver)
+
+    def _advertised(self) -> str:
+        for spec in self.rt.config.components_of("nameresolution"):
+            advertised = Metadata(spec.metadata).get_str("advertiseAddress")
+            if advertised:
+                return advertised
+        return _own_address(self.rt)
+
+    async def close(self) -> None:
+        for resolver in self._registered:
+            try:
+                await resolver.deregister()
+            except Exception:
+                log.exception("withdrawing from name resolution failed")
+        self._registered.clear()
+        if self.app_channel is not None:
+            await self.app_channel.close()
+            self.app_channel = None
+        peers, self._peers = self._peers, {}
+        for channel, _ in peers.values():
+            await channel.close(None)
+        self._started = False
+
+    def timeout_of(self, request: InvokeRequest, time_remaining: float | None) -> float:
+        timeout = self.settings.timeout
+        for key, value in request.headers:
+            if key == TIMEOUT_HEADER:
+                try:
+                    ms = int(value)
+                except ValueError:
+                    continue
+                if ms > 0:
+                    timeout = ms / 1000
+        if time_remaining is not None:
+            timeout = min(timeout, max(time_remaining, 0.0))
+        return timeout
+
+    async def invoke(
+        self, request: InvokeRequest, *, time_remaining: float | None = None, forwarded: bool = False
+    ) -> InvokeResponse:
+        """Deliver `request`; raise InvokeError with the code to answer."""
+        timeout = self.timeout_of(request, time_remaining)
+        if request.app_id == self.rt.app_id or forwarded:
+            if request.app_id != self.rt.app_id:
+                raise InvokeError(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"app id '{request.app_id}' is not served by this sidecar (its app is '{self.rt.app_id}')",
+                )
+            return await self._with_retries(request, timeout, self._deliver)
+        if not self.resolvers:
+            raise InvokeError(
+                grpc.StatusCode.UNKNOWN,
+                f"invoker not init: app id '{request.app_id}' is not this sidecar's app"
+                f" ('{self.rt.app_id}') and no name_resolution component is configured",
+            )
+        return await self._with_retries(request, timeout, self._forward)
+
+    async def _with_retries(
+        self,
+        request: InvokeRequest,
+        budget: float,
+        attempt: Callable[[InvokeRequest, float], Any],
+    ) -> InvokeResponse:
+        deadline = time.monotonic() + budget
+        for tried in itertools.count():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise timeout_error(request, budget)
+            try:
+                result: InvokeResponse = await attempt(request, remaining)
+                return result
+            except InvokeError as exc:
+                if exc.reached or tried >= self.settings.retries:
+                    raise
+                pause = min(self.settings.retry_backoff * (2**tried), deadline - time.monotonic())
+                if pause <= 0:
+                    raise
+                log.debug("retrying invocation of %r after: %s", request.app_id, exc.message)
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
+
+    async def _deliver(self, request: InvokeRequest, budget: float) -> InvokeResponse:
+        if self.app_channel is None:
+            raise InvokeError(
+                grpc.StatusCode.UNKNOWN,
+                "invoker not init: this sidecar's app takes no invocations"
+                " (set app.grpc_callback_port or app.http_port)",
+            )
+        return await self.app_channel.invoke(request, budget)
+
+    async def _resolve(self, app_id: str) -> list[str]:
+        for resolver in self.resolvers:
+            try:
+                addresses = await resolver.resolve(app_id)
+            except ComponentError as exc:
+                raise InvokeError(
+                    grpc.StatusCode.UNAVAILABLE, f"name resolution of app id '{app_id}' failed: {exc}"
+                ) from None
+            if addresses:
+                return addresses
+        return []
+
+    def _peer(self, address: str) -> runtime_pb2_grpc.RuntimeStub:
+        found = self._peers.get(address)
+        if found is None:
+            channel = grpc.aio.insecure_channel(address, options=_GRPC_CHANNEL_OPTIONS)
+            found = (channel, runtime_pb2_grpc.RuntimeStub(channel))
+            self._peers[address] = found
+        return found[1]
+
+    async def _forward(self, request: InvokeRequest, budget: float) -> InvokeResponse:
+        addresses = await self._resolve(request.app_id)
+        if not addresses:
+            raise InvokeError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"no sidecar serving app id '{request.app_id}' was found by name resolution",
+            )
+        address = addresses[next(self._turn) % len(addresses)]
+        message = runtime_pb2.CommonInvokeRequest(
+            method=request.method, data=any_pb2.Any(value=request.data), content_type=request.content_type
+        )
+        if request.verb:
+            message.http_extension.verb = runtime_pb2.HTTPExtension.Verb.Value(request.verb)
+            message.http_extension.querystring = request.querystring
+        call: Any = self._peer(address).InvokeService(
+            runtime_pb2.InvokeServiceRequest(id=request.app_id, message=message),
+            metadata=(*request.headers, (HOP_HEADER, self.rt.app_id or "-")),
+            timeout=budget,
+        )
+        try:
+            reply = await call
+            headers = await call.initial_metadata()
+        except grpc.aio.AioRpcError as exc:
+            code, details = exc.code(), exc.details() or ""
+            trailers: Any = exc.trailing_metadata() or ()
+            from_sidecar = any(k == ORIGIN_HEADER for k, _ in trailers)
+            if from_sidecar:
+                raise InvokeError(code, details) from None
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise timeout_error(request, budget) from None
+            if code == grpc.StatusCode.UNAVAILABLE:
+                for resolver in self.resolvers:
+                    resolver.invalidate(request.app_id)
+                raise InvokeError(
+                    code,
+                    f"the sidecar of app id '{request.app_id}' at {address} is unreachable: {_short(details)}",
+                    reached=not _refused(details),
+                ) from None
+            raise InvokeError(code, f"the sidecar of app id '{request.app_id}' at {address}: {details}") from None
+        return InvokeResponse(
+            data=reply.data.value,
+            content_type=reply.content_type,
+            headers=call_headers(headers or ()),
+        )
+
+
+_invokers: weakref.WeakKeyDictionary[Runtime, Invoker] = weakref.WeakKeyDictionary()
+
+
+async def invoker_for(rt: Runtime) -> Invoker:
+    """The one engine of a runtime, shared by every API serving InvokeService; started once."""
+    invoker = _invokers.get(rt)
+    if invoker is None:
+        invoker = _invokers[rt] = Invoker(rt)
+    await invoker.start()
+    return invoker
+
+
+async def close_invoker(rt: Runtime) -> None:
+    invoker = _invokers.pop(rt, None)
+    if invoker is not None:
+        await invoker.close()
