@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from layotto.components import redisclient
 from layotto.components.base import ComponentContext, Metadata
@@ -55,7 +56,7 @@ class RedisClusterLock(LockStore):
         await self.ping()
 
     async def _on_all(
-        self, action: Callable[[_Node], Awaitable[T]], within: float | None = None
+        self, action: Callable[[_Node], Awaitable[T]], within: float | None = None, nodes: list[_Node] | None = None
     ) -> list[T | BaseException]:
         """`action` on every node at once (at most `concurrency` in flight); errors are returned."""
 
@@ -63,7 +64,7 @@ class RedisClusterLock(LockStore):
             async with self._slots:
                 return await action(node)
 
-        tasks = [asyncio.ensure_future(one(n)) for n in self._nodes]
+        tasks = [asyncio.ensure_future(one(n)) for n in (self._nodes if nodes is None else nodes)]
         _, pending = await asyncio.wait(tasks, timeout=within)
         for task in pending:
             task.cancel()
@@ -112,15 +113,22 @@ class RedisClusterLock(LockStore):
         taken = sum(1 for a in answers if a)
         if taken >= self._quorum and elapsed < allowance:
             return True
-        await self._release(request.key, request.owner)
+        # Undo only this attempt: where SET answered yes, or timed out (it may have applied).
+        # Nodes that said no may hold this very owner's earlier lock, which must stay.
+        ambiguous = (TimeoutError, RedisTimeoutError)
+        undo = [n for n, r in zip(self._nodes, results, strict=True) if r is True or isinstance(r, ambiguous)]
+        await self._release(request.key, request.owner, undo)
         if elapsed >= allowance:
             raise ComponentError(f"[ClusterRedisLock]: lock timeout. ResourceId: {request.key}")
         if len(answers) < self._quorum:
             raise self._unavailable(errors)
         return False
 
-    async def _release(self, key: str, owner: str) -> list[int | BaseException]:
-        return await self._on_all(lambda n: n.unlock(keys=[key], args=[owner]))
+    async def _release(self, key: str, owner: str, nodes: list[_Node] | None = None) -> list[int | BaseException]:
+        chosen = self._nodes if nodes is None else nodes
+        if not chosen:
+            return []
+        return await self._on_all(lambda n: n.unlock(keys=[key], args=[owner]), nodes=chosen)
 
     async def unlock(self, request: UnlockRequest) -> LockStatus:
         answers, errors = self._split(await self._release(request.key, request.owner))
