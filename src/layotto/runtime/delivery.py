@@ -284,16 +284,18 @@ class Dispatcher:
         return False
 
     async def _dead_letter(self, event: Event, failures: int) -> bool:
+        # Counted first: the dead-letter subscriber may see the event before publish returns.
+        self.stats.dead_lettered += 1
         try:
             await self.component.publish(self.policy.dead_letter_topic, event.raw, {})
         except Exception as exc:
+            self.stats.dead_lettered -= 1
             log.warning(
                 "cannot publish event %s to dead-letter topic %s: %s", event.id, self.policy.dead_letter_topic, exc
             )
             self.stats.nacked += 1
             return False
         self._attempts.pop(event.id, None)
-        self.stats.dead_lettered += 1
         log.warning(
             "event %s on topic %s failed %d times; moved to dead-letter topic %s",
             event.id,

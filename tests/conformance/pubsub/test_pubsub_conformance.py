@@ -107,8 +107,6 @@ async def test_retry_beyond_local_retries_is_redelivered_by_backend(backend: Bac
 
     async with pubsub_env(backend, [(topic, {"maxRetries": "1", "retryBackoff": "0.01"})], fail_five) as env:
         await env.publish(topic, b"stubborn")
-        if backend.name == "mqtt":
-            pytest.skip("MQTT acks on receipt; redelivery after a nack is in-process only")
         await env.app.wait_for(lambda: env.app.succeeded[b"stubborn"] == 1, within=15)
         assert env.delivery.stats.nacked >= 2
 

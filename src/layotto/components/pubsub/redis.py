@@ -90,7 +90,7 @@ class _StreamSubscription:
         while True:
             try:
                 count = await self.inflight.wait_free()
-                reply = await self.client.xreadgroup(
+                reply: Any = await self.client.xreadgroup(
                     self.group, self.consumer, {self.topic: ">"}, count=count, block=1000
                 )
                 failures = 0
@@ -129,7 +129,7 @@ class _StreamSubscription:
                 start = "0-0"
                 while True:
                     count = await self.inflight.wait_free()
-                    reply = await self.client.xautoclaim(
+                    reply: Any = await self.client.xautoclaim(
                         self.topic, self.group, self.consumer, idle_ms, start_id=start, count=count
                     )
                     start = _text(reply[0])
