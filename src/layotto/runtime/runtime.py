@@ -104,7 +104,7 @@ class Runtime:
         refs = spec.extras.get("secret_ref") or []
         if not refs:
             return metadata
-        from layotto.components.secretstores.base import SecretStore  # block may be absent
+        from layotto.components.secretstores.base import SecretStore, resolve_secret  # block may be absent
 
         for ref in refs:
             store_name = str(ref.get("store_name", ""))
@@ -112,11 +112,12 @@ class Runtime:
             if not isinstance(store, SecretStore):
                 raise ConfigError(f"secret_ref names unknown secret store '{store_name}'", spec.source)
             key = str(ref.get("key", ""))
-            values = await store.get_secret(key, {})
             sub_key = str(ref.get("sub_key", "") or key)
-            if sub_key not in values:
-                raise ConfigError(f"secret '{key}' in store '{store_name}' has no entry '{sub_key}'", spec.source)
-            metadata[str(ref.get("inject_as", "") or sub_key)] = values[sub_key]
+            try:
+                value = await resolve_secret(store, key, sub_key)
+            except LayottoError as exc:
+                raise ConfigError(f"secret_ref to store '{store_name}': {exc}", spec.source) from exc
+            metadata[str(ref.get("inject_as", "") or sub_key)] = value
         return metadata
 
     async def health(self) -> dict[str, str]:

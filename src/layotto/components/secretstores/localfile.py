@@ -5,7 +5,7 @@ Metadata: `secretsFile` (required), `nestedSeparator` (":"), `multiValued` (fals
   each secret is `{name: value}`;
 - multiValued: each top-level key is a secret whose values are its (flattened) children.
 
-Unlike Dapr, the file is re-read when it changes (checked by mtime at each call), so secrets
+Unlike Dapr, the file is re-read when it changes (checked by stat at each call), so secrets
 can be rotated without restarting the sidecar.
 """
 
@@ -57,17 +57,20 @@ class LocalFileSecretStore(SecretStore):
         self._path = path
         self._separator = metadata.get_str("nestedSeparator", ":") or ":"
         self._multi = metadata.get_bool("multiValued", False)
-        self._mtime: float | None = None
+        self._version: tuple[int, int, int] | None = None
         self._secrets: dict[str, dict[str, str]] = {}
         try:
             await self._refresh()
         except ComponentError as exc:
             raise ConfigError(str(exc), f"{metadata.where}.metadata.secretsFile") from None
 
-    def _load(self) -> tuple[float, dict[str, dict[str, str]]] | None:
+    def _load(self) -> tuple[tuple[int, int, int], dict[str, dict[str, str]]] | None:
         try:
-            mtime = os.stat(self._path).st_mtime
-            if mtime == self._mtime:
+            st = os.stat(self._path)
+            # mtime alone can miss a rewrite within one clock tick; size and inode (an atomic
+            # rename) catch most of those.
+            version = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if version == self._version:
                 return None
             with open(self._path, encoding="utf-8") as f:
                 doc = json.load(f)
@@ -83,12 +86,12 @@ class LocalFileSecretStore(SecretStore):
                 secrets[str(name)] = flatten(value, self._separator, "" if isinstance(value, (dict, list)) else name)
         else:
             secrets = {k: {k: v} for k, v in flatten(doc, self._separator).items()}
-        return mtime, secrets
+        return version, secrets
 
     async def _refresh(self) -> None:
         loaded = await asyncio.to_thread(self._load)
         if loaded is not None:
-            self._mtime, self._secrets = loaded
+            self._version, self._secrets = loaded
 
     async def get_secret(self, key: str, metadata: Mapping[str, str]) -> dict[str, str]:
         await self._refresh()
