@@ -74,6 +74,9 @@ class Sidecar:
             from layotto.api.metrics import render as render_metrics
 
             actuator.routes["/metrics"] = render_metrics
+            from layotto.api.dapr.healthz import routes as dapr_health_routes
+
+            actuator.routes.update(dapr_health_routes(self.rt))
             self.actuator = actuator
         options = [
             ("grpc.max_receive_message_length", cfg.max_message_bytes),

@@ -12,6 +12,7 @@ import grpc
 from layotto.api.dapr.base import ApiBase
 from layotto.api.dapr.bindings import DaprBindingsApi
 from layotto.api.dapr.configuration import DaprConfigurationApi
+from layotto.api.dapr.invoke import DaprInvokeApi
 from layotto.api.dapr.lock import DaprLockApi
 from layotto.api.dapr.metadata import DaprMetadataApi
 from layotto.api.dapr.pubsub import DaprPubSubApi
@@ -28,6 +29,7 @@ MIXINS: tuple[type[ApiBase], ...] = (
     DaprBindingsApi,
     DaprLockApi,
     DaprConfigurationApi,
+    DaprInvokeApi,
     DaprMetadataApi,
 )
 

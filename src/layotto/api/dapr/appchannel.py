@@ -1,8 +1,9 @@
-"""Delivery to apps that serve Dapr's AppCallback (dapr.proto.runtime.v1.AppCallback).
+"""Calls to apps that serve Dapr's AppCallback (dapr.proto.runtime.v1.AppCallback).
 
-Chosen when `app.callback_api == "dapr"` (`--app-protocol grpc` with `--app-port`); plugged
-into the pub/sub delivery service through its channel factory, so the outcome rules (ack,
-retry, drop, dead letter) are the same as for Layotto apps.
+Chosen when `app.callback_api == "dapr"` (`--app-protocol grpc` with `--app-port`), and
+plugged into the runtime's engines through their channel factories: pub/sub delivery
+(ListTopicSubscriptions, OnTopicEvent; the outcome rules, ack, retry, drop, dead letter, are
+the same as for Layotto apps) and service invocation (OnInvoke).
 
 Topic routing: Dapr apps may route a topic's events to several handlers (`routes.rules`,
 each a CEL `match` and a `path`). We evaluate the common form `event.<attr> == "<value>"`
@@ -18,11 +19,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
+from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import appcallback_pb2 as cb
 from dapr.proto.runtime.v1 import appcallback_pb2_grpc as cb_grpc
-from google.protobuf import empty_pb2, struct_pb2
+from google.protobuf import any_pb2, empty_pb2, struct_pb2
 
 from layotto.api.dapr import base as _base  # noqa: F401  (dapr import without its legacy warning)
+from layotto.runtime import invoke
 from layotto.runtime.cloudevents import Event
 from layotto.runtime.delivery import Status, TopicSubscription, status_of
 from layotto.runtime.runtime import Runtime
@@ -136,12 +139,54 @@ class DaprAppChannel:
         await self._channel.close(None)
 
 
+_REFUSED = ("failed to connect to all addresses", "connection refused", "connections to all backends failing")
+
+
+class DaprInvokeChannel:
+    """Service invocation delivered with Dapr's AppCallback/OnInvoke."""
+
+    def __init__(self, rt: Runtime) -> None:
+        app = rt.config.app
+        self.target = f"{app.grpc_callback_host}:{app.grpc_callback_port}"
+        self._channel = grpc.aio.insecure_channel(self.target)
+        self._stub = cb_grpc.AppCallbackStub(self._channel)  # type: ignore[no-untyped-call]
+
+    async def invoke(self, request: invoke.InvokeRequest, budget: float) -> invoke.InvokeResponse:
+        message = common_pb2.InvokeRequest(
+            method=request.method, data=any_pb2.Any(value=request.data), content_type=request.content_type
+        )
+        if request.verb:
+            message.http_extension.verb = common_pb2.HTTPExtension.Verb.Value(request.verb)
+            message.http_extension.querystring = request.querystring
+        call: Any = self._stub.OnInvoke(message, metadata=tuple(request.headers), timeout=budget)
+        try:
+            reply = await call
+            headers = await call.initial_metadata()
+        except grpc.aio.AioRpcError as exc:
+            code, details = exc.code(), exc.details() or ""
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise invoke.timeout_error(request, budget) from None
+            if code == grpc.StatusCode.UNAVAILABLE and any(s in details.lower() for s in _REFUSED):
+                raise invoke.InvokeError(
+                    code, f"app '{request.app_id}' at {self.target} is unreachable: {details}", reached=False
+                ) from None
+            # The app's own answer reaches the caller as the app gave it.
+            raise invoke.InvokeError(code, details) from None
+        return invoke.InvokeResponse(
+            data=reply.data.value, content_type=reply.content_type, headers=invoke.call_headers(headers or ())
+        )
+
+    async def close(self) -> None:
+        await self._channel.close(None)
+
+
 def dapr_channel(rt: Runtime) -> DaprAppChannel:
     return DaprAppChannel(rt.config.app.grpc_callback_host, rt.config.app.grpc_callback_port)
 
 
 def install() -> None:
-    """Register the Dapr channels with the runtime's delivery factories."""
+    """Register the Dapr channels with the runtime's delivery and invocation factories."""
     from layotto.runtime import delivery
 
     delivery.register_app_channel("dapr", dapr_channel)
+    invoke.register_app_channel("dapr", DaprInvokeChannel)
