@@ -33,7 +33,7 @@ with warnings.catch_warnings():
     from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
     from dapr.ext.grpc import App
     from dapr.proto.common.v1 import common_pb2
-    from dapr.proto.runtime.v1 import dapr_pb2_grpc, lock_pb2, state_pb2
+    from dapr.proto.runtime.v1 import dapr_pb2_grpc, lock_pb2, metadata_pb2, state_pb2
 
 
 def dapr_stub(channel: grpc.Channel) -> Any:
@@ -412,6 +412,17 @@ def test_metadata(client: DaprClient, dapr_env: tuple[DaprSidecar, DaprApp]) -> 
     assert "ETAG" in components["statestore"].capabilities
     assert components["localsecrets"].type == "secretstores.local.file"
     assert meta.extended_metadata["team"] == "checkout"
+    # The SDK's response leaves out subscriptions; they appear once delivery subscribed them.
+    with grpc.insecure_channel(dapr_env[0].address) as channel:
+        deadline = time.monotonic() + 15
+        while True:
+            raw = dapr_stub(channel).GetMetadata(metadata_pb2.GetMetadataRequest())
+            if any((s.pubsub_name, s.topic) == ("pubsub", TOPIC) for s in raw.subscriptions):
+                break
+            assert time.monotonic() < deadline, raw.subscriptions
+            time.sleep(0.1)
+    assert raw.app_connection_properties.port == dapr_env[1].port
+    assert raw.app_connection_properties.protocol == "grpc"
 
 
 def test_invoke_the_local_dapr_app(client: DaprClient) -> None:
