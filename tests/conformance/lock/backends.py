@@ -90,6 +90,8 @@ class Backend:
     service: str | None
     #: Shared by several sidecars (safe across processes on different hosts).
     distributed: bool = True
+    #: Shortest real expiry in seconds (etcd rounds short lease TTLs up to 2 s).
+    min_ttl: float = 1.0
 
     def require(self) -> None:
         if self.service:
@@ -101,7 +103,12 @@ BACKENDS: list[Backend] = [
     Backend("sqlite", lambda: {"databasePath": _SQLITE_PATH, "tableName": TABLE}, None, distributed=False),
     Backend("redis", lambda: {"redisHost": "127.0.0.1:6379"}, "redis"),
     Backend("redis_cluster", lambda: {"redisHosts": REDIS_NODES.start().hosts, "concurrency": "3"}, "redis"),
-    Backend("etcd", lambda: {"endpoints": "127.0.0.1:2379", "keyPrefixPath": f"/layotto-test/lock-{RUN}/"}, "etcd"),
+    Backend(
+        "etcd",
+        lambda: {"endpoints": "127.0.0.1:2379", "keyPrefixPath": f"/layotto-test/lock-{RUN}/"},
+        "etcd",
+        min_ttl=2.0,
+    ),
     Backend("zookeeper", lambda: {"zookeeperHosts": "127.0.0.1:2181"}, "zookeeper"),
     Backend("postgresql", lambda: {"connectionString": POSTGRES_DSN, "tableName": TABLE}, "postgresql"),
     Backend("mysql", lambda: {"connectionString": _mysql_dsn(), "tableName": TABLE}, "mysql"),

@@ -37,11 +37,16 @@ class PostgresqlLock(LockStore):
         self._dsn = metadata.required("connectionString")
         self._timeout = metadata.get_duration("timeout", 5.0)
         t = _sql.table_name(metadata.get_str("tableName"), metadata.where)
-        self._sql_lock = (
+        # Taking a free lock never touches a held row (DO NOTHING does not lock it), so
+        # contenders do not queue behind the holder; an expired row is taken over by an
+        # UPDATE whose WHERE PostgreSQL re-checks on the latest row version.
+        self._sql_insert = (
             f"INSERT INTO {t} (resource, owner, expires_at)"
-            " VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))"
-            f" ON CONFLICT (resource) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at"
-            f" WHERE {t}.expires_at <= clock_timestamp()"
+            " VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3)) ON CONFLICT (resource) DO NOTHING"
+        )
+        self._sql_take_over = (
+            f"UPDATE {t} SET owner = $2, expires_at = clock_timestamp() + make_interval(secs => $3)"
+            " WHERE resource = $1 AND expires_at <= clock_timestamp()"
         )
         self._sql_unlock = f"DELETE FROM {t} WHERE resource = $1 AND owner = $2 AND expires_at > clock_timestamp()"
         self._sql_extend = (
@@ -98,7 +103,10 @@ class PostgresqlLock(LockStore):
         await self._execute("SELECT 1")
 
     async def try_lock(self, request: TryLockRequest) -> bool:
-        return self._rows(await self._execute(self._sql_lock, request.key, request.owner, float(request.expire))) > 0
+        args = (request.key, request.owner, float(request.expire))
+        if self._rows(await self._execute(self._sql_insert, *args)) > 0:
+            return True
+        return self._rows(await self._execute(self._sql_take_over, *args)) > 0
 
     async def unlock(self, request: UnlockRequest) -> LockStatus:
         if self._rows(await self._execute(self._sql_unlock, request.key, request.owner)) > 0:

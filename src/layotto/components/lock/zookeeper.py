@@ -87,7 +87,8 @@ class ZookeeperLock(LockStore):
             raise ConfigError("zookeeper lock error: missing zookeeperHosts", where)
         self._hosts = ",".join(hosts)
         session = metadata.get_duration("SessionTimeout", 5.0)
-        self._timeout = max(1.0, session)
+        # How long one operation may wait for ZooKeeper, reconnects included.
+        self._timeout = metadata.get_duration("operationTimeout", max(10.0, 2 * session))
         self._client = aiozk.ZKClient(
             self._hosts,
             session_timeout=max(2, round(session)),
