@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,7 +13,7 @@ import redis.asyncio as aioredis
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 from tests.conformance.bindings.httpkv import http_server, parse
-from tests.support.services import require
+from tests.support.services import POSTGRES_DSN, require
 from tests.support.sidecar import free_port, running_sidecar
 
 Stub = runtime_pb2_grpc.RuntimeStub
@@ -21,12 +22,14 @@ Stub = runtime_pb2_grpc.RuntimeStub
 @pytest.fixture(scope="module")
 async def stub() -> AsyncIterator[Stub]:
     require("redis")
+    require("postgresql")
     async with http_server() as base:
         config = {
             "bindings": {
                 "web": {"type": "http", "metadata": {"url": base}},
                 "dead": {"type": "http", "metadata": {"url": f"http://127.0.0.1:{free_port()}"}},
                 "cache": {"type": "redis", "metadata": {"redisHost": "127.0.0.1:6379"}},
+                "db": {"type": "postgresql", "metadata": {"url": POSTGRES_DSN}},
             }
         }
         async with running_sidecar(config) as (_, address), grpc.aio.insecure_channel(address) as channel:
@@ -159,3 +162,29 @@ async def test_redis_bad_requests(stub: Stub) -> None:
         grpc.StatusCode.INTERNAL,
         "error when invoke output binding cache: value must be a valid integer: actual is 'soon'",
     )
+
+
+async def test_postgresql_query_exec_and_errors(stub: Stub) -> None:
+    reply = await stub.InvokeBinding(
+        pb.InvokeBindingRequest(
+            name="db",
+            operation="query",
+            metadata={"sql": "SELECT $1::int AS n, 'x' AS s, NULL AS z", "params": "[7]"},
+        )
+    )
+    assert json.loads(reply.data) == [[7, "x", None]]
+    assert reply.metadata["operation"] == "query"
+    assert {"start-time", "end-time", "duration", "sql"} <= set(reply.metadata)
+    reply = await stub.InvokeBinding(
+        pb.InvokeBindingRequest(name="db", operation="exec", metadata={"sql": "SELECT generate_series(1, 3)"})
+    )
+    assert reply.metadata["rows-affected"] == "3"
+    await _fails(
+        stub.InvokeBinding(pb.InvokeBindingRequest(name="db", operation="exec")),
+        grpc.StatusCode.INTERNAL,
+        "error when invoke output binding db: required metadata not set: sql",
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.InvokeBinding(pb.InvokeBindingRequest(name="db", operation="query", metadata={"sql": "SELEC 1"}))
+    assert info.value.code() == grpc.StatusCode.INTERNAL
+    assert info.value.details().startswith("error when invoke output binding db: error executing SELEC 1: syntax error")

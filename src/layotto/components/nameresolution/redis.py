@@ -88,6 +88,9 @@ class RedisResolver(NameResolver):
         try:
             members = await self._resolve_script(keys=[self._key(app_id)])
         except redisclient.UNAVAILABLE as exc:
+            if cached is not None:
+                # The registry is down: a stale answer beats none while it comes back.
+                return list(cached[1])
             raise redisclient.unavailable(self._address, exc) from exc
         except aioredis.RedisError as exc:
             raise ComponentError(f"name resolution in redis failed: {exc}") from exc

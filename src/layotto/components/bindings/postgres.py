@@ -1,0 +1,134 @@
+"""Dapr's `bindings.postgres` output binding: exec and query SQL on a pooled connection.
+
+Request metadata: `sql` (required) and, beyond v1.5.2, `params`: a JSON array bound to
+$1, $2, ... so that apps need not build SQL from values.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import decimal
+import json
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+
+from layotto.components.base import ComponentContext, Metadata
+from layotto.components.bindings.base import InvokeRequest, InvokeResponse, OutputBinding
+from layotto.errors import BackendUnavailableError, ComponentError, InvalidArgumentError
+
+_OPERATIONS = ["exec", "query", "close"]
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionFailureError,
+)
+
+
+def _json_value(value: Any) -> Any:
+    # As Go's encoding/json renders pgx values: times as RFC 3339, bytes as base64.
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, (uuid.UUID, datetime.timedelta)):
+        return str(value)
+    return str(value)
+
+
+def _rows_affected(status: str) -> int:
+    """asyncpg's command tag ("INSERT 0 3", "UPDATE 2") -> the row count."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+def _rfc3339(moment: datetime.datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+class PostgresBinding(OutputBinding):
+    _pool: asyncpg.Pool | None = None
+
+    async def init(self, metadata: Metadata, context: ComponentContext) -> None:
+        await super().init(metadata, context)
+        url = metadata.get_str("url") or metadata.required("connectionString")
+        try:
+            self._pool = await asyncpg.create_pool(
+                url,
+                min_size=0,
+                max_size=metadata.get_int("maxConns", 10),
+                timeout=metadata.get_duration("connectTimeout", 5.0),
+            )
+            async with self._pool.acquire() as conn:
+                await conn.execute("SELECT 1")
+        except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+            await self.close()
+            raise BackendUnavailableError(f"unable to ping the DB: {exc}") from exc
+
+    def operations(self) -> list[str]:
+        return list(_OPERATIONS)
+
+    async def ping(self) -> None:
+        assert self._pool is not None
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute("SELECT 1")
+        except _UNAVAILABLE as exc:
+            raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
+
+    async def invoke(self, request: InvokeRequest) -> InvokeResponse:
+        if request.operation == "close":
+            # Upstream closes its pool for good; the pool here is the sidecar's, shared by all apps.
+            return InvokeResponse()
+        sql = request.metadata.get("sql", "")
+        if not sql:
+            raise InvalidArgumentError("required metadata not set: sql")
+        params = self._params(request.metadata.get("params", ""))
+        started = datetime.datetime.now(datetime.UTC)
+        clock = time.perf_counter()
+        metadata = {"operation": request.operation, "sql": sql, "start-time": _rfc3339(started)}
+        pool = self._pool
+        assert pool is not None, "init() was not called"
+        data = b""
+        try:
+            async with pool.acquire() as conn:
+                if request.operation == "exec":
+                    metadata["rows-affected"] = str(_rows_affected(await conn.execute(sql, *params)))
+                elif request.operation == "query":
+                    rows = await conn.fetch(sql, *params)
+                    data = json.dumps([list(row.values()) for row in rows], default=_json_value).encode()
+                else:
+                    raise InvalidArgumentError(
+                        f"invalid operation type: {request.operation}. Expected exec, query, or close"
+                    )
+        except _UNAVAILABLE as exc:
+            raise BackendUnavailableError(f"error executing {sql}: postgresql is unavailable: {exc}") from exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ComponentError(f"error executing {sql}: {exc}") from exc
+        ended = datetime.datetime.now(datetime.UTC)
+        metadata["end-time"] = _rfc3339(ended)
+        metadata["duration"] = f"{(time.perf_counter() - clock) * 1000:.3f}ms"
+        return InvokeResponse(data=data, metadata=metadata)
+
+    @staticmethod
+    def _params(raw: str) -> list[Any]:
+        if not raw:
+            return []
+        try:
+            params = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise InvalidArgumentError(f"'params' must be a JSON array: {exc.msg}") from None
+        if not isinstance(params, list):
+            raise InvalidArgumentError("'params' must be a JSON array")
+        return params
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
