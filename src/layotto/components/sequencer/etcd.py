@@ -34,6 +34,9 @@ def _counter(kv: aetcd.KeyValue | None) -> int:
 
 
 class EtcdSequencer(RangeSequencer):
+    def __init__(self) -> None:
+        self._key_locks: dict[str, asyncio.Lock] = {}
+
     _client: aetcd.Client | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
@@ -102,7 +105,13 @@ class EtcdSequencer(RangeSequencer):
 
     async def reserve(self, key: str, count: int) -> int:
         check_count(count)
-        return await self._update(key, count, at_least=False) - count + 1
+        # One CAS at a time per key from this sidecar: concurrent tasks racing each other
+        # would only make each other retry; only other sidecars can still conflict.
+        lock = self._key_locks.get(key)
+        if lock is None:
+            lock = self._key_locks[key] = asyncio.Lock()
+        async with lock:
+            return await self._update(key, count, at_least=False) - count + 1
 
     async def raise_to(self, key: str, floor: int) -> None:
         await self._update(key, floor, at_least=True)

@@ -47,6 +47,9 @@ def _counter(data: bytes | None, version: int) -> int:
 
 
 class ZookeeperSequencer(RangeSequencer):
+    def __init__(self) -> None:
+        self._key_locks: dict[str, asyncio.Lock] = {}
+
     _client: Any = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
@@ -116,7 +119,13 @@ class ZookeeperSequencer(RangeSequencer):
 
     async def reserve(self, key: str, count: int) -> int:
         check_count(count)
-        return await self._update(key, count, at_least=False) - count + 1
+        # One CAS at a time per key from this sidecar: concurrent tasks racing each other
+        # would only make each other retry; only other sidecars can still conflict.
+        lock = self._key_locks.get(key)
+        if lock is None:
+            lock = self._key_locks[key] = asyncio.Lock()
+        async with lock:
+            return await self._update(key, count, at_least=False) - count + 1
 
     async def raise_to(self, key: str, floor: int) -> None:
         await self._update(key, floor, at_least=True)
