@@ -43,25 +43,45 @@ class RedisNodes:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.skip("redis-server is not installed")
+        self._binary = binary
         for _ in range(self.count):
-            port = free_port()
-            args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            self._procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            self.ports.append(port)
+            self.ports.append(free_port())
+            self._procs.append(self._spawn(self.ports[-1]))
         atexit.register(self.stop)
-        deadline = time.monotonic() + 10
         for port in self.ports:
-            client = redis.Redis(port=port)
+            self._wait_up(port)
+        return self
+
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        args = [self._binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    @staticmethod
+    def _wait_up(port: int) -> None:
+        deadline = time.monotonic() + 10
+        client = redis.Redis(port=port)
+        try:
             while True:
                 try:
                     client.ping()
-                    break
+                    return
                 except redis.ConnectionError:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"redis-server on {port} did not start") from None
                     time.sleep(0.02)
+        finally:
             client.close()
-        return self
+
+    def stop_one(self, index: int) -> None:
+        """Stop node `index` (an outage); `restart` brings it back, empty, on the same port."""
+        proc = self._procs[index]
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+    def restart(self, index: int) -> None:
+        self._procs[index] = self._spawn(self.ports[index])
+        self._wait_up(self.ports[index])
 
     @property
     def hosts(self) -> str:
@@ -115,6 +135,7 @@ BACKENDS: list[Backend] = [
 ]
 
 DISTRIBUTED = [b for b in BACKENDS if b.distributed]
+BY_TYPE = {b.type: b for b in BACKENDS}
 
 
 def params(backends: list[Backend]) -> list[Any]:
