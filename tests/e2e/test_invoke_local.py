@@ -52,7 +52,7 @@ async def test_grpc_app_round_trip_with_headers_both_ways() -> None:
             content_type="application/json",
             http_extension=pb.HTTPExtension(verb=Verb.POST, querystring="a=1&b=2"),
         )
-        reply, headers = await _call(address, request, (("x-request-id", "r-1"),))
+        reply, headers = await _call(address, request, (("x-request-id", "r-1"), ("dapr-api-token", "secret")))
         assert reply.content_type == "application/x-echo"
         doc = json.loads(reply.data.value)
         assert doc == {
@@ -65,6 +65,7 @@ async def test_grpc_app_round_trip_with_headers_both_ways() -> None:
             "metadata": doc["metadata"],
         }
         assert doc["metadata"]["x-request-id"] == "r-1"
+        assert "dapr-api-token" not in doc["metadata"], "sidecar credentials are not the app's business"
         assert not any(k.startswith((":", "grpc-")) for k in doc["metadata"]), doc["metadata"]
         assert headers["x-answered-by"] == "app-a"
         # Without an http_extension no verb is sent.

@@ -84,10 +84,16 @@ def call_headers(pairs: Iterable[tuple[str, Any]]) -> Headers:
     return out
 
 
+#: Credentials for the sidecars: carried between sidecars, never shown to an app.
+_SIDECAR_ONLY = frozenset({"dapr-api-token"})
+
+
 def joined(headers: Headers) -> dict[str, str]:
-    """Headers as a map; repeated keys joined with "," as upstream's RPCHeader does."""
+    """Headers for the app as a map; repeated keys joined with "," as upstream's RPCHeader does."""
     merged: dict[str, list[str]] = {}
     for key, value in headers:
+        if key in _SIDECAR_ONLY:
+            continue
         merged.setdefault(key, []).append(value)
     return {key: ",".join(values) for key, values in merged.items()}
 
