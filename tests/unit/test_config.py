@@ -98,7 +98,8 @@ def test_upstream_sample_is_read_as_it_is() -> None:
     assert by_block[("sequencer", "sequencer_demo")].extras["biggerThan"] == {"index": 1000}
     assert by_block[("configuration", "config_demo")].metadata["address"] == ["127.0.0.1:2379"]
     assert by_block[("file", "file_demo")].metadata["__raw__"] == [{"endpoint": "x"}]
-    assert by_block[("rpc", "mosn")].metadata["channel"][0]["protocol"] == "http"
+    assert ("rpc", "mosn") not in by_block
+    assert any("MOSN rpc channels are not used" in w for w in cfg.warnings)
     assert by_block[("custom", "demo")].extras["kind"] == "helloworld"
     assert cfg.stream_filters[0]["type"] == "flowControlFilter"
     assert cfg.tracing["driver"] == "SOFATracer"

@@ -128,17 +128,13 @@ def _load_grpc_config(cfg: RuntimeConfig, grpc_config: dict[str, Any], source: s
                 http_port=int(_get(value, "http_port", 0) or 0),
             )
         elif lkey == "rpcs":
+            # Upstream routes InvokeService through MOSN channels configured here; layotto
+            # resolves app ids with `name_resolution` components instead, so this is not needed.
             _expect(value, dict, f"{source}: {path}", "rpcs")
-            for name, entry in value.items():
-                cfg.components.append(
-                    ComponentSpec(
-                        block="rpc",
-                        name=name,
-                        type=name,
-                        metadata=dict(_get(entry, "config", {}) or {}) if isinstance(entry, dict) else {},
-                        source=f"{source}: {path}.{name}",
-                    )
-                )
+            cfg.warnings.append(
+                f"{source}: {path}: MOSN rpc channels are not used; InvokeService resolves app ids through"
+                " `name_resolution` components (see docs/invoke.md)"
+            )
         elif lkey == "custom_component":
             _expect(value, dict, f"{source}: {path}", "custom_component")
             for kind, named in value.items():
