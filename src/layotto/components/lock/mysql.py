@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 import aiomysql
-import pymysql  # type: ignore[import-untyped]
+import pymysql
 
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock import _sql
@@ -76,6 +76,8 @@ class MysqlLock(LockStore):
             " WHERE resource = %s AND owner = %s AND expires_at > NOW(6)"
         )
         self._sql_owner = f"SELECT owner FROM {t} WHERE resource = %s AND expires_at > NOW(6)"
+        self._table = t
+        self._sql_exists = "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = %s"
         self._sql_create = (
             f"CREATE TABLE IF NOT EXISTS {t} (resource VARCHAR(512) NOT NULL PRIMARY KEY,"
             " owner VARCHAR(512) NOT NULL, expires_at DATETIME(6) NOT NULL) ENGINE=InnoDB"
@@ -94,7 +96,9 @@ class MysqlLock(LockStore):
                     **self._params,
                 )
                 async with pool.acquire() as conn, conn.cursor() as cur:
-                    await cur.execute(self._sql_create)
+                    # Checked first: CREATE TABLE IF NOT EXISTS warns (a Python warning) when it exists.
+                    if not await cur.execute(self._sql_exists, (self._table,)):
+                        await cur.execute(self._sql_create)
             except (pymysql.MySQLError, OSError, TimeoutError) as exc:
                 raise _failure(exc) from exc
             self._pool = pool
