@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import aiomysql
-import pymysql  # type: ignore[import-untyped]
+import pymysql
 
 from layotto.components.base import ComponentContext, Metadata, parse_duration
 from layotto.components.state.base import (
