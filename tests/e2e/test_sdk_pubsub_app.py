@@ -30,7 +30,7 @@ def _name() -> str:
 
 
 @pytest.fixture
-async def app_stub() -> AsyncIterator[appcallback_pb2_grpc.AppCallbackStub]:
+async def app_stub() -> AsyncIterator[appcallback_pb2_grpc.AppCallbackAsyncStub]:
     app = App()
 
     @app.subscribe("ps", "ok", metadata={"consumerID": "billing"})
@@ -75,7 +75,7 @@ async def app_stub() -> AsyncIterator[appcallback_pb2_grpc.AppCallbackStub]:
         await app.stop()
 
 
-async def test_app_lists_subscriptions(app_stub: appcallback_pb2_grpc.AppCallbackStub) -> None:
+async def test_app_lists_subscriptions(app_stub: appcallback_pb2_grpc.AppCallbackAsyncStub) -> None:
     reply = await app_stub.ListTopicSubscriptions(empty_pb2.Empty())
     subs = {(s.pubsub_name, s.topic): dict(s.metadata) for s in reply.subscriptions}
     assert subs[("ps", "ok")] == {"consumerID": "billing"}
@@ -94,7 +94,7 @@ async def test_app_lists_subscriptions(app_stub: appcallback_pb2_grpc.AppCallbac
     ],
 )
 async def test_handler_outcome_decides_the_status(
-    app_stub: appcallback_pb2_grpc.AppCallbackStub, topic: str, status: int
+    app_stub: appcallback_pb2_grpc.AppCallbackAsyncStub, topic: str, status: int
 ) -> None:
     event = cb.TopicEventRequest(
         id="e1", pubsub_name="ps", topic=topic, data=b'{"n":1}', data_content_type="application/json"
@@ -102,7 +102,7 @@ async def test_handler_outcome_decides_the_status(
     assert (await app_stub.OnTopicEvent(event)).status == status
 
 
-async def test_app_methods(app_stub: appcallback_pb2_grpc.AppCallbackStub) -> None:
+async def test_app_methods(app_stub: appcallback_pb2_grpc.AppCallbackAsyncStub) -> None:
     request = cb.AppInvokeRequest(method="echo", http_verb="POST", querystring="a=1")
     request.data.value = b"hi"
     reply = await app_stub.OnInvoke(request)
