@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import NoScriptError, ResponseError, WatchError
 
 from layotto.components import redisclient
 from layotto.components.base import ComponentContext, Metadata
@@ -167,9 +167,7 @@ class RedisStateStore(StateStore):
         """EVALSHA on the pipelined connection; EVAL when the server does not know the script yet."""
         try:
             await self._fast.execute(b"EVALSHA", sha, 1, key, *args)
-        except ResponseError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
+        except NoScriptError:
             await self._fast.execute(b"EVAL", script, 1, key, *args)
 
     async def bulk_get(self, requests: Sequence[GetRequest], parallelism: int = 0) -> list[BulkGetItem]:
