@@ -6,12 +6,12 @@ lock has expired), so InnoDB's row locks make it atomic across sidecars.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import aiomysql
 import pymysql
 
+from layotto.components import sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock import _sql
 from layotto.components.lock.base import (
@@ -21,33 +21,11 @@ from layotto.components.lock.base import (
     TryLockRequest,
     UnlockRequest,
 )
-from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
-
-# user[:password]@tcp(host[:port])/dbname[?params], as Go's mysql driver writes it.
-_GO_DSN = re.compile(r"^(?:(?P<user>[^:@]*)(?::(?P<password>[^@]*))?@)?(?:tcp\((?P<addr>[^)]*)\))?/(?P<db>[^?]*)")
-# Client-side "server has gone away" codes (2002-2013) and server shutdown codes.
-_UNAVAILABLE_CODES = {2002, 2003, 2006, 2013, 1053, 1927}
-
-
-def parse_go_dsn(dsn: str, where: str) -> dict[str, Any]:
-    match = _GO_DSN.match(dsn.strip())
-    if not match:
-        raise ConfigError(f"connectionString {dsn!r} is not user:password@tcp(host:port)/db", where)
-    host, _, port = (match["addr"] or "127.0.0.1:3306").rpartition(":")
-    if not host:
-        host, port = port, "3306"
-    return {
-        "user": match["user"] or "root",
-        "password": match["password"] or "",
-        "host": host,
-        "port": int(port),
-        "db": match["db"] or None,
-    }
+from layotto.errors import BackendUnavailableError, ComponentError
 
 
 def _failure(exc: Exception) -> ComponentError:
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
-    if isinstance(exc, (OSError, TimeoutError)) or code in _UNAVAILABLE_CODES:
+    if sql.mysql_outage(exc):
         return BackendUnavailableError(f"mysql is unavailable: {exc}")
     return ComponentError(f"mysql lock error: {exc}")
 
@@ -58,7 +36,7 @@ class MysqlLock(LockStore):
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         where = f"{metadata.where}.metadata.connectionString"
-        self._params = parse_go_dsn(metadata.required("connectionString"), where)
+        self._params = sql.parse_go_dsn(metadata.required("connectionString"), where).connect_args()
         self._timeout = metadata.get_duration("timeout", 5.0)
         t = _sql.table_name(metadata.get_str("tableName"), metadata.where)
         # MySQL applies SET assignments left to right: `owner` must be decided before
@@ -104,12 +82,12 @@ class MysqlLock(LockStore):
             self._pool = pool
         return self._pool
 
-    async def _execute(self, sql: str, args: tuple[Any, ...]) -> tuple[int, Any]:
+    async def _execute(self, statement: str, args: tuple[Any, ...]) -> tuple[int, Any]:
         """(affected rows, first row) of one autocommitted statement."""
         pool = await self._connect()
         try:
             async with pool.acquire() as conn, conn.cursor() as cur:
-                rows = await cur.execute(sql, args)
+                rows = await cur.execute(statement, args)
                 return int(rows), await cur.fetchone()
         except (pymysql.MySQLError, OSError, TimeoutError) as exc:
             raise _failure(exc) from exc

@@ -7,53 +7,15 @@ the new value back in the OK packet, so a reservation is one round trip and no t
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, unquote
 
 import aiomysql
 
+from layotto.components import sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.sequencer.base import RangeSequencer, check_count
 from layotto.components.sequencer.sqltable import once_more_on_outage, table_name
-from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
-
-# Client-side codes for "no connection" (CR_CONNECTION_ERROR .. CR_SERVER_LOST and friends),
-# and the server shutting down.
-_CONNECTION_CODES = {1053, 2002, 2003, 2006, 2013, 2055}
-
-
-@dataclass(frozen=True)
-class GoDsn:
-    user: str
-    password: str
-    host: str
-    port: int
-    database: str
-    params: dict[str, str]
-
-
-def parse_go_dsn(dsn: str) -> GoDsn:
-    """`user:password@tcp(host:port)/dbname?param=value`, as go-sql-driver/mysql reads it."""
-    head, slash, tail = dsn.rpartition("/")
-    if not slash:
-        raise ValueError("missing '/' before the database name")
-    database, _, query = tail.partition("?")
-    credentials, at, address = head.rpartition("@")
-    if not at:
-        credentials, address = "", head
-    user, _, password = credentials.partition(":")
-    host, port = "127.0.0.1", 3306
-    if address:
-        net, paren, rest = address.partition("(")
-        if net not in ("tcp", "") or (paren and not rest.endswith(")")):
-            raise ValueError(f"unsupported address {address!r} (use tcp(host:port))")
-        hostport = rest[:-1] if paren else ""
-        if hostport:
-            name, colon, number = hostport.rpartition(":")
-            host, port = (name.strip("[]"), int(number)) if colon else (hostport, 3306)
-    params = {k: v[-1] for k, v in parse_qs(query).items()}
-    return GoDsn(unquote(user), unquote(password), host, port, unquote(database), params)
+from layotto.errors import BackendUnavailableError, ComponentError
 
 
 class MysqlSequencer(RangeSequencer):
@@ -61,12 +23,9 @@ class MysqlSequencer(RangeSequencer):
     _where = ""
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
-        raw = metadata.required("connectionString")
-        try:
-            dsn = parse_go_dsn(raw)
-        except ValueError as exc:
-            raise ConfigError(f"connectionString is not a MySQL DSN: {exc}", f"{metadata.where}.metadata") from None
-        self._where = f"{dsn.host}:{dsn.port}"
+        where = f"{metadata.where}.metadata.connectionString"
+        dsn = sql.parse_go_dsn(metadata.required("connectionString"), where)
+        self._where = dsn.unix_socket or f"{dsn.host}:{dsn.port}"
         table = table_name(metadata)
         self._reserve_sql = (
             f"INSERT INTO {table} (seq_key, seq_value) VALUES (%s, LAST_INSERT_ID(%s))"
@@ -79,11 +38,7 @@ class MysqlSequencer(RangeSequencer):
         timeout = metadata.get_duration("timeout", 5.0)
         try:
             self._pool = await aiomysql.create_pool(
-                host=dsn.host,
-                port=dsn.port,
-                user=dsn.user,
-                password=dsn.password,
-                db=dsn.database,
+                **dsn.connect_args(),
                 autocommit=True,
                 minsize=1,
                 maxsize=metadata.get_int("maxConns", 10),
@@ -105,22 +60,17 @@ class MysqlSequencer(RangeSequencer):
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
         return BackendUnavailableError(f"mysql at {self._where} is unavailable: {exc}")
 
-    async def _execute(self, sql: str, args: tuple[object, ...]) -> int:
+    async def _execute(self, statement: str, args: tuple[object, ...]) -> int:
         """Run one statement on a pooled connection; returns the insert id it reported."""
 
         async def run() -> int:
             try:
                 async with self._pool.acquire() as conn, conn.cursor() as cursor:
-                    await cursor.execute(sql, args)
+                    await cursor.execute(statement, args)
                     return int(cursor.lastrowid or 0)
-            except (aiomysql.OperationalError, aiomysql.InterfaceError) as exc:
-                code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
-                if isinstance(exc, aiomysql.InterfaceError) or code in _CONNECTION_CODES:
+            except (aiomysql.MySQLError, OSError, TimeoutError) as exc:
+                if sql.mysql_outage(exc):
                     raise self._unavailable(exc) from exc
-                raise ComponentError(f"mysql sequencer failed: {exc}") from exc
-            except (OSError, TimeoutError) as exc:
-                raise self._unavailable(exc) from exc
-            except aiomysql.MySQLError as exc:
                 raise ComponentError(f"mysql sequencer failed: {exc}") from exc
 
         return await once_more_on_outage(run)

@@ -14,13 +14,12 @@ import logging
 import re
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl
 
 import aiomysql
 import pymysql
 
+from layotto.components import sql
 from layotto.components.base import ComponentContext, Metadata, parse_duration
 from layotto.components.state.base import (
     FEATURE_ETAG,
@@ -44,56 +43,12 @@ log = logging.getLogger("layotto.state.mysql")
 T = TypeVar("T")
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
-#: Client error codes meaning the server or the connection is gone.
-_GONE = {1040, 1053, 2002, 2003, 2005, 2006, 2013, 2014, 2055}
 #: Lock wait timeout and deadlock: the transaction was rolled back and may simply be retried.
 _RETRYABLE = {1205, 1213}
 _DUPLICATE_KEY = 1062
 # Values travel hex-encoded into UNHEX(): aiomysql 0.3 cannot escape bytes parameters with
 # PyMySQL >= 1.1 (it imports a helper PyMySQL replaced by a placeholder string).
 _MAX_KEYS_PER_STATEMENT = 1000
-
-
-@dataclass
-class Dsn:
-    """The parts of a Go MySQL DSN that matter here."""
-
-    user: str = "root"
-    password: str = ""
-    host: str = "127.0.0.1"
-    port: int = 3306
-    unix_socket: str | None = None
-    database: str = ""
-    params: dict[str, str] = field(default_factory=dict)
-
-
-def parse_dsn(text: str) -> Dsn:
-    """`[user[:password]@][net[(addr)]]/dbname[?param=value&...]` (go-sql-driver/mysql)."""
-    slash = text.rfind("/")
-    if slash < 0:
-        raise ValueError("a MySQL connection string must contain '/' before the database name")
-    head, tail = text[:slash], text[slash + 1 :]
-    dbname, _, query = tail.partition("?")
-    dsn = Dsn(database=dbname, params=dict(parse_qsl(query, keep_blank_values=True)))
-    at = head.rfind("@")
-    if at >= 0:
-        credentials, head = head[:at], head[at + 1 :]
-        user, _, password = credentials.partition(":")
-        dsn.user, dsn.password = user, password
-    if head:
-        net, paren, addr = head.partition("(")
-        if paren and not addr.endswith(")"):
-            raise ValueError(f"invalid network address {head!r}")
-        addr = addr[:-1] if paren else ""
-        if net == "unix":
-            dsn.unix_socket = addr or "/tmp/mysql.sock"
-        elif net in ("tcp", "tcp6", ""):
-            if addr:
-                host, sep, port = addr.rpartition(":")
-                dsn.host, dsn.port = (host.strip("[]"), int(port)) if sep else (addr, 3306)
-        else:
-            raise ValueError(f"unsupported network {net!r}")
-    return dsn
 
 
 def _tls(value: str) -> ssl.SSLContext | None:
@@ -105,11 +60,6 @@ def _tls(value: str) -> ssl.SSLContext | None:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def _code(exc: BaseException) -> int:
-    args = getattr(exc, "args", ())
-    return int(args[0]) if args and isinstance(args[0], int) else 0
 
 
 class MysqlStateStore(StateStore):
@@ -124,10 +74,7 @@ class MysqlStateStore(StateStore):
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         where = f"{metadata.where}.metadata"
-        try:
-            dsn = parse_dsn(metadata.required("connectionString"))
-        except ValueError as exc:
-            raise ConfigError(f"invalid connectionString: {exc}", f"{where}.connectionString") from None
+        dsn = sql.parse_go_dsn(metadata.required("connectionString"), f"{where}.connectionString")
         schema = metadata.get_str("schemaName", "dapr_state_store")
         table = metadata.get_str("tableName", "state")
         for key, name in (("schemaName", schema), ("tableName", table)):
@@ -137,9 +84,7 @@ class MysqlStateStore(StateStore):
         self._default_ttl = ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
         timeout = parse_duration(dsn.params["timeout"]) if dsn.params.get("timeout") else 10.0
         options: dict[str, Any] = {
-            "user": dsn.user,
-            "password": dsn.password,
-            "db": dsn.database or None,
+            **dsn.connect_args(),
             "connect_timeout": timeout,
             "autocommit": True,
             "charset": "utf8mb4",
@@ -148,10 +93,6 @@ class MysqlStateStore(StateStore):
             "pool_recycle": metadata.get_duration("connMaxLifetime", 3600.0),
             "ssl": _tls(dsn.params.get("tls", "")),
         }
-        if dsn.unix_socket:
-            options["unix_socket"] = dsn.unix_socket
-        else:
-            options["host"], options["port"] = dsn.host, dsn.port
         self._build_statements()
         try:
             self._pool = await aiomysql.create_pool(**options)
@@ -250,12 +191,10 @@ class MysqlStateStore(StateStore):
                             await conn.rollback()
                         raise
             except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError, TimeoutError) as exc:
-                code = _code(exc)
+                code = sql.mysql_error_code(exc)
                 if code in _RETRYABLE and attempt < attempts:
                     continue
-                if code in _RETRYABLE:
-                    raise ComponentError(f"mysql error: {exc}") from exc
-                if isinstance(exc, pymysql.err.OperationalError) and code and code not in _GONE:
+                if code in _RETRYABLE or not sql.mysql_outage(exc):
                     raise ComponentError(f"mysql error: {exc}") from exc
                 if retry and attempt == 1:
                     continue
@@ -309,7 +248,7 @@ class MysqlStateStore(StateStore):
                 try:
                     await cur.execute(self._sql_insert, (op.key, op.value.hex(), ttl))
                 except pymysql.err.IntegrityError as exc:
-                    if _code(exc) != _DUPLICATE_KEY:
+                    if sql.mysql_error_code(exc) != _DUPLICATE_KEY:
                         raise
                     raise ETagMismatchError(f"possible etag mismatch: key {op.key} exists") from None
             else:

@@ -1,0 +1,104 @@
+"""What the SQL-backed components share: reading connection strings and telling an outage
+(the server or the connection is gone: retry later, UNAVAILABLE) from a failed statement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import pymysql
+
+from layotto.errors import ConfigError
+
+# ---- MySQL / MariaDB ----
+
+#: Error codes meaning the server or the connection is gone: too many connections, server
+#: shutdown, connection killed, and the client's CR_* "cannot connect / lost connection" family.
+MYSQL_GONE_CODES = frozenset({1040, 1053, 1927, 2002, 2003, 2005, 2006, 2013, 2014, 2055})
+
+_MYSQL_DSN_FORM = "[user[:password]@][tcp(host:port)|unix(path)]/dbname[?param=value]"
+
+
+@dataclass(frozen=True)
+class GoDsn:
+    """A MySQL DSN as go-sql-driver/mysql reads it (the form Layotto's and Dapr's docs use)."""
+
+    user: str = ""
+    password: str = ""
+    host: str = "127.0.0.1"
+    port: int = 3306
+    unix_socket: str | None = None
+    database: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+
+    def connect_args(self) -> dict[str, Any]:
+        """Where and as whom to connect, as aiomysql.connect/create_pool keywords."""
+        args: dict[str, Any] = {"user": self.user or "root", "password": self.password, "db": self.database or None}
+        if self.unix_socket:
+            args["unix_socket"] = self.unix_socket
+        else:
+            args["host"], args["port"] = self.host, self.port
+        return args
+
+
+def parse_go_dsn(text: str, where: str) -> GoDsn:
+    """`[user[:password]@][net(addr)]/dbname[?param=value&...]`; `where` names the metadata key.
+
+    As the Go driver: the last '@' ends the credentials (a password may hold '@'), the last '/'
+    starts the database name, and only the database name and the parameters are URL-unescaped.
+    """
+    try:
+        return _parse_go_dsn(text.strip())
+    except ValueError as exc:
+        # The text itself is left out of the message: it may carry a password.
+        raise ConfigError(f"connectionString is not a MySQL DSN {_MYSQL_DSN_FORM}: {exc}", where) from None
+
+
+def _parse_go_dsn(text: str) -> GoDsn:
+    head, slash, tail = text.rpartition("/")
+    if not slash:
+        raise ValueError("missing '/' before the database name")
+    database, _, query = tail.partition("?")
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    credentials, at, address = head.rpartition("@")
+    if not at:
+        credentials, address = "", head
+    user, _, password = credentials.partition(":")
+    if not address:
+        return GoDsn(user, password, database=unquote(database), params=params)
+    net, paren, addr = address.partition("(")
+    if paren and not addr.endswith(")"):
+        raise ValueError(f"invalid network address {address!r}")
+    addr = addr[:-1] if paren else ""
+    if net == "unix":
+        return GoDsn(user, password, unix_socket=addr or "/tmp/mysql.sock", database=unquote(database), params=params)
+    if net not in ("tcp", "tcp6", ""):
+        raise ValueError(f"unsupported network {net!r}")
+    host, port = "127.0.0.1", 3306
+    if addr:
+        name, colon, number = addr.rpartition(":")
+        if colon:
+            if not number.isdigit():
+                raise ValueError(f"invalid port {number!r}")
+            host, port = name.strip("[]"), int(number)
+        else:
+            host = addr
+    return GoDsn(user, password, host, port, None, unquote(database), params)
+
+
+def mysql_error_code(exc: BaseException) -> int:
+    """The server/client error number of a PyMySQL error (0 when it carries none)."""
+    args = getattr(exc, "args", ())
+    return int(args[0]) if args and isinstance(args[0], int) else 0
+
+
+def mysql_outage(exc: BaseException) -> bool:
+    """Whether `exc` means the server or the connection is gone (not that a statement failed)."""
+    if isinstance(exc, (OSError, TimeoutError, pymysql.err.InterfaceError)):
+        return True
+    code = mysql_error_code(exc)
+    if code in MYSQL_GONE_CODES:
+        return True
+    # An OperationalError without a number comes from the client side of a broken connection.
+    return isinstance(exc, pymysql.err.OperationalError) and code == 0
