@@ -75,16 +75,18 @@ def _parse_go_dsn(text: str) -> GoDsn:
         return GoDsn(user, password, unix_socket=addr or "/tmp/mysql.sock", database=unquote(database), params=params)
     if net not in ("tcp", "tcp6", ""):
         raise ValueError(f"unsupported network {net!r}")
-    host, port = "127.0.0.1", 3306
-    if addr:
-        name, colon, number = addr.rpartition(":")
-        if colon:
-            if not number.isdigit():
-                raise ValueError(f"invalid port {number!r}")
-            host, port = name.strip("[]"), int(number)
-        else:
-            host = addr
+    host, port = split_host_port(addr) if addr else ("127.0.0.1", 3306)
     return GoDsn(user, password, host, port, None, unquote(database), params)
+
+
+def split_host_port(address: str, default_port: int = 3306) -> tuple[str, int]:
+    """`host`, `host:port` or `[v6]:port`; ValueError for a port that is not a number."""
+    name, colon, number = address.strip().rpartition(":")
+    if not colon:
+        return address.strip(), default_port
+    if not number.isdigit():
+        raise ValueError(f"invalid port {number!r}")
+    return name.strip("[]"), int(number)
 
 
 def mysql_error_code(exc: BaseException) -> int:

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import aiomysql
 
+from layotto.components import sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.sequencer.base import Sequencer, bigger_than
-from layotto.components.sequencer.mysql import parse_go_dsn
 from layotto.components.sequencer.sqltable import table_name
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
 
@@ -135,13 +135,16 @@ async def _register_worker(metadata: Metadata) -> int:
     user = metadata.required("userName")
     # Upstream insists on a non-empty password; a password-less account works here.
     password = metadata.get_str("password")
-    dsn = parse_go_dsn(f"x@tcp({host})/{database}")
+    try:
+        address, port = sql.split_host_port(host)
+    except ValueError as exc:
+        raise ConfigError(str(exc), f"{metadata.where}.metadata.mysqlHost") from None
     table = table_name(metadata.with_values({"tableName": metadata.get_str("tableName") or DEFAULT_TABLE}))
     port_tag = f"{int(time.time())}-{random.randrange(100000)}"
     try:
         conn = await aiomysql.connect(
-            host=dsn.host,
-            port=dsn.port,
+            host=address,
+            port=port,
             user=user,
             password=password,
             db=database,
