@@ -254,9 +254,8 @@ async def test_dropped_stream_releases_only_its_subscriptions(client: Client) ->
     await _poll(lambda: store.watcher_count() == 0, "no backend watch left running")
 
 
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b.shared], ids=lambda b: b.type, indirect=True)
 async def test_change_through_another_sidecar_reaches_subscriber(backend: Backend) -> None:
-    if not backend.shared:
-        pytest.skip(f"{backend.type} keeps its data inside one sidecar")
     app_id = f"app-{uuid.uuid4().hex[:12]}"
     async with AsyncExitStack() as stack:
         clients = []

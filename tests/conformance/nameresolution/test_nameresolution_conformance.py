@@ -27,6 +27,8 @@ class Backend:
     metadata: Callable[[dict[str, str], str], dict[str, Any]]
     service: str | None = None
     dead_metadata: Callable[[], dict[str, Any]] | None = None
+    #: A shared registry that sidecars register into (static tables have none).
+    registry: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -43,16 +45,33 @@ BACKENDS = [
         },
         service="redis",
         dead_metadata=lambda: {"redisHost": f"127.0.0.1:{free_port()}", "maxRetries": "0", "dialTimeout": "1s"},
+        registry=True,
     ),
 ]
 
 
-@pytest.fixture(params=BACKENDS, ids=lambda b: b.type)
-def backend(request: pytest.FixtureRequest) -> Backend:
+def _chosen(request: pytest.FixtureRequest) -> Backend:
     chosen: Backend = request.param
     if chosen.service:
         require(chosen.service)
     return chosen
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda b: b.type)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return _chosen(request)
+
+
+# Capability-specific cases run only on the backends that have the capability, rather than
+# skipping on the others.
+@pytest.fixture(params=[b for b in BACKENDS if b.registry], ids=lambda b: b.type)
+def registry_backend(request: pytest.FixtureRequest) -> Backend:
+    return _chosen(request)
+
+
+@pytest.fixture(params=[b for b in BACKENDS if b.dead_metadata], ids=lambda b: b.type)
+def networked_backend(request: pytest.FixtureRequest) -> Backend:
+    return _chosen(request)
 
 
 class Resolvers:
@@ -76,14 +95,25 @@ class Resolvers:
         return component
 
 
-@pytest.fixture
-async def resolvers(backend: Backend) -> AsyncIterator[Resolvers]:
+async def _resolvers(backend: Backend) -> AsyncIterator[Resolvers]:
     made = Resolvers(backend)
     try:
         yield made
     finally:
         for component in made.made:
             await component.close()
+
+
+@pytest.fixture
+async def resolvers(backend: Backend) -> AsyncIterator[Resolvers]:
+    async for made in _resolvers(backend):
+        yield made
+
+
+@pytest.fixture
+async def registry_resolvers(registry_backend: Backend) -> AsyncIterator[Resolvers]:
+    async for made in _resolvers(registry_backend):
+        yield made
 
 
 def _app() -> str:
@@ -117,10 +147,10 @@ async def test_invalidate_keeps_answers_right(resolvers: Resolvers) -> None:
     assert await resolver.resolve(app) == ["127.0.0.1:50002"]
 
 
-async def test_others_see_a_registration_and_its_withdrawal(resolvers: Resolvers) -> None:
+async def test_others_see_a_registration_and_its_withdrawal(registry_resolvers: Resolvers) -> None:
+    resolvers = registry_resolvers
     reader = await resolvers.make()
-    if FEATURE_REGISTRY not in reader.features:
-        pytest.skip(f"{resolvers.backend.type} has no shared registry")
+    assert FEATURE_REGISTRY in reader.features
     app = _app()
     first = await resolvers.make({app: "127.0.0.1:50003"})
     await resolvers.make({app: "127.0.0.1:50004"})
@@ -131,10 +161,10 @@ async def test_others_see_a_registration_and_its_withdrawal(resolvers: Resolvers
     assert await reader.resolve(app) == ["127.0.0.1:50004"]
 
 
-async def test_heartbeats_keep_a_registration_beyond_its_ttl(resolvers: Resolvers) -> None:
+async def test_heartbeats_keep_a_registration_beyond_its_ttl(registry_resolvers: Resolvers) -> None:
+    resolvers = registry_resolvers
     reader = await resolvers.make()
-    if FEATURE_REGISTRY not in reader.features:
-        pytest.skip(f"{resolvers.backend.type} has no shared registry")
+    assert FEATURE_REGISTRY in reader.features
     app = _app()
     await resolvers.make({app: "127.0.0.1:50005"})
     await asyncio.sleep(1.5)  # longer than the 1s ttl: only heartbeats can have kept it
@@ -142,10 +172,10 @@ async def test_heartbeats_keep_a_registration_beyond_its_ttl(resolvers: Resolver
     assert await reader.resolve(app) == ["127.0.0.1:50005"]
 
 
-async def test_a_crashed_sidecar_expires(resolvers: Resolvers) -> None:
+async def test_a_crashed_sidecar_expires(registry_resolvers: Resolvers) -> None:
+    resolvers = registry_resolvers
     reader = await resolvers.make()
-    if FEATURE_REGISTRY not in reader.features:
-        pytest.skip(f"{resolvers.backend.type} has no shared registry")
+    assert FEATURE_REGISTRY in reader.features
     app = _app()
     crashed = await resolvers.make({app: "127.0.0.1:50006"})
     # A crash: heartbeats stop and nothing is withdrawn.
@@ -160,9 +190,9 @@ async def test_a_crashed_sidecar_expires(resolvers: Resolvers) -> None:
     await _until(gone, within=4.0)
 
 
-async def test_an_unreachable_registry_is_unavailable(backend: Backend) -> None:
-    if backend.dead_metadata is None:
-        pytest.skip(f"{backend.type} has no backend")
+async def test_an_unreachable_registry_is_unavailable(networked_backend: Backend) -> None:
+    backend = networked_backend
+    assert backend.dead_metadata is not None
     component = registry.create("nameresolution", backend.type)
     with pytest.raises(BackendUnavailableError):
         await component.init(Metadata(backend.dead_metadata(), where="t"), ComponentContext("nr", "nameresolution"))
