@@ -1,0 +1,65 @@
+"""A delay scheduler: keeps messages until they are due, then publishes them through a pub/sub
+component. One scheduler per delay-capable pub/sub component; started and stopped by the
+DelayQueue API."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from layotto.components.base import Metadata
+from layotto.components.pubsub.base import PubSub
+
+log = logging.getLogger("layotto.delay_queue")
+
+#: Seconds to wait before retrying a publish that failed (backend down).
+RETRY_DELAY = 1.0
+
+
+@dataclass
+class DelayedMessage:
+    id: str
+    topic: str
+    #: The payload exactly as it will be published (already wrapped in a CloudEvent or raw).
+    data: bytes
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class DelayScheduler:
+    def __init__(self, pubsub: PubSub, name: str, metadata: Metadata) -> None:
+        self.pubsub = pubsub
+        self.name = name
+        self.metadata = metadata
+
+    async def start(self) -> None:
+        """Begin publishing due messages (also those other sidecars scheduled, for shared backends)."""
+
+    async def stop(self) -> None:
+        """Stop publishing; messages not yet due stay scheduled where the backend keeps them."""
+
+    async def schedule(self, message: DelayedMessage, delay: float) -> None:
+        """Hold `message` for `delay` seconds. Raises BackendUnavailableError when it cannot be stored."""
+        raise NotImplementedError
+
+    async def publish(self, message: DelayedMessage) -> bool:
+        try:
+            await self.pubsub.publish(message.topic, message.data, message.metadata)
+        except Exception as exc:  # a failed publish is retried, never lost
+            log.warning("delayed message %s to %s/%s not published yet: %s", message.id, self.name, message.topic, exc)
+            return False
+        return True
+
+
+def scheduler_for(pubsub_type: str, pubsub: PubSub, name: str, metadata: Mapping[str, object]) -> DelayScheduler | None:
+    """The scheduler of a pub/sub component type, or None when the type cannot delay."""
+    from layotto.components.delay_queue import SCHEDULERS
+
+    target = SCHEDULERS.get(pubsub_type)
+    if target is None:
+        return None
+    module_name, _, attr = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), attr)
+    scheduler: DelayScheduler = cls(pubsub, name, Metadata(metadata))
+    return scheduler

@@ -1,0 +1,23 @@
+"""The e-mail component interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from layotto.components.base import Component
+
+
+@dataclass
+class Envelope:
+    sender: str
+    to: list[str]
+    cc: list[str] = field(default_factory=list)
+
+
+class EmailSender(Component):
+    async def send(self, envelope: Envelope, subject: str, text: str) -> str:
+        """Send a plain-text message; returns the request id (the Message-ID)."""
+        raise NotImplementedError
+
+    async def send_template(self, envelope: Envelope, subject: str, template_id: str, params: dict[str, str]) -> str:
+        raise NotImplementedError

@@ -1,0 +1,182 @@
+"""The object storage component interface (S3-shaped, as upstream's `oss.Oss`).
+
+Operations a backend cannot give a meaning to raise UnsupportedError, which the API answers
+with UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from layotto.components.base import Component
+from layotto.errors import UnsupportedError
+
+
+@dataclass
+class ObjectInfo:
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    #: Unix seconds.
+    last_modified: int
+    content_type: str = ""
+    cache_control: str = ""
+    content_disposition: str = ""
+    content_encoding: str = ""
+    content_language: str = ""
+    expires: int = 0
+    storage_class: str = "STANDARD"
+    meta: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    parts_count: int = 0
+
+
+@dataclass
+class PutOptions:
+    """Header fields of a put, a copy target or a multipart upload."""
+
+    meta: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    content_type: str = ""
+    cache_control: str = ""
+    content_disposition: str = ""
+    content_encoding: str = ""
+    content_language: str = ""
+    expires: int = 0
+    storage_class: str = ""
+
+
+@dataclass
+class ObjectBody:
+    info: ObjectInfo
+    #: The requested bytes, in chunks.
+    chunks: AsyncIterator[bytes]
+    #: "bytes first-last/total" for a ranged read, else "".
+    content_range: str = ""
+    #: Bytes in `chunks`.
+    length: int = 0
+
+
+@dataclass
+class Listing:
+    objects: list[ObjectInfo]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_marker: str
+
+
+@dataclass
+class PartInfo:
+    part_number: int
+    etag: str
+    size: int
+    last_modified: int
+
+
+@dataclass
+class UploadInfo:
+    upload_id: str
+    key: str
+    initiated: int
+
+
+@dataclass
+class UploadListing:
+    uploads: list[UploadInfo]
+    is_truncated: bool
+    next_key_marker: str
+    next_upload_id_marker: str
+
+
+@dataclass
+class PartListing:
+    parts: list[PartInfo]
+    is_truncated: bool
+    next_part_number_marker: int
+
+
+def unsupported(what: str, store: str) -> UnsupportedError:
+    return UnsupportedError(f"{what} is not supported by the {store} object store")
+
+
+class ObjectStore(Component):
+    kind = "this"
+
+    async def put_object(self, bucket: str, key: str, body: AsyncIterator[bytes], opts: PutOptions) -> ObjectInfo:
+        raise unsupported("PutObject", self.kind)
+
+    async def get_object(self, bucket: str, key: str, start: int, end: int) -> ObjectBody:
+        """Bytes [start, end] (inclusive); end < 0 means to the end of the object."""
+        raise unsupported("GetObject", self.kind)
+
+    async def head_object(self, bucket: str, key: str) -> ObjectInfo:
+        raise unsupported("HeadObject", self.kind)
+
+    async def exists(self, bucket: str, key: str) -> bool:
+        raise unsupported("IsObjectExist", self.kind)
+
+    async def delete_object(self, bucket: str, key: str) -> None:
+        """Deleting a missing object succeeds, as in S3."""
+        raise unsupported("DeleteObject", self.kind)
+
+    async def copy_object(
+        self, src_bucket: str, src_key: str, bucket: str, key: str, replace: PutOptions | None, tags: dict[str, str]
+    ) -> ObjectInfo:
+        """`replace` None keeps the source's metadata; empty `tags` keeps the source's tags."""
+        raise unsupported("CopyObject", self.kind)
+
+    async def list_objects(self, bucket: str, prefix: str, marker: str, max_keys: int, delimiter: str) -> Listing:
+        raise unsupported("ListObjects", self.kind)
+
+    async def put_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+        raise unsupported("PutObjectTagging", self.kind)
+
+    async def get_tags(self, bucket: str, key: str) -> dict[str, str]:
+        raise unsupported("GetObjectTagging", self.kind)
+
+    async def append_object(
+        self, bucket: str, key: str, position: int, body: AsyncIterator[bytes], opts: PutOptions
+    ) -> int:
+        """Appends at `position` (must be the object's length); returns the next position."""
+        raise unsupported("AppendObject", self.kind)
+
+    async def create_multipart(self, bucket: str, key: str, opts: PutOptions) -> str:
+        raise unsupported("CreateMultipartUpload", self.kind)
+
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, part_number: int, body: AsyncIterator[bytes]
+    ) -> PartInfo:
+        raise unsupported("UploadPart", self.kind)
+
+    async def upload_part_copy(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        src_bucket: str,
+        src_key: str,
+        start: int,
+        size: int,
+    ) -> PartInfo:
+        raise unsupported("UploadPartCopy", self.kind)
+
+    async def complete_multipart(
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
+    ) -> ObjectInfo:
+        raise unsupported("CompleteMultipartUpload", self.kind)
+
+    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        raise unsupported("AbortMultipartUpload", self.kind)
+
+    async def list_uploads(
+        self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, max_uploads: int
+    ) -> UploadListing:
+        raise unsupported("ListMultipartUploads", self.kind)
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
+    ) -> PartListing:
+        raise unsupported("ListParts", self.kind)
