@@ -21,9 +21,18 @@ def embedded_default() -> RuntimeConfig:
     """What `layotto start` runs with when there is no config file: no external service."""
     data_dir = Path(os.environ.get("LAYOTTO_DATA_DIR", Path.home() / ".layotto"))
     cfg = RuntimeConfig(source="<embedded default>")
+    cfg.app.app_id = "app1"
+    # The same components as configs/config.json: SQLite where data must outlive a restart
+    # (state, locks, sequences), in-process where a single sidecar is the whole world.
     cfg.components = [
         ComponentSpec("hello", "helloworld", "helloworld", {"hello": "greeting"}),
         ComponentSpec("state", "state_demo", "sqlite", {"databasePath": str(data_dir / "state.db")}),
+        ComponentSpec("lock", "lock_demo", "sqlite", {"databasePath": str(data_dir / "lock.db")}),
+        ComponentSpec("sequencer", "sequencer_demo", "sqlite", {"databasePath": str(data_dir / "sequencer.db")}),
+        ComponentSpec("pubsub", "pub_subs_demo", "in-memory", {}),
+        ComponentSpec("configuration", "config_demo", "in-memory", {}),
+        ComponentSpec("secretstores", "secret_demo", "local.env", {}),
+        ComponentSpec("file", "file_demo", "local", {"rootPath": str(data_dir / "files")}),
     ]
     return cfg
 
