@@ -35,6 +35,8 @@ class CallbackApp(cb_grpc.AppCallbackServicer):
     #: Payloads answered SUCCESS, with their count (duplicates > 1).
     succeeded: Counter[bytes] = field(default_factory=Counter)
     list_calls: int = 0
+    #: Seconds each delivery takes (a slow app), so events are in flight when a test strikes.
+    delay: float = 0.0
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _server: grpc.aio.Server | None = None
 
@@ -47,6 +49,8 @@ class CallbackApp(cb_grpc.AppCallbackServicer):
         )
 
     async def OnTopicEvent(self, request: cb.TopicEventRequest, context: object) -> cb.TopicEventResponse:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.received.append(request)
         try:
             status = self.behaviour(request)

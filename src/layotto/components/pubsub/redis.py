@@ -78,7 +78,8 @@ class _StreamSubscription:
     async def _ack(self, message_id: str) -> None:
         for attempt in range(5):
             try:
-                await self.client.xack(self.topic, self.group, message_id)
+                async with self.owner.commands:
+                    await self.client.xack(self.topic, self.group, message_id)
                 return
             except redisclient.UNAVAILABLE as exc:
                 log.warning("XACK %s on %s failed (%s); retrying", message_id, self.topic, exc)
@@ -178,6 +179,10 @@ class RedisStreamsPubSub(PubSub):
         self.metadata = metadata
         self.address = metadata.get_str("redisHost")
         self.client = redisclient.connect(metadata)
+        # redis-py's pool fails ("Too many connections") instead of waiting when it is full;
+        # publishes and acks queue here, leaving room for each subscription's blocking read.
+        pool_size = int(getattr(self.client.connection_pool, "max_connections", 100) or 100)
+        self.commands = asyncio.Semaphore(max(4, pool_size - 16))
         self.processing_timeout = metadata.get_duration("processingTimeout", 60.0)
         self.redeliver_interval = metadata.get_duration("redeliverInterval", 15.0)
         self.max_len = metadata.get_int("maxLenApprox", 0)
@@ -195,7 +200,10 @@ class RedisStreamsPubSub(PubSub):
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         try:
-            await self.client.xadd(topic, {"data": data}, maxlen=self.max_len or None, approximate=bool(self.max_len))
+            async with self.commands:
+                await self.client.xadd(
+                    topic, {"data": data}, maxlen=self.max_len or None, approximate=bool(self.max_len)
+                )
         except redisclient.UNAVAILABLE as exc:
             raise redisclient.unavailable(self.address, exc) from exc
 
