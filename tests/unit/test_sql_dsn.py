@@ -82,3 +82,44 @@ def test_go_dsn_errors_name_the_key_and_hide_the_text(text: str, reason: str) ->
 )
 def test_mysql_outage(exc: BaseException, outage: bool) -> None:
     assert sql.mysql_outage(exc) is outage
+
+
+PG_WHERE = "lock.pg.metadata.connectionString"
+
+
+@pytest.mark.parametrize("url", ["postgres://u:p@db:5433/app?sslmode=disable", "postgresql://postgres@127.0.0.1/test"])
+def test_pg_url_is_left_to_asyncpg(url: str) -> None:
+    assert sql.pg_connect_args(url, PG_WHERE) == {"dsn": url}
+
+
+def test_pg_key_value_form() -> None:
+    text = "host=db.example port=5433 user=app password='a b' dbname=orders sslmode=require connect_timeout=3"
+    args = sql.pg_connect_args(text + " pool_max_conns=8", PG_WHERE)
+    assert args == {
+        "host": "db.example",
+        "port": 5433,
+        "user": "app",
+        "password": "a b",
+        "database": "orders",
+        "ssl": "require",
+        "timeout": 3.0,
+    }
+    assert sql.pg_address(args) == "db.example:5433/orders"
+
+
+def test_pg_address_hides_credentials() -> None:
+    address = sql.pg_address(sql.pg_connect_args("postgres://u:secret@db:5433/app?password=x", PG_WHERE))
+    assert address == "db:5433/app"
+
+
+@pytest.mark.parametrize("text", ["host=db port=five", "host=db password", "host='db"])
+def test_pg_bad_key_value_names_the_key(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        sql.pg_connect_args(text, PG_WHERE)
+    assert info.value.path == PG_WHERE
+    assert "connectionString is not a PostgreSQL URL or key=value list" in str(info.value)
+
+
+@pytest.mark.parametrize(("status", "rows"), [("INSERT 0 3", 3), ("DELETE 2", 2), ("CREATE TABLE", 0)])
+def test_pg_rows(status: str, rows: int) -> None:
+    assert sql.pg_rows(status) == rows

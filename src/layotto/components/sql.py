@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+import asyncpg
 import pymysql
 
 from layotto.errors import ConfigError
@@ -104,3 +106,69 @@ def mysql_outage(exc: BaseException) -> bool:
         return True
     # An OperationalError without a number comes from the client side of a broken connection.
     return isinstance(exc, pymysql.err.OperationalError) and code == 0
+
+
+# ---- PostgreSQL ----
+
+#: asyncpg's errors for "the server or the connection is gone" (refused, reset, admin shutdown,
+#: cannot connect now, too slow).
+PG_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+#: The same plus InterfaceError ("connection is closed", "pool is closing"), for statements of
+#: the component's own: asyncpg also raises InterfaceError for a wrong number of arguments,
+#: which for SQL an app sent is the app's error, not an outage.
+PG_UNAVAILABLE: tuple[type[BaseException], ...] = (*PG_CONNECTION_ERRORS, asyncpg.exceptions.InterfaceError)
+
+#: libpq keyword -> asyncpg.connect argument.
+_PG_KEYWORDS = {
+    "host": "host",
+    "port": "port",
+    "user": "user",
+    "password": "password",
+    "dbname": "database",
+    "database": "database",
+    "sslmode": "ssl",
+    "connect_timeout": "timeout",
+}
+
+
+def pg_connect_args(connection_string: str, where: str) -> dict[str, Any]:
+    """asyncpg.connect/create_pool arguments from a `postgres://` URL or a libpq `key=value ...`
+    string (Dapr's examples use both); `where` names the metadata key."""
+    text = connection_string.strip()
+    if text.startswith(("postgres://", "postgresql://")):
+        return {"dsn": text}
+    args: dict[str, Any] = {}
+    try:
+        for part in shlex.split(text):
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise ValueError("expected key=value pairs (quote a value that holds spaces)")
+            target = _PG_KEYWORDS.get(key.lower())
+            if target == "port":
+                args[target] = int(value)
+            elif target == "timeout":
+                args[target] = float(value)
+            elif target is not None:  # pgx-only options (pool_max_conns, ...) have no asyncpg equivalent
+                args[target] = value
+    except ValueError as exc:
+        raise ConfigError(f"connectionString is not a PostgreSQL URL or key=value list: {exc}", where) from None
+    return args
+
+
+def pg_address(args: dict[str, Any]) -> str:
+    """Where `args` (from pg_connect_args) connect to, for messages: never the password."""
+    if "dsn" in args:
+        return str(args["dsn"]).rpartition("@")[2].partition("?")[0]
+    host = args.get("host", "localhost")
+    return f"{host}:{args.get('port', 5432)}/{args.get('database', '')}"
+
+
+def pg_rows(status: str) -> int:
+    """Rows a statement touched, from asyncpg's command tag ("INSERT 0 3", "DELETE 2"); 0 if none."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0

@@ -16,17 +16,12 @@ from typing import Any
 
 import asyncpg
 
+from layotto.components import sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.bindings.base import InvokeRequest, InvokeResponse, OutputBinding
 from layotto.errors import BackendUnavailableError, ComponentError, InvalidArgumentError
 
 _OPERATIONS = ["exec", "query", "close"]
-_UNAVAILABLE = (
-    OSError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.ConnectionFailureError,
-)
 
 
 def _json_value(value: Any) -> Any:
@@ -42,12 +37,6 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def _rows_affected(status: str) -> int:
-    """asyncpg's command tag ("INSERT 0 3", "UPDATE 2") -> the row count."""
-    last = status.rsplit(" ", 1)[-1]
-    return int(last) if last.isdigit() else 0
-
-
 def _rfc3339(moment: datetime.datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
@@ -57,17 +46,17 @@ class PostgresBinding(OutputBinding):
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
-        url = metadata.get_str("url") or metadata.required("connectionString")
+        key = "url" if metadata.get_str("url") else "connectionString"
+        connect_args = sql.pg_connect_args(metadata.required(key), f"{metadata.where}.metadata.{key}")
         try:
             self._pool = await asyncpg.create_pool(
-                url,
                 min_size=0,
                 max_size=metadata.get_int("maxConns", 10),
-                timeout=metadata.get_duration("connectTimeout", 5.0),
+                **{"timeout": metadata.get_duration("connectTimeout", 5.0), **connect_args},
             )
             async with self._pool.acquire() as conn:
                 await conn.execute("SELECT 1")
-        except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+        except (*sql.PG_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
             await self.close()
             raise BackendUnavailableError(f"unable to ping the DB: {exc}") from exc
 
@@ -79,38 +68,38 @@ class PostgresBinding(OutputBinding):
         try:
             async with self._pool.acquire() as conn:
                 await conn.execute("SELECT 1")
-        except _UNAVAILABLE as exc:
+        except sql.PG_CONNECTION_ERRORS as exc:
             raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
 
     async def invoke(self, request: InvokeRequest) -> InvokeResponse:
         if request.operation == "close":
             # Upstream closes its pool for good; the pool here is the sidecar's, shared by all apps.
             return InvokeResponse()
-        sql = request.metadata.get("sql", "")
-        if not sql:
+        statement = request.metadata.get("sql", "")
+        if not statement:
             raise InvalidArgumentError("required metadata not set: sql")
         params = self._params(request.metadata.get("params", ""))
         started = datetime.datetime.now(datetime.UTC)
         clock = time.perf_counter()
-        metadata = {"operation": request.operation, "sql": sql, "start-time": _rfc3339(started)}
+        metadata = {"operation": request.operation, "sql": statement, "start-time": _rfc3339(started)}
         pool = self._pool
         assert pool is not None, "init() was not called"
         data = b""
         try:
             async with pool.acquire() as conn:
                 if request.operation == "exec":
-                    metadata["rows-affected"] = str(_rows_affected(await conn.execute(sql, *params)))
+                    metadata["rows-affected"] = str(sql.pg_rows(await conn.execute(statement, *params)))
                 elif request.operation == "query":
-                    rows = await conn.fetch(sql, *params)
+                    rows = await conn.fetch(statement, *params)
                     data = json.dumps([list(row.values()) for row in rows], default=_json_value).encode()
                 else:
                     raise InvalidArgumentError(
                         f"invalid operation type: {request.operation}. Expected exec, query, or close"
                     )
-        except _UNAVAILABLE as exc:
-            raise BackendUnavailableError(f"error executing {sql}: postgresql is unavailable: {exc}") from exc
+        except sql.PG_CONNECTION_ERRORS as exc:
+            raise BackendUnavailableError(f"error executing {statement}: postgresql is unavailable: {exc}") from exc
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise ComponentError(f"error executing {sql}: {exc}") from exc
+            raise ComponentError(f"error executing {statement}: {exc}") from exc
         ended = datetime.datetime.now(datetime.UTC)
         metadata["end-time"] = _rfc3339(ended)
         metadata["duration"] = f"{(time.perf_counter() - clock) * 1000:.3f}ms"

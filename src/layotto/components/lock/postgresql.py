@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from layotto.components import sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock import _sql
 from layotto.components.lock.base import (
@@ -19,23 +20,16 @@ from layotto.components.lock.base import (
 )
 from layotto.errors import BackendUnavailableError, ComponentError
 
-_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.AdminShutdownError,
-)
-
 
 class PostgresqlLock(LockStore):
     _pool: asyncpg.Pool | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
-        self._dsn = metadata.required("connectionString")
+        where = f"{metadata.where}.metadata.connectionString"
+        self._connect_args = sql.pg_connect_args(metadata.required("connectionString"), where)
         self._timeout = metadata.get_duration("timeout", 5.0)
+        self._connect_args.setdefault("timeout", self._timeout)
         t = _sql.table_name(metadata.get_str("tableName"), metadata.where)
         # Taking a free lock never touches a held row (DO NOTHING does not lock it), so
         # contenders do not queue behind the holder; an expired row is taken over by an
@@ -63,24 +57,24 @@ class PostgresqlLock(LockStore):
     async def _connect(self) -> asyncpg.Pool:
         if self._pool is None:
             try:
-                pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=10, timeout=self._timeout)
+                pool = await asyncpg.create_pool(min_size=1, max_size=10, **self._connect_args)
                 async with pool.acquire() as conn:
                     try:
                         await conn.execute(self._sql_create)
                     except (asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
                         pass  # another sidecar created it at the same moment
-            except _UNAVAILABLE as exc:
+            except sql.PG_UNAVAILABLE as exc:
                 raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
             except asyncpg.PostgresError as exc:
                 raise ComponentError(f"postgresql lock error: {exc}") from exc
             self._pool = pool
         return self._pool
 
-    async def _execute(self, sql: str, *args: object) -> str:
+    async def _execute(self, statement: str, *args: object) -> str:
         pool = await self._connect()
         try:
-            return str(await pool.execute(sql, *args, timeout=self._timeout))
-        except _UNAVAILABLE as exc:
+            return str(await pool.execute(statement, *args, timeout=self._timeout))
+        except sql.PG_UNAVAILABLE as exc:
             raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
         except asyncpg.PostgresError as exc:
             raise ComponentError(f"postgresql lock error: {exc}") from exc
@@ -89,33 +83,29 @@ class PostgresqlLock(LockStore):
         pool = await self._connect()
         try:
             value = await pool.fetchval(self._sql_owner, key, timeout=self._timeout)
-        except _UNAVAILABLE as exc:
+        except sql.PG_UNAVAILABLE as exc:
             raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
         except asyncpg.PostgresError as exc:
             raise ComponentError(f"postgresql lock error: {exc}") from exc
         return None if value is None else str(value)
-
-    @staticmethod
-    def _rows(status: str) -> int:
-        return int(status.rsplit(" ", 1)[-1])
 
     async def ping(self) -> None:
         await self._execute("SELECT 1")
 
     async def try_lock(self, request: TryLockRequest) -> bool:
         args = (request.key, request.owner, float(request.expire))
-        if self._rows(await self._execute(self._sql_insert, *args)) > 0:
+        if sql.pg_rows(await self._execute(self._sql_insert, *args)) > 0:
             return True
-        return self._rows(await self._execute(self._sql_take_over, *args)) > 0
+        return sql.pg_rows(await self._execute(self._sql_take_over, *args)) > 0
 
     async def unlock(self, request: UnlockRequest) -> LockStatus:
-        if self._rows(await self._execute(self._sql_unlock, request.key, request.owner)) > 0:
+        if sql.pg_rows(await self._execute(self._sql_unlock, request.key, request.owner)) > 0:
             return LockStatus.SUCCESS
         return _sql.miss_status(await self._owner(request.key), request.owner)
 
     async def keep_alive(self, request: KeepAliveRequest) -> LockStatus:
         changed = await self._execute(self._sql_extend, request.key, request.owner, float(request.expire))
-        if self._rows(changed) > 0:
+        if sql.pg_rows(changed) > 0:
             return LockStatus.SUCCESS
         return _sql.miss_status(await self._owner(request.key), request.owner)
 

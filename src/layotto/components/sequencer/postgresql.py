@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import asyncpg
 
+from layotto.components import sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.sequencer.base import RangeSequencer, check_count
 from layotto.components.sequencer.sqltable import once_more_on_outage, table_name
 from layotto.errors import BackendUnavailableError, ComponentError
 
-_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-)
-
 
 class PostgresqlSequencer(RangeSequencer):
     _pool: asyncpg.Pool | None = None
-    _dsn: str
+    _address: str
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
-        self._dsn = metadata.required("connectionString")
+        where = f"{metadata.where}.metadata.connectionString"
+        connect_args = sql.pg_connect_args(metadata.required("connectionString"), where)
+        self._address = sql.pg_address(connect_args)
         table = table_name(metadata)
         self._reserve_sql = (
             f"INSERT INTO {table} AS t (seq_key, seq_value) VALUES ($1, $2)"
@@ -37,9 +32,9 @@ class PostgresqlSequencer(RangeSequencer):
         self._timeout = metadata.get_duration("timeout", 5.0)
         try:
             self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=metadata.get_int("maxConns", 10), command_timeout=self._timeout
+                min_size=1, max_size=metadata.get_int("maxConns", 10), command_timeout=self._timeout, **connect_args
             )
-        except _UNAVAILABLE as exc:
+        except sql.PG_UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
         try:
             await self._pool.execute(
@@ -50,17 +45,16 @@ class PostgresqlSequencer(RangeSequencer):
         await super().init(metadata, context)
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
-        host = self._dsn.rpartition("@")[2] or self._dsn
-        return BackendUnavailableError(f"postgresql at {host} is unavailable: {exc or type(exc).__name__}")
+        return BackendUnavailableError(f"postgresql at {self._address} is unavailable: {exc or type(exc).__name__}")
 
-    async def _fetchval(self, sql: str, key: str, value: int) -> int:
+    async def _fetchval(self, statement: str, key: str, value: int) -> int:
         assert self._pool is not None
 
         async def run() -> int:
             assert self._pool is not None
             try:
-                return int(await self._pool.fetchval(sql, key, value, timeout=self._timeout) or 0)
-            except _UNAVAILABLE as exc:
+                return int(await self._pool.fetchval(statement, key, value, timeout=self._timeout) or 0)
+            except sql.PG_UNAVAILABLE as exc:
                 raise self._unavailable(exc) from exc
             except asyncpg.PostgresError as exc:
                 raise ComponentError(f"postgresql sequencer failed on {key}: {exc}") from exc
@@ -78,7 +72,7 @@ class PostgresqlSequencer(RangeSequencer):
         assert self._pool is not None
         try:
             await self._pool.fetchval("SELECT 1", timeout=self._timeout)
-        except _UNAVAILABLE as exc:
+        except sql.PG_UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
 
     async def close(self) -> None:

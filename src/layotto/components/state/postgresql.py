@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import logging
 import re
-import shlex
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 
+from layotto.components import sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.state.base import (
     FEATURE_ETAG,
@@ -42,59 +42,9 @@ T = TypeVar("T")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 _TABLE_NAME = re.compile(rf"^{_IDENT}(\.{_IDENT})?$")
 
-#: Errors meaning the server (or the connection to it) is gone; the pool reconnects later.
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InterfaceError,
-)
-
-#: libpq keyword -> asyncpg.connect argument.
-_KEYWORDS = {
-    "host": "host",
-    "port": "port",
-    "user": "user",
-    "password": "password",
-    "dbname": "database",
-    "database": "database",
-    "sslmode": "ssl",
-    "connect_timeout": "timeout",
-}
-
-
-def connect_args(connection_string: str) -> dict[str, Any]:
-    """asyncpg arguments from a URL or a libpq `key=value ...` string (Dapr's examples use both)."""
-    text = connection_string.strip()
-    if text.startswith(("postgres://", "postgresql://")):
-        return {"dsn": text}
-    args: dict[str, Any] = {}
-    for part in shlex.split(text):
-        key, sep, value = part.partition("=")
-        if not sep:
-            raise ValueError(f"expected key=value, got {part!r}")
-        target = _KEYWORDS.get(key.lower())
-        if target is None:
-            continue  # pgx-only options (pool_max_conns, ...) have no asyncpg equivalent
-        if target == "port":
-            args[target] = int(value)
-        elif target == "timeout":
-            args[target] = float(value)
-        else:
-            args[target] = value
-    return args
-
 
 def _quote(table: str) -> str:
     return ".".join(f'"{part}"' for part in table.split("."))
-
-
-def _count(status: str) -> int:
-    """Rows touched, from a command tag such as "INSERT 0 1" or "DELETE 3"."""
-    return int(status.rsplit(" ", 1)[-1])
 
 
 class PostgresqlStateStore(StateStore):
@@ -109,11 +59,7 @@ class PostgresqlStateStore(StateStore):
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         where = f"{metadata.where}.metadata"
-        raw = metadata.required("connectionString")
-        try:
-            args = connect_args(raw)
-        except ValueError as exc:
-            raise ConfigError(f"invalid connectionString: {exc}", f"{where}.connectionString") from None
+        args = sql.pg_connect_args(metadata.required("connectionString"), f"{where}.connectionString")
         self._table = metadata.get_str("tableName", "state")
         if not _TABLE_NAME.match(self._table):
             raise ConfigError(f"invalid table name {self._table!r}", f"{where}.tableName")
@@ -128,7 +74,7 @@ class PostgresqlStateStore(StateStore):
                 **args,
             )
             await self._create_table()
-        except _UNAVAILABLE as exc:
+        except sql.PG_UNAVAILABLE as exc:
             await self.close()
             raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
         except asyncpg.PostgresError as exc:
@@ -198,7 +144,7 @@ class PostgresqlStateStore(StateStore):
             try:
                 async with self.pool.acquire() as conn:
                     return await fn(conn)
-            except _UNAVAILABLE as exc:
+            except sql.PG_UNAVAILABLE as exc:
                 if retry and attempt == 1:
                     continue
                 raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
@@ -233,11 +179,11 @@ class PostgresqlStateStore(StateStore):
                 status = await conn.execute(self._sql_insert_new, op.key, op.value, ttl)
             else:
                 status = await conn.execute(self._sql_upsert, op.key, op.value, ttl)
-            if _count(status) == 0:
+            if sql.pg_rows(status) == 0:
                 raise ETagMismatchError(f"possible etag mismatch: key {op.key} was not saved")
         elif op.etag:
             status = await conn.execute(self._sql_delete_if, op.key, parse_version(op.etag))
-            if _count(status) == 0:
+            if sql.pg_rows(status) == 0:
                 raise ETagMismatchError(f"possible etag mismatch: key {op.key} was not deleted")
         else:
             await conn.execute(self._sql_delete, [op.key])
