@@ -18,6 +18,7 @@ never half of one. Concurrent writers of one key: the last rename wins.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -26,6 +27,7 @@ import shutil
 import tempfile
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Any
@@ -150,11 +152,18 @@ class LocalObjectStore(ObjectStore):
             resolved = root.resolve()
             for sub in (resolved, resolved / ".tmp", resolved / ".uploads"):
                 sub.mkdir(parents=True, exist_ok=True)
+            # Left by writes a crash interrupted; recent ones may belong to a live sidecar.
+            stale = time.time() - 3600
+            for leftover in (resolved / ".tmp").iterdir():
+                with contextlib.suppress(OSError):
+                    if leftover.stat().st_mtime < stale:
+                        leftover.unlink()
             return resolved
 
         self.root = await asyncio.to_thread(prepare)
         self._tmp = self.root / ".tmp"
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # Weak values: a key's lock lives while some call holds or awaits it, then goes away.
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def ping(self) -> None:
         if not await asyncio.to_thread(os.access, self.root, os.W_OK):
@@ -187,11 +196,6 @@ class LocalObjectStore(ObjectStore):
             lock = self._locks[(bucket, key)] = asyncio.Lock()
         return lock
 
-    def _release(self, bucket: str, key: str) -> None:
-        lock = self._locks.get((bucket, key))
-        if lock is not None and not lock.locked():
-            self._locks.pop((bucket, key), None)
-
     async def _stream_to(self, body: AsyncIterator[bytes]) -> _Writer:
         writer = await asyncio.to_thread(_Writer, self._tmp)
         try:
@@ -220,7 +224,6 @@ class LocalObjectStore(ObjectStore):
                 await asyncio.to_thread(writer.discard)
                 raise
             await asyncio.to_thread(_write_json, self._tmp, meta_path, doc)
-        self._release(bucket, key)
         return _info(bucket, key, doc)
 
     # ---- objects ----
@@ -284,7 +287,6 @@ class LocalObjectStore(ObjectStore):
 
         async with self._lock(bucket, key):
             await asyncio.to_thread(remove)
-        self._release(bucket, key)
 
     async def copy_object(
         self, src_bucket: str, src_key: str, bucket: str, key: str, replace: PutOptions | None, tags: dict[str, str]
@@ -346,7 +348,6 @@ class LocalObjectStore(ObjectStore):
             doc = await self._meta(bucket, key)
             doc["tags"] = dict(tags)
             await asyncio.to_thread(_write_json, self._tmp, meta_path, doc)
-        self._release(bucket, key)
 
     async def get_tags(self, bucket: str, key: str) -> dict[str, str]:
         return dict((await self._meta(bucket, key)).get("tags", {}))
@@ -380,7 +381,6 @@ class LocalObjectStore(ObjectStore):
                 await asyncio.to_thread(handle.close)
             doc.update(size=size, etag=digest.hexdigest(), last_modified=int(time.time()))
             await asyncio.to_thread(_write_json, self._tmp, meta_path, doc)
-        self._release(bucket, key)
         return size
 
     # ---- multipart ----
