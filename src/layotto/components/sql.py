@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import re
 import shlex
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -11,7 +16,52 @@ from urllib.parse import parse_qsl, unquote
 import asyncpg
 import pymysql
 
+from layotto.components.base import Metadata
 from layotto.errors import ConfigError
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def table_name(metadata: Metadata, default: str) -> str:
+    """The `tableName` metadata (or `default`): a plain identifier only, as it is spliced into SQL."""
+    name = metadata.get_str("tableName") or default
+    if not _IDENTIFIER.match(name):
+        raise ConfigError(f"tableName {name!r} must be a plain SQL identifier", f"{metadata.where}.metadata.tableName")
+    return name
+
+
+def start_purger(
+    metadata: Metadata,
+    name: str,
+    purge: Callable[[], Awaitable[object]],
+    errors: tuple[type[BaseException], ...],
+    log: logging.Logger,
+) -> asyncio.Task[None] | None:
+    """Run `purge` (delete expired rows) every `cleanupIntervalInSeconds` (default 1 h; 0: never).
+
+    A failed round is logged and the next one tried: the rows are invisible to reads anyway.
+    """
+    interval = metadata.get_duration("cleanupIntervalInSeconds", 3600.0)
+    if interval <= 0:
+        return None
+
+    async def purge_forever() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await purge()
+            except errors as exc:
+                log.warning("purging expired state rows failed: %s", exc)
+
+    return asyncio.create_task(purge_forever(), name=name)
+
+
+async def stop_task(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
 
 # ---- MySQL / MariaDB ----
 

@@ -1,22 +1,10 @@
-"""What the SQL lock stores share: table-name checking and the classification of a miss."""
+"""What the SQL lock stores share: the default table and the classification of a miss."""
 
 from __future__ import annotations
 
-import re
-
 from layotto.components.lock.base import LockStatus
-from layotto.errors import ConfigError
 
 DEFAULT_TABLE = "layotto_lock"
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-def table_name(raw: str, where: str) -> str:
-    """The `tableName` metadata; only plain identifiers, since it is spliced into SQL."""
-    name = raw or DEFAULT_TABLE
-    if not _IDENTIFIER.match(name):
-        raise ConfigError(f"tableName {name!r} must be a plain SQL identifier", f"{where}.metadata.tableName")
-    return name
 
 
 def miss_status(live_owner: str | None, owner: str) -> LockStatus:

@@ -38,7 +38,7 @@ class MysqlLock(LockStore):
         where = f"{metadata.where}.metadata.connectionString"
         self._params = sql.parse_go_dsn(metadata.required("connectionString"), where).connect_args()
         self._timeout = metadata.get_duration("timeout", 5.0)
-        t = _sql.table_name(metadata.get_str("tableName"), metadata.where)
+        t = sql.table_name(metadata, _sql.DEFAULT_TABLE)
         # MySQL applies SET assignments left to right: `owner` must be decided before
         # `expires_at` changes, so both test the stored (old) expiry.
         self._sql_lock = (

@@ -30,7 +30,7 @@ class PostgresqlLock(LockStore):
         self._connect_args = sql.pg_connect_args(metadata.required("connectionString"), where)
         self._timeout = metadata.get_duration("timeout", 5.0)
         self._connect_args.setdefault("timeout", self._timeout)
-        t = _sql.table_name(metadata.get_str("tableName"), metadata.where)
+        t = sql.table_name(metadata, _sql.DEFAULT_TABLE)
         # Taking a free lock never touches a held row (DO NOTHING does not lock it), so
         # contenders do not queue behind the holder; an expired row is taken over by an
         # UPDATE whose WHERE PostgreSQL re-checks on the latest row version.

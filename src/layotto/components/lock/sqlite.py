@@ -12,6 +12,7 @@ import time
 
 import aiosqlite
 
+from layotto.components import sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock import _sql
 from layotto.components.lock.base import (
@@ -31,7 +32,7 @@ class SqliteLock(LockStore):
         await super().init(metadata, context)
         self._path = metadata.required("databasePath")
         self._busy_timeout = metadata.get_duration("timeout", 5.0)
-        t = _sql.table_name(metadata.get_str("tableName"), metadata.where)
+        t = sql.table_name(metadata, _sql.DEFAULT_TABLE)
         self._sql_lock = (
             f"INSERT INTO {t} (resource, owner, expires_at) VALUES (?, ?, ?)"
             f" ON CONFLICT (resource) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"

@@ -28,7 +28,6 @@ import aiomysql
 from layotto.components import sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.sequencer.base import Sequencer, bigger_than
-from layotto.components.sequencer.sqltable import table_name
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
 
 DEFAULT_TABLE = "layotto_sequencer_snowflake"
@@ -139,7 +138,7 @@ async def _register_worker(metadata: Metadata) -> int:
         address, port = sql.split_host_port(host)
     except ValueError as exc:
         raise ConfigError(str(exc), f"{metadata.where}.metadata.mysqlHost") from None
-    table = table_name(metadata.with_values({"tableName": metadata.get_str("tableName") or DEFAULT_TABLE}))
+    table = sql.table_name(metadata, DEFAULT_TABLE)
     port_tag = f"{int(time.time())}-{random.randrange(100000)}"
     try:
         conn = await aiomysql.connect(

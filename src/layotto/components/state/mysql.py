@@ -103,9 +103,9 @@ class MysqlStateStore(StateStore):
         except BaseException:
             await self.close()
             raise
-        interval = metadata.get_duration("cleanupIntervalInSeconds", 3600.0)
-        if interval > 0:
-            self._cleanup = asyncio.create_task(self._purge_forever(interval), name=f"mysql-purge-{context.name}")
+        self._cleanup = sql.start_purger(
+            metadata, f"mysql-purge-{context.name}", self._purge_expired, (ComponentError,), log
+        )
 
     async def _ensure_table(self, cur: aiomysql.Cursor, schema: str, table: str) -> None:
         # Look before creating: "IF NOT EXISTS" on an existing object raises a Warning.
@@ -152,13 +152,8 @@ class MysqlStateStore(StateStore):
         self._sql_delete = f"DELETE FROM {t} WHERE id = %s"
         self._sql_purge = f"DELETE FROM {t} WHERE expiredate IS NOT NULL AND expiredate <= NOW(6)"
 
-    async def _purge_forever(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self._call(lambda cur: cur.execute(self._sql_purge))
-            except ComponentError as exc:
-                log.warning("purging expired state rows failed: %s", exc)
+    async def _purge_expired(self) -> None:
+        await self._call(lambda cur: cur.execute(self._sql_purge))
 
     @property
     def pool(self) -> aiomysql.Pool:
@@ -320,11 +315,8 @@ class MysqlStateStore(StateStore):
         await self._call(lambda cur: cur.execute("SELECT 1"), retry=True)
 
     async def close(self) -> None:
-        if self._cleanup is not None:
-            self._cleanup.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cleanup
-            self._cleanup = None
+        await sql.stop_task(self._cleanup)
+        self._cleanup = None
         if self._pool is not None:
             self._pool.close()
             try:

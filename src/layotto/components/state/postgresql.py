@@ -8,7 +8,6 @@ one database transaction: all or nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -80,9 +79,9 @@ class PostgresqlStateStore(StateStore):
         except asyncpg.PostgresError as exc:
             await self.close()
             raise ComponentError(f"postgresql state store cannot start: {exc}") from exc
-        interval = metadata.get_duration("cleanupIntervalInSeconds", 3600.0)
-        if interval > 0:
-            self._cleanup = asyncio.create_task(self._purge_forever(interval), name=f"pg-purge-{context.name}")
+        self._cleanup = sql.start_purger(
+            metadata, f"pg-purge-{context.name}", self._purge_expired, (ComponentError,), log
+        )
 
     def _build_statements(self) -> None:
         t = _quote(self._table)
@@ -125,13 +124,8 @@ class PostgresqlStateStore(StateStore):
         except (asyncpg.exceptions.UniqueViolationError, asyncpg.exceptions.DuplicateTableError):
             pass  # another sidecar created it at the same moment
 
-    async def _purge_forever(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self._call(lambda conn: conn.execute(self._sql_purge))
-            except ComponentError as exc:
-                log.warning("purging expired state rows failed: %s", exc)
+    async def _purge_expired(self) -> None:
+        await self._call(lambda conn: conn.execute(self._sql_purge))
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -234,11 +228,8 @@ class PostgresqlStateStore(StateStore):
         await self._call(lambda conn: conn.fetchval("SELECT 1"), retry=True)
 
     async def close(self) -> None:
-        if self._cleanup is not None:
-            self._cleanup.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cleanup
-            self._cleanup = None
+        await sql.stop_task(self._cleanup)
+        self._cleanup = None
         if self._pool is not None:
             try:
                 await asyncio.wait_for(self._pool.close(), timeout=5.0)

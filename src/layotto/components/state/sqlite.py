@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from layotto.components import sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.state.base import (
     FEATURE_ETAG,
@@ -38,7 +38,6 @@ from layotto.errors import BackendUnavailableError, ConfigError, ETagMismatchErr
 
 log = logging.getLogger("layotto.state.sqlite")
 
-_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 #: SQLite's default limit of host parameters per statement is 32766 (999 before 3.32).
 _MAX_PARAMS = 900
 
@@ -68,9 +67,7 @@ class SqliteStateStore(StateStore):
         raw_path = metadata.get_str("databasePath") or metadata.get_str("connectionString")
         if not raw_path:
             raise ConfigError("required metadata 'databasePath' is missing", f"{metadata.where}.metadata.databasePath")
-        self._table = metadata.get_str("tableName", "state")
-        if not _TABLE_NAME.match(self._table):
-            raise ConfigError(f"invalid table name {self._table!r}", f"{metadata.where}.metadata.tableName")
+        self._table = sql.table_name(metadata, "state")
         self._default_ttl = ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
         busy = metadata.get_duration("busyTimeout", 5.0)
         if raw_path == ":memory:":
@@ -92,24 +89,19 @@ class SqliteStateStore(StateStore):
         except sqlite3.Error as exc:
             await self.close()
             raise BackendUnavailableError(f"cannot open sqlite database {self._path}: {exc}") from exc
-        interval = metadata.get_duration("cleanupIntervalInSeconds", 3600.0)
-        if interval > 0:
-            self._cleanup = asyncio.create_task(self._purge_forever(interval), name=f"sqlite-purge-{context.name}")
+        self._cleanup = sql.start_purger(
+            metadata, f"sqlite-purge-{context.name}", self._purge_expired, (sqlite3.Error,), log
+        )
 
     async def _open(self, busy_timeout: float) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self._path, isolation_level=None, timeout=busy_timeout)
         await conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
-    async def _purge_forever(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                async with self._write_lock:
-                    assert self._writer is not None
-                    await self._writer.execute(f'DELETE FROM "{self._table}" WHERE expire <= ?', (time.time(),))
-            except sqlite3.Error as exc:
-                log.warning("purging expired state rows failed: %s", exc)
+    async def _purge_expired(self) -> None:
+        async with self._write_lock:
+            assert self._writer is not None
+            await self._writer.execute(f'DELETE FROM "{self._table}" WHERE expire <= ?', (time.time(),))
 
     # ---- reads ----
     async def get(self, request: GetRequest) -> GetResponse | None:
@@ -248,11 +240,8 @@ class SqliteStateStore(StateStore):
             raise BackendUnavailableError(f"sqlite database {self._path} is unavailable: {exc}") from exc
 
     async def close(self) -> None:
-        if self._cleanup is not None:
-            self._cleanup.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cleanup
-            self._cleanup = None
+        await sql.stop_task(self._cleanup)
+        self._cleanup = None
         for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
             try:
                 await conn.close()
