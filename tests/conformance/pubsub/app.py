@@ -37,7 +37,7 @@ class CallbackApp(cb_grpc.AppCallbackServicer):
     list_calls: int = 0
     #: Seconds each delivery takes (a slow app), so events are in flight when a test strikes.
     delay: float = 0.0
-    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _server: grpc.aio.Server | None = None
 
     async def ListTopicSubscriptions(
@@ -55,17 +55,17 @@ class CallbackApp(cb_grpc.AppCallbackServicer):
         try:
             status = self.behaviour(request)
         finally:
-            async with self._changed:
-                self._changed.notify_all()
+            async with self.changed:
+                self.changed.notify_all()
         if status == SUCCESS:
             self.succeeded[request.data] += 1
-            async with self._changed:
-                self._changed.notify_all()
+            async with self.changed:
+                self.changed.notify_all()
         return cb.TopicEventResponse(status=status)  # type: ignore[arg-type]
 
     async def wait_for(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(predicate), within)
+        async with self.changed:
+            await asyncio.wait_for(self.changed.wait_for(predicate), within)
 
     async def start(self) -> CallbackApp:
         self._server = grpc.aio.server()
