@@ -33,6 +33,7 @@ def layotto_config(
     grpc_port: int,
     actuator_port: int | None = None,
     stream_filters: list[dict[str, Any]] | None = None,
+    tracing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A Layotto JSON document (MOSN bootstrap shape) around `grpc_config`."""
     listeners: list[dict[str, Any]] = [
@@ -69,7 +70,7 @@ def layotto_config(
                 "stream_filters": [{"type": "actuator_filter"}],
             }
         )
-    return {
+    doc: dict[str, Any] = {
         "servers": [
             {
                 "default_log_path": "stdout",
@@ -78,6 +79,9 @@ def layotto_config(
             }
         ]
     }
+    if tracing is not None:
+        doc["tracing"] = tracing
+    return doc
 
 
 @contextlib.asynccontextmanager

@@ -22,7 +22,7 @@ else:
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
 
 
-def _wrap_unary(
+def wrap_unary(
     handler: Handler,
     before: Callable[[grpc.aio.ServicerContext[Any, Any]], Awaitable[None]],
     after: Callable[[float, bool], None],
@@ -102,7 +102,7 @@ class MetricsInterceptor(Interceptor):
             (succ if ok else fail).inc()
             cost.observe(seconds)
 
-        return _wrap_unary(handler, before, after)
+        return wrap_unary(handler, before, after)
 
 
 class _TokenBucket:
@@ -153,7 +153,7 @@ class FlowControlInterceptor(Interceptor):
         def after(seconds: float, ok: bool) -> None:
             return None
 
-        return _wrap_unary(handler, before, after)
+        return wrap_unary(handler, before, after)
 
 
 def from_config(stream_filters: list[dict[str, Any]]) -> list[Interceptor]:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from layotto.tracing.span import current_traceparent
+
 DEFAULT_SOURCE = "runtime"
 DEFAULT_TYPE = "com.runtime.event.sent"
 SPEC_VERSION = "1.0"
@@ -69,6 +71,7 @@ def new_envelope(
     event_type: str = DEFAULT_TYPE,
 ) -> dict[str, Any]:
     """Wrap `data` the way contrib's NewCloudEventsEnvelope does."""
+    trace_id = current_traceparent() or trace_id
     content_type = content_type or TEXT_PLAIN
     envelope: dict[str, Any] = {
         "id": str(uuid.uuid4()),
@@ -97,6 +100,8 @@ def new_envelope(
 
 def from_cloudevent(data: bytes, *, topic: str, pubsub_name: str, trace_id: str = "") -> dict[str, Any]:
     """Keep the app's own envelope; the runtime owns topic, pubsubname and traceid."""
+    # A traced call's own span is the parent of the event, as for an invocation.
+    trace_id = current_traceparent() or trace_id
     try:
         envelope = json.loads(data)
     except ValueError as exc:

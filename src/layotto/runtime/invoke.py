@@ -23,6 +23,7 @@ from urllib.parse import quote
 import grpc
 from google.protobuf import any_pb2
 
+from layotto import tracing
 from layotto.components.base import Metadata
 from layotto.components.nameresolution.base import NameResolver
 from layotto.errors import ComponentError, ConfigError, LayottoError
@@ -406,6 +407,8 @@ class Invoker:
         self, request: InvokeRequest, *, time_remaining: float | None = None, forwarded: bool = False
     ) -> InvokeResponse:
         """Deliver `request`; raise InvokeError with the code to answer."""
+        # The callee continues the caller's trace, with this sidecar's span as its parent.
+        request.headers = tracing.inject(request.headers)
         timeout = self.timeout_of(request, time_remaining)
         if request.app_id == self.rt.app_id or forwarded:
             if request.app_id != self.rt.app_id:

@@ -44,9 +44,10 @@ def _service_factories() -> list[ServiceFactory]:
 
 def _interceptors(config: RuntimeConfig) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
     from layotto.api import auth, filters
+    from layotto.tracing.interceptor import interceptors as tracing
 
-    # The token check first: a refused call must not count against flow control.
-    return [*auth.interceptors(config.api_token), *filters.from_config(config.stream_filters)]
+    # The token check first: a refused call must not count against flow control, nor be traced.
+    return [*auth.interceptors(config.api_token), *tracing(config), *filters.from_config(config.stream_filters)]
 
 
 class Sidecar:
