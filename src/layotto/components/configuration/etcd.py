@@ -25,6 +25,7 @@ from typing import Any
 import aetcd
 import aetcd.exceptions
 
+from layotto.components import etcdclient
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.configuration.base import (
     ConfigItem,
@@ -35,47 +36,27 @@ from layotto.components.configuration.base import (
     Subscription,
     SubscriptionHub,
 )
-from layotto.errors import BackendUnavailableError, ComponentError, ConfigError, InvalidArgumentError
+from layotto.errors import ComponentError, ConfigError, InvalidArgumentError
 
 log = logging.getLogger("layotto.configuration.etcd")
 
 _RETRY_MIN = 0.05
 _RETRY_MAX = 1.0
-#: Errors of the etcd client that mean "etcd is not reachable right now".
-_UNAVAILABLE = (
-    aetcd.exceptions.ConnectionFailedError,
-    aetcd.exceptions.ConnectionTimeoutError,
-    aetcd.exceptions.WatchTimeoutError,
-    OSError,
-    TimeoutError,
-)
+#: Watch streams also time out when etcd is gone.
+_UNAVAILABLE = (*etcdclient.UNAVAILABLE, aetcd.exceptions.WatchTimeoutError)
 
 
 def _endpoints(metadata: Metadata) -> list[tuple[str, int]]:
+    where = f"{metadata.where}.address"
     raw: Any = metadata.get("address") if "address" in metadata else None
     if raw is None or raw == "" or raw == []:
         raw = metadata.get_str("endpoints")
-    if isinstance(raw, str):
-        parts = [p for chunk in raw.split(";") for p in chunk.split(",")]
-    elif isinstance(raw, list):
-        parts = [str(p) for p in raw]
-    else:
-        raise ConfigError("'address' must be a list of host:port", f"{metadata.where}.address")
-    result: list[tuple[str, int]] = []
-    for part in parts:
-        text = part.strip().removeprefix("http://").removeprefix("https://")
-        if not text:
-            continue
-        host, sep, port = text.rpartition(":")
-        if not sep:
-            host, port = text, "2379"
-        try:
-            result.append((host.strip("[]"), int(port)))
-        except ValueError:
-            raise ConfigError(f"bad etcd address {part!r}", f"{metadata.where}.address") from None
-    if not result:
-        raise ConfigError("etcd config store needs 'address' (a list of host:port)", f"{metadata.where}.address")
-    return result
+    if not isinstance(raw, (str, list)):
+        raise ConfigError("'address' must be a list of host:port", where)
+    endpoints = etcdclient.parse_endpoints(raw, where)
+    if not endpoints:
+        raise ConfigError("etcd config store needs 'address' (a list of host:port)", where)
+    return endpoints
 
 
 def _valid_segment(what: str, value: str) -> None:
@@ -89,8 +70,7 @@ class EtcdConfigStore(ConfigurationStore):
         self._endpoints = _endpoints(metadata)
         # Upstream reads `timeout` as whole seconds (default 10) and uses it to dial.
         self._timeout = metadata.get_duration("timeout", 10.0)
-        self._username = metadata.get_str("username") or None
-        self._password = metadata.get_str("password") or None
+        self._metadata = metadata
         self._current = 0
         self._client: aetcd.Client | None = None
         self.hub = SubscriptionHub(context.name)
@@ -100,15 +80,7 @@ class EtcdConfigStore(ConfigurationStore):
 
     # ---- connection ----
     def _make_client(self) -> aetcd.Client:
-        host, port = self._endpoints[self._current]
-        return aetcd.Client(
-            host=host,
-            port=port,
-            username=self._username,
-            password=self._password,
-            timeout=self._timeout,
-            connect_wait_timeout=max(1, int(self._timeout)),
-        )
+        return etcdclient.connect(self._endpoints[self._current], self._metadata, self._timeout)
 
     def _client_now(self) -> aetcd.Client:
         if self._client is None:
@@ -126,8 +98,7 @@ class EtcdConfigStore(ConfigurationStore):
             await current.close()
 
     def _where(self) -> str:
-        host, port = self._endpoints[self._current]
-        return f"{host}:{port}"
+        return etcdclient.address(self._endpoints[self._current : self._current + 1])
 
     async def _call(self, op: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         client = self._client_now()
@@ -135,8 +106,7 @@ class EtcdConfigStore(ConfigurationStore):
             return await fn(client, *args, **kwargs)
         except _UNAVAILABLE as exc:
             await self._failover(client)
-            reason = str(exc) or type(exc).__name__
-            raise BackendUnavailableError(f"etcd at {self._where()} is unavailable: {reason}") from exc
+            raise etcdclient.unavailable(self._where(), exc) from exc
         except aetcd.exceptions.ClientError as exc:
             raise ComponentError(f"etcd {op} failed: {exc}") from exc
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import aetcd
 import aetcd.exceptions as etcd_errors
 
+from layotto.components import etcdclient
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock.base import (
     KeepAliveRequest,
@@ -23,20 +24,13 @@ from layotto.components.lock.base import (
     TryLockRequest,
     UnlockRequest,
 )
-from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
+from layotto.errors import ComponentError, ConfigError
 
 T = TypeVar("T")
 
 DEFAULT_PREFIX = "/layotto/"
 #: Errors after which the request cannot have reached etcd, so another endpoint may be tried.
 _NOT_SENT = (etcd_errors.ConnectionFailedError,)
-_UNAVAILABLE = (etcd_errors.ConnectionFailedError, etcd_errors.ConnectionTimeoutError, TimeoutError, OSError)
-
-
-def _host_port(endpoint: str) -> tuple[str, int]:
-    endpoint = endpoint.strip().removeprefix("http://").removeprefix("https://")
-    host, sep, port = endpoint.rpartition(":")
-    return (host, int(port)) if sep else (endpoint, 2379)
 
 
 class EtcdLock(LockStore):
@@ -44,19 +38,14 @@ class EtcdLock(LockStore):
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
-        self._endpoints = metadata.get_list("endpoints", ";")
-        if not self._endpoints:
-            raise ConfigError("etcd lock error: missing endpoints address", f"{metadata.where}.metadata.endpoints")
+        where = f"{metadata.where}.metadata.endpoints"
+        endpoints = etcdclient.parse_endpoints(metadata.get_str("endpoints"), where)
+        if not endpoints:
+            raise ConfigError("etcd lock error: missing endpoints address", where)
+        self._where = etcdclient.address(endpoints)
         timeout = metadata.get_duration("dialTimeout", 5.0)
         self._prefix = metadata.get_str("keyPrefixPath") or DEFAULT_PREFIX
-        username = metadata.get_str("username") or None
-        password = metadata.get_str("password") or None
-        self._clients = []
-        for endpoint in self._endpoints:
-            host, port = _host_port(endpoint)
-            self._clients.append(
-                aetcd.Client(host=host, port=port, username=username, password=password, timeout=max(1, round(timeout)))
-            )
+        self._clients = [etcdclient.connect(endpoint, metadata, timeout) for endpoint in endpoints]
         self._current = 0
         await self.ping()
 
@@ -70,16 +59,12 @@ class EtcdLock(LockStore):
             except _NOT_SENT as exc:
                 last = exc
                 self._current = (self._current + 1) % len(self._clients)
-            except _UNAVAILABLE as exc:
-                raise self._unavailable(exc) from exc
+            except etcdclient.UNAVAILABLE as exc:
+                raise etcdclient.unavailable(self._where, exc) from exc
             except etcd_errors.ClientError as exc:
                 raise ComponentError(f"[etcdLock]: {exc}") from exc
         assert last is not None
-        raise self._unavailable(last) from last
-
-    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
-        where = ";".join(self._endpoints)
-        return BackendUnavailableError(f"etcd at {where} is unavailable: {exc or type(exc).__name__}")
+        raise etcdclient.unavailable(self._where, last) from last
 
     def _key(self, key: str) -> bytes:
         return (self._prefix + key).encode()

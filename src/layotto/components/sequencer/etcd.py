@@ -15,12 +15,11 @@ import random
 
 import aetcd
 
-from layotto.components import redisclient
+from layotto.components import etcdclient
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.sequencer.base import RangeSequencer, check_count
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
 
-_UNAVAILABLE = (aetcd.ConnectionFailedError, aetcd.ConnectionTimeoutError, OSError, TimeoutError)
 _MAX_ATTEMPTS = 1000
 
 
@@ -40,32 +39,24 @@ class EtcdSequencer(RangeSequencer):
     _client: aetcd.Client | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
-        endpoints = [e for part in metadata.get_list("endpoints", ";") for e in part.split(",") if e.strip()]
+        where = f"{metadata.where}.metadata.endpoints"
+        endpoints = etcdclient.parse_endpoints(metadata.get_str("endpoints"), where)
         if not endpoints:
-            raise ConfigError("required metadata 'endpoints' is missing", f"{metadata.where}.metadata.endpoints")
-        self._endpoint = endpoints[0].strip().removeprefix("http://")
-        host, port = redisclient.split_host(self._endpoint, 2379)
+            raise ConfigError("required metadata 'endpoints' is missing", where)
+        self._endpoint = etcdclient.address(endpoints[:1])
         self._prefix = metadata.get_str("keyPrefixPath", "/layotto/")
-        timeout = metadata.get_duration("dialTimeout", 5.0)
-        self._client = aetcd.Client(
-            host=host,
-            port=port,
-            username=metadata.get_str("username") or None,
-            password=metadata.get_str("password") or None,
-            timeout=int(max(1, timeout)),
-            connect_wait_timeout=int(max(1, timeout)),
-        )
+        self._client = etcdclient.connect(endpoints[0], metadata, metadata.get_duration("dialTimeout", 5.0))
         await self.ping()
         await super().init(metadata, context)
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
-        return BackendUnavailableError(f"etcd at {self._endpoint} is unavailable: {exc or type(exc).__name__}")
+        return etcdclient.unavailable(self._endpoint, exc)
 
     async def ping(self) -> None:
         assert self._client is not None
         try:
             await self._client.status()
-        except _UNAVAILABLE as exc:
+        except etcdclient.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
 
     async def _update(self, key: str, change: int, *, at_least: bool) -> int:
@@ -97,7 +88,7 @@ class EtcdSequencer(RangeSequencer):
                 if attempt >= 3:
                     # Heavy contention: spread the retries out a little.
                     await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 20)))
-        except _UNAVAILABLE as exc:
+        except etcdclient.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
         except aetcd.ClientError as exc:
             raise ComponentError(f"etcd sequencer failed on {key}: {exc}") from exc
