@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from layotto.components import etcdclient
+from layotto.components import etcdclient, zkclient
+from layotto.components.base import Metadata
 from layotto.errors import ConfigError
 
 WHERE = "lock.etcd.metadata.endpoints"
@@ -33,3 +34,11 @@ def test_etcd_bad_port_names_the_key() -> None:
 
 def test_etcd_address_for_messages() -> None:
     assert etcdclient.address([("a", 1), ("b", 2)]) == "a:1;b:2"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("127.0.0.1:2181", "127.0.0.1:2181"), (" a:1 ; b:2,c:3 ;", "a:1,b:2,c:3"), ("", "")],
+)
+def test_zookeeper_hosts(raw: str, expected: str) -> None:
+    assert zkclient.hosts(Metadata({"zookeeperHosts": raw})) == expected

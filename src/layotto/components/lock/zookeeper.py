@@ -24,6 +24,7 @@ import aiozk
 from aiozk import exc as zk_errors
 from aiozk import protocol
 
+from layotto.components import zkclient
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock.base import (
     KeepAliveRequest,
@@ -35,19 +36,6 @@ from layotto.components.lock.base import (
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
 
 T = TypeVar("T")
-
-_UNAVAILABLE = (
-    zk_errors.ConnectError,
-    zk_errors.NoServersError,
-    zk_errors.SessionLost,
-    zk_errors.TimeoutError,
-    zk_errors.FailedRetry,
-    zk_errors.ConnectionLoss,
-    zk_errors.SessionExpired,
-    zk_errors.OperationTimeout,
-    TimeoutError,
-    OSError,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +69,10 @@ class ZookeeperLock(LockStore):
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
-        hosts = metadata.get_list("zookeeperHosts", ";")
-        if not hosts:
+        self._hosts = zkclient.hosts(metadata)
+        if not self._hosts:
             where = f"{metadata.where}.metadata.zookeeperHosts"
             raise ConfigError("zookeeper lock error: missing zookeeperHosts", where)
-        self._hosts = ",".join(hosts)
         session = metadata.get_duration("SessionTimeout", 5.0)
         # How long one operation may wait for ZooKeeper, reconnects included.
         self._timeout = metadata.get_duration("operationTimeout", max(10.0, 2 * session))
@@ -100,7 +87,7 @@ class ZookeeperLock(LockStore):
         try:
             async with asyncio.timeout(self._timeout):
                 return await call
-        except _UNAVAILABLE as exc:
+        except zkclient.UNAVAILABLE as exc:
             raise BackendUnavailableError(f"zookeeper at {self._hosts} is unavailable: {exc!r}") from exc
         except zk_errors.ZKError as exc:
             raise ComponentError(f"zookeeper lock error: {exc!r}") from exc

@@ -18,24 +18,13 @@ from typing import Any, TypeVar
 import aiozk
 from aiozk import exc as zkexc
 
+from layotto.components import zkclient
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.sequencer.base import RangeSequencer, check_count
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
 
 T = TypeVar("T")
 
-_UNAVAILABLE = (
-    zkexc.ConnectError,
-    zkexc.ConnectionLoss,
-    zkexc.SessionLost,
-    zkexc.SessionExpired,
-    zkexc.NoServersError,
-    zkexc.FailedRetry,
-    zkexc.TimeoutError,
-    zkexc.OperationTimeout,
-    TimeoutError,
-    OSError,
-)
 _MAX_ATTEMPTS = 1000
 
 
@@ -54,12 +43,11 @@ class ZookeeperSequencer(RangeSequencer):
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         # Upstream reads these keys case-sensitively; ours are case-insensitive, a superset.
-        hosts = [h.strip() for part in metadata.get_list("zookeeperHosts", ";") for h in part.split(",") if h.strip()]
-        if not hosts:
+        self._hosts = zkclient.hosts(metadata)
+        if not self._hosts:
             raise ConfigError(
                 "required metadata 'zookeeperHosts' is missing", f"{metadata.where}.metadata.zookeeperHosts"
             )
-        self._hosts = ",".join(hosts)
         prefix = metadata.get_str("keyPrefixPath", "/") or "/"
         self._prefix = prefix if prefix.endswith("/") else prefix + "/"
         if not self._prefix.startswith("/"):
@@ -82,7 +70,7 @@ class ZookeeperSequencer(RangeSequencer):
     async def _call(self, operation: Awaitable[T]) -> T:
         try:
             return await asyncio.wait_for(operation, self._timeout + 1.0)
-        except _UNAVAILABLE as exc:
+        except zkclient.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
 
     def _path(self, key: str) -> str:
