@@ -49,14 +49,12 @@ class CallbackApp(cb_grpc.AppCallbackServicer):
         )
 
     async def OnTopicEvent(self, request: cb.TopicEventRequest, context: object) -> cb.TopicEventResponse:
+        self.received.append(request)
+        async with self.changed:
+            self.changed.notify_all()
         if self.delay:
             await asyncio.sleep(self.delay)
-        self.received.append(request)
-        try:
-            status = self.behaviour(request)
-        finally:
-            async with self.changed:
-                self.changed.notify_all()
+        status = self.behaviour(request)
         if status == SUCCESS:
             self.succeeded[request.data] += 1
             async with self.changed:

@@ -188,6 +188,24 @@ async def test_subscribe_topic_events_stream(backend: Backend) -> None:
         call.cancel()
 
 
+async def test_closed_stream_gives_unacked_events_back(backend: Backend) -> None:
+    if not backend.durable:
+        pytest.skip(f"{backend.name} keeps no unacked event for a later subscriber")
+    topic = new_topic()
+    async with pubsub_env(backend, [], extra_topics=[topic]) as env:
+        initial = pb.SubscribeTopicEventsRequestInitial(pubsub_name=PUBSUB, topic=topic)
+        for attempt in range(2):
+            outgoing: asyncio.Queue[pb.SubscribeTopicEventsRequest | None] = asyncio.Queue()
+            outgoing.put_nowait(pb.SubscribeTopicEventsRequest(initial_request=initial))
+            call = env.stub.SubscribeTopicEvents(_requests(outgoing))
+            await call.read()  # initial_response
+            if attempt == 0:
+                await env.publish(topic, b"unacked")
+            event = (await asyncio.wait_for(call.read(), 15)).event_message
+            assert event.data == b"unacked"
+            call.cancel()  # no event_processed: the event must come back to the next stream
+
+
 async def test_subscribe_topic_events_validation(backend: Backend) -> None:
     async with pubsub_env(backend, []) as env:
         cases = [
