@@ -5,18 +5,19 @@ from __future__ import annotations
 import grpc
 
 from layotto.api.layotto.base import ApiBase, Ctx, abort
+from layotto.components import keyprefix
 from layotto.components.lock.base import (
     KeepAliveRequest,
     LockStore,
     TryLockRequest,
     UnlockRequest,
 )
-from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
+from layotto.errors import BackendUnavailableError, ComponentError
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 STRATEGY_KEY = "keyPrefix"
 _API_PREFIX = "lock|||"
-_SEPARATOR = "||"
+_SEPARATOR = keyprefix.SEPARATOR
 
 
 def _check_key(key: str) -> str | None:
@@ -27,25 +28,14 @@ def _check_key(key: str) -> str | None:
 
 def lock_key(strategy: str, resource_id: str, store_name: str, app_id: str) -> str:
     """Upstream's stored key for `keyPrefix` strategy appid (default), name, none or a literal."""
-    if strategy == "none":
-        return _API_PREFIX + resource_id
-    if strategy == "name":
-        return f"{_API_PREFIX}{store_name}{_SEPARATOR}{resource_id}"
-    if strategy == "appid":
-        # Upstream keeps the bare id when no app id is configured.
-        return f"{_API_PREFIX}{app_id}{_SEPARATOR}{resource_id}" if app_id else resource_id
-    return f"{_API_PREFIX}{strategy}{_SEPARATOR}{resource_id}"
+    if strategy == "appid" and not app_id:
+        # Upstream keeps the bare id (without `lock|||`) when no app id is configured.
+        return resource_id
+    return _API_PREFIX + keyprefix.key_prefix(strategy, store_name, app_id) + resource_id
 
 
 def _strategy(raw: object, store_name: str) -> str:
-    text = str(raw or "")
-    if not text:
-        return "appid"
-    problem = _check_key(text)
-    if problem:
-        raise ConfigError(problem, f"lock.{store_name}.metadata.{STRATEGY_KEY}")
-    # Upstream lower-cases the strategy, literal prefixes included.
-    return text.lower()
+    return keyprefix.lock_style_strategy(raw, f"lock.{store_name}.metadata.{STRATEGY_KEY}")
 
 
 def _failure_code(exc: ComponentError) -> grpc.StatusCode:

@@ -16,13 +16,14 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Mapping
 
+from layotto.components import keyprefix
 from layotto.components.base import Component, ComponentContext, Metadata
 from layotto.components.sequencer.segments import SegmentCache
 from layotto.errors import ConfigError, InvalidArgumentError
 
 API_PREFIX = "sequencer"
 API_SEPARATOR = "|||"
-SEPARATOR = "||"
+SEPARATOR = keyprefix.SEPARATOR
 KEY_PREFIX_METADATA = "keyPrefix"
 BIGGER_THAN_EXTRA = "biggerThan"
 
@@ -38,25 +39,12 @@ def key_contains_separator(key: str) -> bool:
 
 def prefix_strategy(metadata: Mapping[str, object]) -> str:
     """Upstream's `keyPrefix` for sequencers: appid (default), name, none, or a literal."""
-    strategy = str(metadata.get(KEY_PREFIX_METADATA, "") or "")
-    if not strategy:
-        return "appid"
-    if key_contains_separator(strategy):
-        raise ConfigError(f"input key/keyPrefix '{strategy}' can't contain '{SEPARATOR}'", "metadata.keyPrefix")
-    # Upstream lower-cases the strategy, literal prefixes included.
-    return strategy.lower()
+    return keyprefix.lock_style_strategy(metadata.get(KEY_PREFIX_METADATA, ""), "metadata.keyPrefix")
 
 
 def stored_key(strategy: str, store_name: str, app_id: str, key: str) -> str:
     """The key a component stores, exactly as upstream's GetModifiedSeqKey builds it."""
-    head = API_PREFIX + API_SEPARATOR
-    if strategy == "none":
-        return head + key
-    if strategy == "name":
-        return head + store_name + SEPARATOR + key
-    if strategy == "appid":
-        return head + app_id + SEPARATOR + key if app_id else head + key
-    return head + strategy + SEPARATOR + key
+    return API_PREFIX + API_SEPARATOR + keyprefix.key_prefix(strategy, store_name, app_id) + key
 
 
 def bigger_than(metadata: Metadata, context: ComponentContext) -> dict[str, int]:
