@@ -41,20 +41,14 @@ os.register_at_fork(after_in_child=lambda: _rng.seed(os.urandom(16)))
 
 
 def new_span_id() -> str:
-    while True:
-        value = _rng.getrandbits(64)
-        if value:
-            return f"{value:016x}"
+    return f"{_rng.getrandbits(64) or 1:016x}"  # all zeros is not a valid id
 
 
 def new_trace_id() -> str:
-    while True:
-        value = _rng.getrandbits(128)
-        if value:
-            return f"{value:032x}"
+    return f"{_rng.getrandbits(128) or 1:032x}"
 
 
-def w3c_trace_id(trace_id: str) -> str:
+def to_w3c_trace_id(trace_id: str) -> str:
     """A 32-hex trace id for any trace id: a SOFATracer id (hex IP + millis + counter + pid,
     usually 30 hex digits) is zero-padded; anything else is hashed, the same on every sidecar."""
     lowered = trace_id.lower()
@@ -97,12 +91,13 @@ class Span:
         tracestate: str = "",
         sofa_rpc_id: str = "",
         caller_app: str = "",
+        w3c_trace_id: str = "",
     ) -> None:
         self.name = name
         #: The trace id as the caller knows it (a SOFATracer id is kept verbatim).
         self.trace_id = trace_id
         #: The same trace as 32 hex digits, for traceparent and Zipkin.
-        self.w3c_trace_id = trace_id if len(trace_id) == 32 and _HEX_ID.match(trace_id) else w3c_trace_id(trace_id)
+        self.w3c_trace_id = w3c_trace_id or to_w3c_trace_id(trace_id)
         self.span_id = span_id
         #: The caller's span id (16 hex digits), "" for a root span or a SOFA caller.
         self.parent_id = parent_id
@@ -184,6 +179,7 @@ def start_span(name: str, metadata: Iterable[tuple[str, Any]], start_ns: int) ->
                 found[2],
                 new_span_id(),
                 found[3],
+                w3c_trace_id=found[2],
                 start_ns=start_ns,
                 flags=found[4],
                 tracestate=tracestate if isinstance(tracestate, str) else "",
@@ -199,11 +195,13 @@ def start_span(name: str, metadata: Iterable[tuple[str, Any]], start_ns: int) ->
             sofa_rpc_id=sofa_rpc if sofa_rpc and isinstance(sofa_rpc, str) else "0",
             caller_app=caller_app if isinstance(caller_app, str) else "",
         )
+    trace_id = new_trace_id()
     return Span(
         name,
-        new_trace_id(),
+        trace_id,
         new_span_id(),
         start_ns=start_ns,
+        w3c_trace_id=trace_id,
         caller_app=caller_app if isinstance(caller_app, str) else "",
     )
 
