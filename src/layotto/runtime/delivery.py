@@ -94,7 +94,12 @@ class LayottoAppChannel:
         self._stub = cb_grpc.AppCallbackStub(self._channel)
 
     async def list_subscriptions(self) -> list[TopicSubscription]:
-        reply = await self._stub.ListTopicSubscriptions(empty_pb2.Empty(), timeout=5.0)
+        try:
+            reply = await self._stub.ListTopicSubscriptions(empty_pb2.Empty(), timeout=5.0)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return []  # the app is up and subscribes to nothing
+            raise
         return [TopicSubscription(s.pubsub_name, s.topic, dict(s.metadata)) for s in reply.subscriptions]
 
     async def deliver(self, event: Event, time_limit: float) -> Status:
