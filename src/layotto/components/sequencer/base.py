@@ -13,6 +13,7 @@ API layer builds them with `stored_key`, and `biggerThan` entries go through the
 
 from __future__ import annotations
 
+import asyncio
 from abc import abstractmethod
 from collections.abc import Mapping
 
@@ -129,6 +130,30 @@ class RangeSequencer(Sequencer):
     async def close(self) -> None:
         if self._segments is not None:
             await self._segments.close()
+
+
+class CasSequencer(RangeSequencer):
+    """A counter per key advanced by compare-and-swap (`_update`), retried on a lost race."""
+
+    def __init__(self) -> None:
+        self._key_locks: dict[str, asyncio.Lock] = {}
+
+    @abstractmethod
+    async def _update(self, key: str, change: int, *, at_least: bool) -> int:
+        """Set the counter to counter+change (or max(counter, change)); return the new value."""
+
+    async def reserve(self, key: str, count: int) -> int:
+        check_count(count)
+        # One CAS at a time per key from this sidecar: concurrent tasks racing each other
+        # would only make each other retry; only other sidecars can still conflict.
+        lock = self._key_locks.get(key)
+        if lock is None:
+            lock = self._key_locks[key] = asyncio.Lock()
+        async with lock:
+            return await self._update(key, count, at_least=False) - count + 1
+
+    async def raise_to(self, key: str, floor: int) -> None:
+        await self._update(key, floor, at_least=True)
 
 
 def check_count(count: int) -> None:

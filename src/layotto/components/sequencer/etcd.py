@@ -17,7 +17,7 @@ import aetcd
 
 from layotto.components import etcdclient
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.sequencer.base import RangeSequencer, check_count
+from layotto.components.sequencer.base import CasSequencer
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
 
 _MAX_ATTEMPTS = 1000
@@ -32,10 +32,7 @@ def _counter(kv: aetcd.KeyValue | None) -> int:
         return int(kv.version)
 
 
-class EtcdSequencer(RangeSequencer):
-    def __init__(self) -> None:
-        self._key_locks: dict[str, asyncio.Lock] = {}
-
+class EtcdSequencer(CasSequencer):
     _client: aetcd.Client | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
@@ -93,19 +90,6 @@ class EtcdSequencer(RangeSequencer):
         except aetcd.ClientError as exc:
             raise ComponentError(f"etcd sequencer failed on {key}: {exc}") from exc
         raise ComponentError(f"etcd sequencer: too much contention on {key}")
-
-    async def reserve(self, key: str, count: int) -> int:
-        check_count(count)
-        # One CAS at a time per key from this sidecar: concurrent tasks racing each other
-        # would only make each other retry; only other sidecars can still conflict.
-        lock = self._key_locks.get(key)
-        if lock is None:
-            lock = self._key_locks[key] = asyncio.Lock()
-        async with lock:
-            return await self._update(key, count, at_least=False) - count + 1
-
-    async def raise_to(self, key: str, floor: int) -> None:
-        await self._update(key, floor, at_least=True)
 
     async def close(self) -> None:
         await super().close()

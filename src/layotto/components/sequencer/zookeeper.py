@@ -20,7 +20,7 @@ from aiozk import exc as zkexc
 
 from layotto.components import zkclient
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.sequencer.base import RangeSequencer, check_count
+from layotto.components.sequencer.base import CasSequencer
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
 
 T = TypeVar("T")
@@ -35,10 +35,7 @@ def _counter(data: bytes | None, version: int) -> int:
         return version
 
 
-class ZookeeperSequencer(RangeSequencer):
-    def __init__(self) -> None:
-        self._key_locks: dict[str, asyncio.Lock] = {}
-
+class ZookeeperSequencer(CasSequencer):
     _client: Any = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
@@ -104,19 +101,6 @@ class ZookeeperSequencer(RangeSequencer):
             except zkexc.ZKError as exc:
                 raise ComponentError(f"zookeeper sequencer failed on {key}: {exc}") from exc
         raise ComponentError(f"zookeeper sequencer: too much contention on {key}")
-
-    async def reserve(self, key: str, count: int) -> int:
-        check_count(count)
-        # One CAS at a time per key from this sidecar: concurrent tasks racing each other
-        # would only make each other retry; only other sidecars can still conflict.
-        lock = self._key_locks.get(key)
-        if lock is None:
-            lock = self._key_locks[key] = asyncio.Lock()
-        async with lock:
-            return await self._update(key, count, at_least=False) - count + 1
-
-    async def raise_to(self, key: str, floor: int) -> None:
-        await self._update(key, floor, at_least=True)
 
     async def ping(self) -> None:
         await self._call(self._client.exists("/"))
