@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import random
 from collections import OrderedDict
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import grpc
 from google.protobuf import empty_pb2
+from prometheus_client import Counter
 
 from layotto.components.pubsub.base import Message, PubSub, Subscription, subscribe_options
 from layotto.errors import ConfigError
@@ -144,14 +146,33 @@ def make_app_channel(rt: Runtime) -> AppChannel | None:
     return factory(rt)
 
 
+@functools.cache
+def _events_counter() -> Counter:
+    """`layotto_pubsub_events_total{pubsub, topic, outcome}`, once per process."""
+    from layotto.api.metrics import REGISTRY
+
+    return Counter(
+        "layotto_pubsub_events_total",
+        "Pub/sub deliveries to the app by outcome",
+        ["pubsub", "topic", "outcome"],
+        registry=REGISTRY,
+    )
+
+
 @dataclass
 class DeliveryStats:
+    """Outcomes of deliveries (also exported as a Prometheus counter)."""
+
     delivered: int = 0
     retried: int = 0
     dropped: int = 0
     expired: int = 0
     dead_lettered: int = 0
     nacked: int = 0
+
+    def count(self, outcome: str, pubsub: str, topic: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        _events_counter().labels(pubsub, topic, outcome).inc()
 
 
 def _meta(values: Mapping[str, object], key: str) -> str:
@@ -259,7 +280,7 @@ class Dispatcher:
             message_id=message.id,
         )
         if event.expired:
-            self.stats.expired += 1
+            self.stats.count("expired", self.pubsub_name, self.topic)
             log.warning("dropping expired pub/sub event %s on topic %s", event.id, self.topic)
             return True
         async with self._slots:
@@ -268,14 +289,14 @@ class Dispatcher:
                 status = await self._attempt(event)
                 if status is Status.SUCCESS:
                     self._attempts.pop(event.id, None)
-                    self.stats.delivered += 1
+                    self.stats.count("delivered", self.pubsub_name, self.topic)
                     return True
                 if status is Status.DROP:
                     self._attempts.pop(event.id, None)
-                    self.stats.dropped += 1
+                    self.stats.count("dropped", self.pubsub_name, self.topic)
                     log.warning("DROP status returned from app for pub/sub event %s on topic %s", event.id, self.topic)
                     return True
-                self.stats.retried += 1
+                self.stats.count("retried", self.pubsub_name, self.topic)
                 failures = self._failed(event.id)
                 limit = self.policy.max_delivery_attempts
                 if self.policy.dead_letter_topic and limit and failures >= limit:
@@ -285,7 +306,7 @@ class Dispatcher:
                 delay = min(self.policy.backoff_cap, self.policy.backoff_base * 2**tries)
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 tries += 1
-        self.stats.nacked += 1
+        self.stats.count("nacked", self.pubsub_name, self.topic)
         return False
 
     async def _dead_letter(self, event: Event, failures: int) -> bool:
@@ -298,8 +319,9 @@ class Dispatcher:
             log.warning(
                 "cannot publish event %s to dead-letter topic %s: %s", event.id, self.policy.dead_letter_topic, exc
             )
-            self.stats.nacked += 1
+            self.stats.count("nacked", self.pubsub_name, self.topic)
             return False
+        _events_counter().labels(self.pubsub_name, self.topic, "dead_lettered").inc()
         self._attempts.pop(event.id, None)
         log.warning(
             "event %s on topic %s failed %d times; moved to dead-letter topic %s",

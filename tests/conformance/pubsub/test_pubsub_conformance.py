@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
+from layotto.api.metrics import REGISTRY
 from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from tests.conformance.pubsub.app import DROP, RETRY, SUCCESS
@@ -120,6 +121,8 @@ async def test_drop_discards(backend: Backend) -> None:
         await env.app.wait_for(lambda: env.app.succeeded[b"good"] == 1)
         assert [e.data for e in env.app.received].count(b"bad") == 1
         assert env.delivery.stats.dropped == 1
+        labels = {"pubsub": PUBSUB, "topic": topic, "outcome": "dropped"}
+        assert REGISTRY.get_sample_value("layotto_pubsub_events_total", labels) == 1
 
 
 async def test_dead_letter_after_max_attempts(backend: Backend) -> None:
