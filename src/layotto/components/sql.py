@@ -10,6 +10,7 @@ import re
 import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -20,6 +21,15 @@ from layotto.components.base import Metadata
 from layotto.errors import ConfigError
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def sqlite_path(raw: str) -> str:
+    """A SQLite `databasePath` made usable: `~` expanded, missing folders created.
+
+    It touches the disk: call it through asyncio.to_thread."""
+    path = Path(raw).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return str(path)
 
 
 def table_name(metadata: Metadata, default: str) -> str:

@@ -28,15 +28,19 @@ def _iso(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat()
 
 
+def _prepare_root(raw: str) -> Path:
+    root = Path(raw).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root.resolve()
+
+
 class LocalFileStore(FileStore):
     root: Path
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         default = Path(os.environ.get("LAYOTTO_DATA_DIR", Path.home() / ".layotto")) / "files" / context.name
-        root = Path(metadata.get_str("rootPath") or default)
-        await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
-        self.root = await asyncio.to_thread(root.resolve)
+        self.root = await asyncio.to_thread(_prepare_root, metadata.get_str("rootPath") or str(default))
 
     def _resolve(self, name: str) -> Path:
         if not name:

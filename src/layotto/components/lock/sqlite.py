@@ -7,6 +7,7 @@ sidecars, which share one host clock.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 
@@ -30,7 +31,7 @@ class SqliteLock(LockStore):
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
-        self._path = metadata.required("databasePath")
+        self._path = await asyncio.to_thread(sql.sqlite_path, metadata.required("databasePath"))
         self._busy_timeout = metadata.get_duration("timeout", 5.0)
         t = sql.table_name(metadata, _sql.DEFAULT_TABLE)
         self._sql_lock = (

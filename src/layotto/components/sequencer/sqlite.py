@@ -3,8 +3,11 @@ on it may share the file: each upsert runs in its own write transaction)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import aiosqlite
 
+from layotto.components import sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.sequencer.base import RangeSequencer, check_count
 from layotto.components.sequencer.sqltable import table_name
@@ -15,7 +18,7 @@ class SqliteSequencer(RangeSequencer):
     _db: aiosqlite.Connection | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
-        self._path = metadata.required("databasePath")
+        self._path = await asyncio.to_thread(sql.sqlite_path, metadata.required("databasePath"))
         table = table_name(metadata)
         self._reserve_sql = (
             f"INSERT INTO {table} (seq_key, seq_value) VALUES (?, ?)"

@@ -13,7 +13,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 
 import aiosqlite
 
@@ -42,12 +41,6 @@ log = logging.getLogger("layotto.state.sqlite")
 _MAX_PARAMS = 900
 
 
-def _prepare_path(raw: str) -> str:
-    path = Path(raw).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return str(path)
-
-
 class SqliteStateStore(StateStore):
     features = frozenset({FEATURE_ETAG, FEATURE_TRANSACTIONAL, FEATURE_TTL})
 
@@ -74,7 +67,7 @@ class SqliteStateStore(StateStore):
             # A private in-memory database must be one connection, or the reader sees nothing.
             self._path = raw_path
         else:
-            self._path = await asyncio.to_thread(_prepare_path, raw_path)
+            self._path = await asyncio.to_thread(sql.sqlite_path, raw_path)
         try:
             self._writer = await self._open(busy)
             await self._writer.execute("PRAGMA journal_mode=WAL")
