@@ -31,7 +31,7 @@ class RedisLock(LockStore):
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         self._address = metadata.get_str("redisHost")
-        self._client = redisclient.connect(metadata)
+        self._client = redisclient.connect(metadata, autopipeline=True)
         self._unlock = self._client.register_script(scripts.UNLOCK)
         self._keep_alive = self._client.register_script(scripts.KEEP_ALIVE)
         await self.ping()

@@ -31,7 +31,7 @@ class RedisSequencer(RangeSequencer):
     _address: str
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
-        self._client = redisclient.connect(metadata)
+        self._client = redisclient.connect(metadata, autopipeline=True)
         self._address = metadata.get_str("redisHost")
         await self.ping()
         await super().init(metadata, context)
