@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from layotto.components.configuration.base import ConfigurationStore
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
-from tests.support.services import reachable
+from tests.support.services import reachable, require_binary
 from tests.support.sidecar import free_port, running_sidecar
 
 STORE = "cfg"
@@ -64,8 +64,7 @@ def workdir() -> Iterator[Path]:
 
 @pytest.fixture
 def etcd(workdir: Path) -> Iterator[Server]:
-    if shutil.which("etcd") is None:
-        pytest.skip("etcd binary not installed")
+    require_binary("etcd")
     client, peer = free_port(), free_port()
     argv = ["etcd", "--name", "default", "--data-dir", str(workdir / "data")]
     argv += ["--listen-client-urls", f"http://127.0.0.1:{client}"]
@@ -81,8 +80,7 @@ def etcd(workdir: Path) -> Iterator[Server]:
 
 @pytest.fixture
 def redis_server(workdir: Path) -> Iterator[Server]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server binary not installed")
+    require_binary("redis-server")
     port = free_port()
     argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     argv += ["--appendonly", "yes", "--dir", str(workdir)]

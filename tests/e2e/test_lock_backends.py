@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import AsyncIterator
 
@@ -15,7 +14,7 @@ from layotto.api.layotto.lock import lock_key
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 from tests.conformance.lock.backends import APP_ID, BY_TYPE, RedisNodes, lock_config, resource
-from tests.support.services import require
+from tests.support.services import require, require_binary
 from tests.support.sidecar import running_sidecar
 
 STORE = "lock_store"
@@ -62,8 +61,7 @@ async def test_redis_stores_the_owner_under_upstreams_key(strategy: str | None, 
 @pytest.fixture
 async def redlock_nodes() -> AsyncIterator[RedisNodes]:
     require("redis")
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+    require_binary("redis-server")
     nodes = RedisNodes(3).start()
     try:
         yield nodes
@@ -122,8 +120,7 @@ async def test_redlock_needs_a_majority_and_recovers(redlock_nodes: RedisNodes) 
 
 async def test_redis_outage_is_unavailable_then_recovers() -> None:
     require("redis")
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+    require_binary("redis-server")
     nodes = RedisNodes(1).start()
     config = lock_config(BY_TYPE["redis"], STORE, redisHost=f"127.0.0.1:{nodes.ports[0]}", maxRetries="0")
     try:

@@ -23,7 +23,7 @@ from layotto.components.secretstores.base import SecretStore, resolve_secret
 from layotto.errors import ConfigError, NotFoundError
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
-from tests.support.services import reachable
+from tests.support.services import reachable, require_binary
 from tests.support.sidecar import free_port, running_sidecar
 
 PASSWORD = f"pw-{uuid.uuid4().hex}"
@@ -38,8 +38,7 @@ def workdir() -> Iterator[Path]:
 
 @pytest.fixture
 def protected_redis(workdir: Path) -> Iterator[int]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server binary not installed")
+    require_binary("redis-server")
     port = free_port()
     argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--requirepass", PASSWORD]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)

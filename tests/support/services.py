@@ -4,7 +4,9 @@ with the reason, so a developer without e.g. ZooKeeper can still run the rest.""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+from typing import NoReturn
 
 import pytest
 
@@ -31,11 +33,22 @@ def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def missing(reason: str) -> NoReturn:
+    """Something a test needs is not on this machine: a failure under CI, a skip elsewhere."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: a missing dependency is a failure)")
+    pytest.skip(reason)
+
+
 def require(name: str) -> None:
     host, port = SERVICES[name]
-    if reachable(host, port):
-        return
-    message = f"{name} is not reachable at {host}:{port}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message} (CI=true: a missing service is a failure)")
-    pytest.skip(message)
+    if not reachable(host, port):
+        missing(f"{name} is not reachable at {host}:{port}")
+
+
+def require_binary(name: str) -> str:
+    """The path of an executable the test starts itself (redis-server, etcd, node, ...)."""
+    path = shutil.which(name)
+    if path is None:
+        missing(f"{name} is not installed")
+    return path

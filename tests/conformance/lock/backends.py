@@ -7,7 +7,6 @@ processes started here (on free loopback ports, no persistence) and stopped at e
 from __future__ import annotations
 
 import atexit
-import shutil
 import subprocess
 import tempfile
 import time
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.support.services import MYSQL, POSTGRES_DSN, require
+from tests.support.services import MYSQL, POSTGRES_DSN, require, require_binary
 from tests.support.sidecar import free_port
 
 RUN = uuid.uuid4().hex[:10]
@@ -40,10 +39,7 @@ class RedisNodes:
     def start(self) -> RedisNodes:
         if self._procs:
             return self
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server is not installed")
-        self._binary = binary
+        self._binary = require_binary("redis-server")
         for _ in range(self.count):
             self.ports.append(free_port())
             self._procs.append(self._spawn(self.ports[-1]))

@@ -191,9 +191,8 @@ async def test_subscribe_topic_events_stream(backend: Backend) -> None:
         call.cancel()
 
 
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b.durable], ids=lambda b: b.name, indirect=True)
 async def test_closed_stream_gives_unacked_events_back(backend: Backend) -> None:
-    if not backend.durable:
-        pytest.skip(f"{backend.name} keeps no unacked event for a later subscriber")
     topic = new_topic()
     async with pubsub_env(backend, [], extra_topics=[topic]) as env:
         initial = pb.SubscribeTopicEventsRequestInitial(pubsub_name=PUBSUB, topic=topic)
