@@ -85,8 +85,7 @@ class ZookeeperLock(LockStore):
 
     async def _guard(self, call: Awaitable[T]) -> T:
         try:
-            async with asyncio.timeout(self._timeout):
-                return await call
+            return await zkclient.bounded(self._zk, call, self._timeout)
         except zkclient.UNAVAILABLE as exc:
             raise BackendUnavailableError(f"zookeeper at {self._hosts} is unavailable: {exc!r}") from exc
         except zk_errors.ZKError as exc:

@@ -66,7 +66,7 @@ class ZookeeperSequencer(CasSequencer):
 
     async def _call(self, operation: Awaitable[T]) -> T:
         try:
-            return await asyncio.wait_for(operation, self._timeout + 1.0)
+            return await zkclient.bounded(self._client, operation, self._timeout + 1.0)
         except zkclient.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
 
