@@ -154,6 +154,9 @@ class JetStreamPubSub(PubSub):
             return name
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        if not self.nc.is_connected:
+            # While reconnecting nats-py would buffer the message and wait out the ack timeout.
+            raise BackendUnavailableError(f"nats at {self.url} is not connected")
         try:
             stream = await self._stream_for(topic)
             await self.js.publish(topic, data, stream=stream, timeout=5.0)

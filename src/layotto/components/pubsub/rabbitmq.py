@@ -27,7 +27,9 @@ from layotto.errors import BackendUnavailableError, ComponentError
 
 log = logging.getLogger("layotto.pubsub.rabbitmq")
 
-_UNAVAILABLE = (ConnectionError, OSError, ChannelInvalidStateError, asyncio.TimeoutError)
+# aiormq raises a bare RuntimeError("<Connection ...> closed") for a channel opened on a lost
+# connection; every other RuntimeError of aio_pika/aiormq is a closed-state error too.
+_UNAVAILABLE = (ConnectionError, OSError, ChannelInvalidStateError, asyncio.TimeoutError, RuntimeError)
 
 
 class _QueueSubscription:
@@ -101,13 +103,22 @@ class RabbitMQPubSub(PubSub):
         self.prefetch = metadata.get_int("prefetchCount", 0)
         self.requeue = metadata.get_bool("requeueInFailure", True)
         try:
-            self.connection = await aio_pika.connect_robust(self.url, timeout=metadata.get_duration("dialTimeout", 5.0))
+            self.connection = await aio_pika.connect_robust(
+                self.url,
+                timeout=metadata.get_duration("dialTimeout", 5.0),
+                # aio_pika waits 5 s between attempts; a broker back is noticed within this.
+                reconnect_interval=metadata.get_duration("reconnectWait", 1.0),
+            )
         except Exception as exc:
             raise BackendUnavailableError(f"rabbitmq at {_safe(self.url)} is unavailable: {exc}") from exc
 
-    async def ping(self) -> None:
-        if self.connection.is_closed:
+    def _check_connected(self) -> None:
+        # A robust connection that lost its broker is not closed, only not connected (it reconnects).
+        if self.connection.is_closed or not self.connection.connected.is_set():
             raise BackendUnavailableError(f"rabbitmq at {_safe(self.url)} is not connected")
+
+    async def ping(self) -> None:
+        self._check_connected()
 
     async def _exchange(self, topic: str) -> AbstractExchange:
         exchange = self._exchanges.get(topic)
@@ -125,6 +136,7 @@ class RabbitMQPubSub(PubSub):
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         mode = aio_pika.DeliveryMode.PERSISTENT if self.delivery_mode == 2 else aio_pika.DeliveryMode.NOT_PERSISTENT
+        self._check_connected()
         try:
             exchange = await self._exchange(topic)
             await exchange.publish(aio_pika.Message(body=data, delivery_mode=mode), routing_key="", timeout=10.0)
