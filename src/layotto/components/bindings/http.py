@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
+import yarl
 
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.bindings.base import InvokeRequest, InvokeResponse, OutputBinding
@@ -30,12 +33,26 @@ class HttpBinding(OutputBinding):
         await super().init(metadata, context)
         self.url = metadata.required("url")
         # Upstream's client: 5 s to connect, 10 s for the whole exchange.
+        self._dial_timeout = metadata.get_duration("dialTimeout", 5.0)
         timeout = aiohttp.ClientTimeout(
-            total=metadata.get_duration("responseTimeout", 10.0),
-            sock_connect=metadata.get_duration("dialTimeout", 5.0),
+            total=metadata.get_duration("responseTimeout", 10.0), sock_connect=self._dial_timeout
         )
         connector = aiohttp.TCPConnector(limit=metadata.get_int("maxConnections", 100))
         self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=True)
+
+    async def ping(self) -> None:
+        """The target accepts TCP connections. No HTTP request: a readiness probe must not
+        call the target's endpoints, which may have effects."""
+        url = yarl.URL(self.url)
+        if not url.host:
+            return
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            async with asyncio.timeout(self._dial_timeout):
+                _, writer = await asyncio.open_connection(url.host, port)
+        except (OSError, TimeoutError) as exc:
+            raise BackendUnavailableError(f"http binding target {url.host}:{port} is unreachable: {exc!r}") from exc
+        writer.close()
 
     def operations(self) -> list[str]:
         return list(_OPERATIONS)
