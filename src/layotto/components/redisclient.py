@@ -53,8 +53,10 @@ def connect(metadata: Metadata, *, host_key: str = "redisHost", autopipeline: bo
         ssl=metadata.get_bool("enableTLS", False),
         socket_connect_timeout=metadata.get_duration("dialTimeout", 5.0),
         socket_timeout=metadata.get_duration("readTimeout", 5.0),
-        retry=Retry(ExponentialBackoff(cap=backoff_cap, base=0.008), retries),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        # Retry a command only when its connection failed, never after a read timed out: the
+        # command may have run, and retrying a hung server multiplies the wait (4 x readTimeout).
+        retry=Retry(ExponentialBackoff(cap=backoff_cap, base=0.008), retries, supported_errors=(RedisConnectionError,)),
+        retry_on_error=[],
         max_connections=metadata.get_int("poolSize", 0) or None,
         health_check_interval=30,
     )

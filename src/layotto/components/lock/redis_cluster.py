@@ -118,10 +118,11 @@ class RedisClusterLock(LockStore):
         ambiguous = (TimeoutError, RedisTimeoutError)
         undo = [n for n, r in zip(self._nodes, results, strict=True) if r is True or isinstance(r, ambiguous)]
         await self._release(request.key, request.owner, undo)
-        if elapsed >= allowance:
-            raise ComponentError(f"[ClusterRedisLock]: lock timeout. ResourceId: {request.key}")
+        # Too few nodes answering at all is an outage, whatever the time it took to find out.
         if len(answers) < self._quorum:
             raise self._unavailable(errors)
+        if elapsed >= allowance:
+            raise ComponentError(f"[ClusterRedisLock]: lock timeout. ResourceId: {request.key}")
         return False
 
     async def _release(self, key: str, owner: str, nodes: list[_Node] | None = None) -> list[int | BaseException]:
