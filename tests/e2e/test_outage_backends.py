@@ -19,6 +19,7 @@ service is ever stopped. Adding a backend = one row in ROWS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -43,8 +44,10 @@ UNAVAILABLE_WITHIN = 5.0
 READINESS_WITHIN = 5.0
 #: The component reconnects by itself this soon after the backend is back.
 RECOVERY_WITHIN = 10.0
-#: An RPC deadline far above the bounds, so that a hang shows as a failed bound, not a timeout here.
-RPC_DEADLINE = 20.0
+#: A HUNG backend (accepts, never answers) must be given up on this soon (read timeouts: 5-10 s).
+HUNG_WITHIN = 12.0
+#: An RPC deadline above every bound, so that a hang shows as a failed bound, not a timeout here.
+RPC_DEADLINE = 15.0
 
 RUN = uuid.uuid4().hex[:8]
 OUT = "outage"
@@ -122,9 +125,8 @@ async def _resolve_peer(stub: Stub) -> None:
     try:
         await stub.InvokeService(request, timeout=RPC_DEADLINE)
     except grpc.aio.AioRpcError as exc:
-        if "name resolution of app id" in (exc.details() or ""):
+        if "no sidecar serving app id" not in (exc.details() or ""):
             raise
-        assert "no sidecar serving app id" in (exc.details() or ""), exc.details()
 
 
 # ---- the table ----
@@ -140,6 +142,8 @@ class Row:
     #: Words of which the UNAVAILABLE message must contain one (case-insensitive).
     names: tuple[str, ...]
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Why a hung backend still blocks this row's calls beyond HUNG_WITHIN (a known gap), or "".
+    hung_gap: str = ""
 
     @property
     def id(self) -> str:
@@ -154,6 +158,13 @@ def _md(**metadata: Any) -> Callable[[Any], dict[str, Any]]:
     return lambda _: metadata
 
 
+# Known gaps, measured: a frozen SQL server or MQTT broker blocks calls until the client's
+# RPC deadline. asyncpg cancels a timed-out query over a NEW connection (to the same hung
+# server) and aiomysql has no read timeout; aiomqtt's publish waits on the dead connection.
+_PG_HANG = "asyncpg: query timeout cancels through a new connection to the hung server"
+_MYSQL_HANG = "aiomysql: no read timeout on a connection whose server stopped answering"
+_MQTT_HANG = "aiomqtt: a QoS 1 publish waits for a PUBACK that never comes"
+
 ROWS: list[Row] = [
     # state
     Row("state", "redis", "redis", _redis, _save_state, ("redis",)),
@@ -167,6 +178,7 @@ ROWS: list[Row] = [
         },
         _save_state,
         ("postgres",),
+        hung_gap=_PG_HANG,
     ),
     Row(
         "state",
@@ -179,6 +191,7 @@ ROWS: list[Row] = [
         },
         _save_state,
         ("mysql",),
+        hung_gap=_MYSQL_HANG,
     ),
     # lock
     Row("lock", "redis", "redis", _redis, _try_lock, ("redis",)),
@@ -199,6 +212,7 @@ ROWS: list[Row] = [
         lambda p: {"connectionString": _pg_url(p), "tableName": _table("lock")},
         _try_lock,
         ("postgres",),
+        hung_gap=_PG_HANG,
     ),
     Row(
         "lock",
@@ -207,6 +221,7 @@ ROWS: list[Row] = [
         lambda p: {"connectionString": _mysql_dsn(p), "tableName": _table("lock")},
         _try_lock,
         ("mysql",),
+        hung_gap=_MYSQL_HANG,
     ),
     # sequencer
     Row("sequencer", "redis", "redis", _redis, _next_id, ("redis",)),
@@ -233,6 +248,7 @@ ROWS: list[Row] = [
         lambda p: {"connectionString": _pg_url(p), "tableName": _table("seq")},
         _next_id,
         ("postgres",),
+        hung_gap=_PG_HANG,
     ),
     Row(
         "sequencer",
@@ -241,6 +257,7 @@ ROWS: list[Row] = [
         lambda p: {"connectionString": _mysql_dsn(p), "tableName": _table("seq")},
         _next_id,
         ("mysql",),
+        hung_gap=_MYSQL_HANG,
     ),
     # pubsub
     Row("pub_subs", "redis", "redis", _redis, _publish, ("redis",)),
@@ -253,7 +270,15 @@ ROWS: list[Row] = [
         _publish,
         ("rabbitmq", "amqp"),
     ),
-    Row("pub_subs", "mqtt", "mqtt", lambda p: {"url": f"tcp://127.0.0.1:{p}", "qos": "1"}, _publish, ("mqtt",)),
+    Row(
+        "pub_subs",
+        "mqtt",
+        "mqtt",
+        lambda p: {"url": f"tcp://127.0.0.1:{p}", "qos": "1"},
+        _publish,
+        ("mqtt",),
+        hung_gap=_MQTT_HANG,
+    ),
     # configuration (upstream's config_store takes the etcd address outside metadata)
     Row("config_store", "etcd", "etcd", _md(), _get_configuration, ("etcd",), extra={"address": "127.0.0.1:{port}"}),
     Row("config_store", "redis", "redis", _redis, _get_configuration, ("redis",)),
@@ -273,6 +298,7 @@ ROWS: list[Row] = [
         lambda p: {"url": _pg_url(p)},
         _invoke_binding("query", sql="SELECT 1"),
         ("postgres",),
+        hung_gap=_PG_HANG,
     ),
     Row(
         "bindings", "http", "http", lambda p: {"url": f"http://127.0.0.1:{p}/"}, _invoke_binding("get"), ("127.0.0.1",)
@@ -364,21 +390,31 @@ async def shared_backends() -> AsyncIterator[dict[str, Backend]]:
         await backend.close()
 
 
-@pytest.fixture(params=[pytest.param(r, id=r.id) for r in ROWS])
-async def rig(
-    request: pytest.FixtureRequest, shared_backends: dict[str, Backend], sql_cleanup: None
-) -> AsyncIterator[Rig]:
-    row: Row = request.param
-    backend = shared_backends.get(row.kind)
+async def _backend(shared: dict[str, Backend], kind: str) -> Backend:
+    backend = shared.get(kind)
     if backend is None:
-        backend = shared_backends[row.kind] = backends.KINDS[row.kind]()
+        backend = shared[kind] = backends.KINDS[kind]()
     await backend.up()
+    return backend
+
+
+@contextlib.asynccontextmanager
+async def _rig(row: Row, backend: Backend) -> AsyncIterator[Rig]:
     actuator_port = free_port()
     async with running_sidecar(_grpc_config(row, backend.port), actuator_port=actuator_port) as (_, address):
         async with grpc.aio.insecure_channel(address) as channel:
             rig = Rig(row, backend, runtime_pb2_grpc.RuntimeStub(channel), actuator_port)
             await rig.recover(RECOVERY_WITHIN)  # a fresh server may need a moment before serving
             yield rig
+
+
+@pytest.fixture(params=[pytest.param(r, id=r.id) for r in ROWS])
+async def rig(
+    request: pytest.FixtureRequest, shared_backends: dict[str, Backend], sql_cleanup: None
+) -> AsyncIterator[Rig]:
+    row: Row = request.param
+    async with _rig(row, await _backend(shared_backends, row.kind)) as rig:
+        yield rig
 
 
 async def test_backend_away_is_unavailable_then_recovers(rig: Rig) -> None:
@@ -415,6 +451,55 @@ async def test_dropped_connections_are_replaced(rig: Rig) -> None:
     recovered_after, failures = await rig.recover(RECOVERY_WITHIN)
     await rig.wait_readiness(200, "UP", READINESS_WITHIN)
     print(f"\nDROP {rig.row.id}: answering again in {recovered_after:.2f}s ({failures} failed calls)")
+
+
+async def _hung_call(rig: Rig) -> tuple[Row, float, grpc.aio.AioRpcError | None]:
+    started = time.monotonic()
+    try:
+        await rig.row.probe(rig.stub)
+    except grpc.aio.AioRpcError as exc:
+        return rig.row, time.monotonic() - started, exc
+    return rig.row, time.monotonic() - started, None
+
+
+async def test_hung_backends_fail_in_bounded_time(shared_backends: dict[str, Backend], sql_cleanup: None) -> None:
+    """Every backend frozen at once (SIGSTOP / a proxy that stops forwarding): connections stay
+    open and nothing answers. Each block must give up in bounded time, then recover."""
+    async with contextlib.AsyncExitStack() as stack:
+        rigs: list[Rig] = []
+        for row in ROWS:
+            try:
+                backend = await _backend(shared_backends, row.kind)
+            except pytest.skip.Exception:
+                continue
+            rigs.append(await stack.enter_async_context(_rig(row, backend)))
+        frozen = {id(r.backend): r.backend for r in rigs}.values()
+        for backend in frozen:
+            await backend.freeze()
+        try:
+            results = await asyncio.gather(*(_hung_call(r) for r in rigs))
+        finally:
+            for backend in frozen:
+                await backend.thaw()
+        problems: list[str] = []
+        for row, took, exc in results:
+            code = exc.code() if exc else grpc.StatusCode.OK
+            details = (exc.details() or "") if exc else ""
+            print(f"HUNG {row.id}: {took:.2f}s {code.name} {details[:150]}")
+            # The sidecar's own answer: UNAVAILABLE, or DEADLINE_EXCEEDED for a backend timeout;
+            # a bare "Deadline Exceeded" is this test's RPC deadline, i.e. the sidecar never answered.
+            answered = exc is not None and details != "Deadline Exceeded"
+            bounded = answered and took < HUNG_WITHIN
+            if row.hung_gap:
+                if bounded:
+                    problems.append(f"{row.id} no longer hangs: drop its hung_gap ({row.hung_gap})")
+                continue
+            if not bounded or code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                problems.append(f"{row.id}: {code.name} after {took:.1f}s: {details[:200]}")
+        recovered = await asyncio.gather(*(r.recover(RECOVERY_WITHIN) for r in rigs))
+        for rig, (after, _) in zip(rigs, recovered, strict=True):
+            print(f"HUNG {rig.row.id}: answering {after:.2f}s after the thaw")
+        assert not problems, "\n".join(problems)
 
 
 # ---- cleanup of what the rows created on shared servers ----

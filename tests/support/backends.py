@@ -45,6 +45,8 @@ class Backend(Protocol):
     port: int
 
     async def down(self) -> None: ...
+    async def freeze(self) -> None: ...
+    async def thaw(self) -> None: ...
     async def up(self) -> None: ...
     async def drop_connections(self) -> None: ...
     async def close(self) -> None: ...
@@ -109,7 +111,17 @@ class ServerProcess:
         await self.down()
         await self.up()
 
+    async def freeze(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers, as a hung or partitioned server."""
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    async def thaw(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.send_signal(signal.SIGCONT)
+
     async def close(self) -> None:
+        await self.thaw()
         await self._signal(signal.SIGTERM, grace=5.0)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -135,6 +147,15 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    async def freeze(self) -> None:
+        """Connections are accepted and kept, but no byte goes through: a hung server."""
+        self._flowing.clear()
+
+    async def thaw(self) -> None:
+        self._flowing.set()
 
     async def up(self) -> None:
         if self._server is None:
@@ -156,9 +177,12 @@ class TcpProxy:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def close(self) -> None:
+        self._flowing.set()
         await self.down()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        await self._flowing.wait()
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
@@ -170,10 +194,10 @@ class TcpProxy:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    @staticmethod
-    async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await src.read(65536):
+                await self._flowing.wait()
                 dst.write(data)
                 await dst.drain()
             # A clean close on one side is passed on as a clean close.
