@@ -104,9 +104,11 @@ def start_bare(value_size: int) -> Target:
 
 
 def run_load(spec: dict[str, Any]) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.loadgen", json.dumps(spec)], cwd=ROOT, capture_output=True, text=True, check=True
-    )
+    # Pub/sub runs its own sidecar beside the app it plays (see bench/pubsub.py).
+    module = "bench.pubsub" if spec["kind"] == "pubsub" else "bench.loadgen"
+    out = subprocess.run([sys.executable, "-m", module, json.dumps(spec)], cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{module} failed ({out.returncode}):\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout)
     return result
 
@@ -216,12 +218,30 @@ def build_rows(sidecar: Target, bare: Target, value: bytes, run_id: str) -> list
             ]
             for i in range(64)
         ]
+        bare_two = [("GetState", pb.GetStateRequest(key="k"))] * 2
         rows += [
             Row(
                 "TryLock+Unlock redis",
                 "layotto (2 calls per iteration)",
                 "layotto",
                 {"kind": "grpc", "target": sidecar.address, "steps": per_worker[0], "per_worker_steps": per_worker},
+            ),
+            Row("TryLock+Unlock redis", "bare grpc.aio server (2 calls)", "bare", grpc_load(bare, bare_two)),
+        ]
+    if available("pubsub", "redis"):
+        pubsub = {"kind": "pubsub", "redis": REDIS_HOST}
+        rows += [
+            Row(
+                "Publish->delivery redis",
+                "layotto PublishEvent -> app OnTopicEvent",
+                "pubsub",
+                {**pubsub, "variant": "layotto"},
+            ),
+            Row(
+                "Publish->delivery redis",
+                "direct redis-py XADD -> XREADGROUP",
+                "direct",
+                {**pubsub, "variant": "direct"},
             ),
         ]
     return rows
@@ -239,7 +259,7 @@ def sidecar_config() -> dict[str, Any]:
     if available("sequencer", "redis"):
         cfg["sequencer"] = {
             "seq_cached": {"type": "redis", "metadata": {**md, "segmentCacheEnable": "true"}},
-            "seq_plain": {"type": "redis", "metadata": md},
+            "seq_plain": {"type": "redis", "metadata": {**md, "segmentCacheEnable": "false"}},
         }
     if available("lock", "redis"):
         cfg["lock"] = {"lock": {"type": "redis", "metadata": md}}
@@ -330,7 +350,7 @@ def main() -> None:
             if target.proc:
                 target.proc.terminate()
                 target.proc.wait(10)
-    done.sort(key=lambda r: (r.scenario, r.result["concurrency"], r.target != "layotto"))
+    done.sort(key=lambda r: (r.scenario, r.result["concurrency"], r.target not in ("layotto", "pubsub")))
     print()
     print(
         f"machine: {platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
