@@ -1,10 +1,9 @@
 """Delivery of subscribed events to the app.
 
-The app is reached through an `AppChannel` (Layotto's AppCallback by default; another API,
-e.g. Dapr's, registers its own with `register_app_channel`). At start the service asks the
-app for its subscriptions, retrying with backoff until the app is up (the sidecar serves
-meanwhile), subscribes each one on its component, and hands every message to a `Dispatcher`
-that applies the outcome rules:
+The app is reached through the runtime's shared `AppChannel` (runtime/appchannel.py). At
+start the service asks the app for its subscriptions, retrying with backoff until the app is up
+(the sidecar serves meanwhile), subscribes each one on its component, and hands every message
+to a `Dispatcher` that applies the outcome rules:
 
 - SUCCESS acks; DROP acks, logs and counts; an expired event is dropped the same way.
 - RETRY, a callback error, a timeout or an unknown status: retried here with backoff a few
@@ -17,133 +16,26 @@ that applies the outcome rules:
 from __future__ import annotations
 
 import asyncio
-import enum
 import functools
 import logging
 import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
-from google.protobuf import empty_pb2
 from prometheus_client import Counter
 
 from layotto.components.pubsub.base import Message, PubSub, Subscription, subscribe_options
-from layotto.errors import ConfigError
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2_grpc as cb_grpc
+from layotto.runtime import appchannel
+from layotto.runtime.appchannel import AppChannel, Status, TopicSubscription
 from layotto.runtime.cloudevents import RAW_PAYLOAD, Event, decode, is_truthy
 
 if TYPE_CHECKING:
     from layotto.runtime.runtime import Runtime, Service
 
 log = logging.getLogger("layotto.pubsub.delivery")
-
-
-class Status(enum.IntEnum):
-    SUCCESS = 0
-    RETRY = 1
-    DROP = 2
-
-
-@dataclass(frozen=True)
-class TopicSubscription:
-    pubsub_name: str
-    topic: str
-    metadata: Mapping[str, str] = field(default_factory=dict)
-
-
-class AppChannel(Protocol):
-    """Where events go. `deliver` returns the app's verdict; it may raise (counted as RETRY)."""
-
-    async def list_subscriptions(self) -> list[TopicSubscription]: ...
-    async def deliver(self, event: Event, time_limit: float) -> Status: ...
-    async def close(self) -> None: ...
-
-
-def status_of(value: int) -> Status:
-    """The app's answer; an unknown value is RETRY (upstream: unknown status -> redelivery)."""
-    try:
-        return Status(value)
-    except ValueError:
-        log.warning("unknown status %d returned by the app; the event will be redelivered", value)
-        return Status.RETRY
-
-
-def topic_event_request(event: Event) -> cb.TopicEventRequest:
-    return cb.TopicEventRequest(
-        id=event.id,
-        source=event.source,
-        type=event.type,
-        spec_version=event.spec_version,
-        data_content_type=event.data_content_type,
-        topic=event.topic,
-        data=event.data,
-        pubsub_name=event.pubsub_name,
-        metadata=event.metadata,
-    )
-
-
-class LayottoAppChannel:
-    """spec.proto.runtime.v1.AppCallback on grpc_callback_host:grpc_callback_port."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = f"{host}:{port}"
-        # Non-blocking dial: the channel connects (and reconnects) in the background.
-        self._channel = grpc.aio.insecure_channel(self.target)
-        self._stub = cb_grpc.AppCallbackStub(self._channel)
-
-    async def list_subscriptions(self) -> list[TopicSubscription]:
-        try:
-            reply = await self._stub.ListTopicSubscriptions(empty_pb2.Empty(), timeout=5.0)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-                return []  # the app is up and subscribes to nothing
-            raise
-        return [TopicSubscription(s.pubsub_name, s.topic, dict(s.metadata)) for s in reply.subscriptions]
-
-    async def deliver(self, event: Event, time_limit: float) -> Status:
-        try:
-            reply = await self._stub.OnTopicEvent(topic_event_request(event), timeout=time_limit)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-                log.warning("non-retriable error from the app for event %s: %s", event.id, exc.details())
-                return Status.DROP
-            log.debug("error from the app for event %s: %s %s", event.id, exc.code().name, exc.details())
-            return Status.RETRY
-        return status_of(reply.status)
-
-    async def close(self) -> None:
-        await self._channel.close(None)
-
-
-AppChannelFactory = Callable[["Runtime"], AppChannel]
-
-
-def _layotto_channel(rt: Runtime) -> AppChannel:
-    return LayottoAppChannel(rt.config.app.grpc_callback_host, rt.config.app.grpc_callback_port)
-
-
-#: callback_api -> factory. The Dapr API adds "dapr" with register_app_channel.
-APP_CHANNELS: dict[str, AppChannelFactory] = {"layotto": _layotto_channel}
-
-
-def register_app_channel(callback_api: str, factory: AppChannelFactory) -> None:
-    APP_CHANNELS[callback_api] = factory
-
-
-def make_app_channel(rt: Runtime) -> AppChannel | None:
-    """The channel to the app, or None when no callback port is configured."""
-    app = rt.config.app
-    if not app.grpc_callback_port:
-        return None
-    factory = APP_CHANNELS.get(app.callback_api or "layotto")
-    if factory is None:
-        known = ", ".join(sorted(APP_CHANNELS))
-        raise ConfigError(f"unknown app callback_api '{app.callback_api}' (known: {known})", rt.config.source)
-    return factory(rt)
 
 
 @functools.cache
@@ -418,7 +310,9 @@ async def delivery_services(rt: Runtime) -> list[Service]:
     """ServiceFactory for runtime/server.py."""
     if not rt.components("pubsub"):
         return []
-    channel = make_app_channel(rt)
+    if not rt.config.app.grpc_callback_port:
+        return []  # an app taking invocations over HTTP only subscribes to nothing
+    channel = appchannel.acquire(rt)
     if channel is None:
         return []
     return [DeliveryService(rt, channel)]

@@ -3,8 +3,8 @@ another app found through name resolution.
 
 Sidecar to sidecar is the public `Runtime/InvokeService` RPC, marked with the `HOP_HEADER`
 metadata so that the receiving sidecar delivers to its own app and never forwards again.
-The app is reached over an `AppChannel`; which one is chosen by `make_app_channel` from the
-app config, and other APIs (e.g. Dapr's AppCallback) add theirs with `register_app_channel`.
+The app is reached over the runtime's shared `AppChannel` (runtime/appchannel.py, which builds
+on the request, response and error types defined here).
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import any_pb2
@@ -26,12 +25,12 @@ from google.protobuf import any_pb2
 from layotto import tracing
 from layotto.components.base import Metadata
 from layotto.components.nameresolution.base import NameResolver
-from layotto.errors import ComponentError, ConfigError, LayottoError
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2, appcallback_pb2_grpc, runtime_pb2, runtime_pb2_grpc
+from layotto.errors import ComponentError, LayottoError
+from layotto.proto.spec.proto.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 from layotto.runtime.runtime import Runtime
 
-if TYPE_CHECKING:  # aiohttp costs ~10 MB of RSS: imported only when an HTTP app channel is used
-    import aiohttp
+if TYPE_CHECKING:
+    from layotto.runtime.appchannel import AppChannel
 
 log = logging.getLogger("layotto.invoke")
 
@@ -140,7 +139,7 @@ def timeout_error(request: InvokeRequest, seconds: float) -> InvokeError:
     )
 
 
-def _refused(details: str) -> bool:
+def refused(details: str) -> bool:
     """gRPC's wording when no connection could be made, so no byte of the call was sent."""
     lowered = details.lower()
     return any(
@@ -149,163 +148,16 @@ def _refused(details: str) -> bool:
     )
 
 
-def _short(details: str) -> str:
+def short_reason(details: str) -> str:
     return "connection refused" if "connection refused" in details.lower() else details
 
 
-# ---- app channels ----
-
-
-class AppChannel(Protocol):
-    """Delivers one invocation to the local app."""
-
-    async def invoke(self, request: InvokeRequest, budget: float) -> InvokeResponse: ...
-
-    async def close(self) -> None: ...
-
-
-AppChannelFactory = Callable[[Runtime], AppChannel]
-
-_GRPC_CHANNEL_OPTIONS = [
-    # A peer that comes back is found again within a second, not after minutes of backoff.
+GRPC_CHANNEL_OPTIONS = [
+    # A peer or app that comes back is found again within a second, not after minutes of backoff.
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
-
-
-class GrpcAppChannel:
-    """spec.proto.runtime.v1.AppCallback/OnInvoke on app.grpc_callback_host:grpc_callback_port."""
-
-    def __init__(self, rt: Runtime) -> None:
-        app = rt.config.app
-        self.target = f"{app.grpc_callback_host}:{app.grpc_callback_port}"
-        self._channel = grpc.aio.insecure_channel(self.target, options=_GRPC_CHANNEL_OPTIONS)
-        self._stub = appcallback_pb2_grpc.AppCallbackStub(self._channel)
-
-    async def invoke(self, request: InvokeRequest, budget: float) -> InvokeResponse:
-        message = appcallback_pb2.AppInvokeRequest(
-            method=request.method,
-            data=any_pb2.Any(value=request.data),
-            content_type=request.content_type,
-            http_verb=request.verb,
-            querystring=request.querystring,
-            metadata=joined(request.headers),
-        )
-        try:
-            reply = await self._stub.OnInvoke(message, timeout=budget)
-        except grpc.aio.AioRpcError as exc:
-            code, details = exc.code(), exc.details() or ""
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise timeout_error(request, budget) from None
-            if code == grpc.StatusCode.UNAVAILABLE and _refused(details):
-                raise InvokeError(
-                    code, f"app '{request.app_id}' at {self.target} is unreachable: {_short(details)}", reached=False
-                ) from None
-            if code == grpc.StatusCode.UNIMPLEMENTED:
-                raise InvokeError(
-                    code, f"app '{request.app_id}' does not implement spec.proto.runtime.v1.AppCallback/OnInvoke"
-                ) from None
-            # The app's own answer reaches the caller as the app gave it.
-            raise InvokeError(code, details) from None
-        return InvokeResponse(
-            data=reply.data.value, content_type=reply.content_type, headers=call_headers(reply.metadata.items())
-        )
-
-    async def close(self) -> None:
-        await self._channel.close(None)
-
-
-class HttpAppChannel:
-    """HTTP to the app's `http_port`, as upstream's MOSN http channel builds the request:
-    method = verb (GET without an http_extension), path = method, query = querystring,
-    body = data, headers = call metadata plus `id`. Anything but 200 is an error."""
-
-    def __init__(self, rt: Runtime) -> None:
-        app = rt.config.app
-        self.base = f"http://{app.grpc_callback_host}:{app.http_port}"
-        self._session: aiohttp.ClientSession | None = None
-
-    def _session_now(self) -> aiohttp.ClientSession:
-        import aiohttp
-
-        # Made on first use: a session must be created inside the running loop.
-        if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256), auto_decompress=False)
-        return self._session
-
-    async def invoke(self, request: InvokeRequest, budget: float) -> InvokeResponse:
-        import aiohttp
-        from yarl import URL
-
-        path = quote(request.method.lstrip("/"), safe="/:@!$&'()*+,;=-._~%")
-        url = f"{self.base}/{path}"
-        if request.querystring:
-            url += "?" + quote(request.querystring, safe="=&;:@!$'()*+,/?-._~%")
-        headers = joined(request.headers)
-        headers["id"] = request.app_id
-        if request.content_type:
-            headers["Content-Type"] = request.content_type
-        verb = request.verb or "GET"
-        try:
-            async with self._session_now().request(
-                verb,
-                URL(url, encoded=True),
-                data=request.data,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=budget),
-            ) as reply:
-                body = await reply.read()
-                status = reply.status
-                content_type = reply.headers.get("Content-Type", "")
-                reply_headers = call_headers(reply.headers.items())
-        except aiohttp.ClientConnectorError as exc:
-            raise InvokeError(
-                grpc.StatusCode.UNAVAILABLE,
-                f"app '{request.app_id}' at {self.base} is unreachable: {exc.strerror or exc}",
-                reached=False,
-            ) from None
-        except TimeoutError:
-            raise timeout_error(request, budget) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise InvokeError(grpc.StatusCode.UNAVAILABLE, f"app '{request.app_id}' at {self.base}: {exc}") from None
-        if status != 200:
-            raise InvokeError(
-                grpc.StatusCode.UNAVAILABLE, f"http response code {status}, body: {body.decode(errors='replace')}"
-            )
-        return InvokeResponse(data=body, content_type=content_type, headers=reply_headers)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-#: callback API name (app.callback_api) -> channel factory; "http" is used when app.http_port is set.
-APP_CHANNELS: dict[str, AppChannelFactory] = {"layotto": GrpcAppChannel, "http": HttpAppChannel}
-
-
-def register_app_channel(name: str, factory: AppChannelFactory) -> None:
-    """Add the channel for an app callback API (`app.callback_api == name`)."""
-    APP_CHANNELS[name] = factory
-
-
-def make_app_channel(rt: Runtime) -> AppChannel | None:
-    """The channel to this sidecar's app, or None when the app takes no invocations.
-
-    `app.http_port` wins: an app may serve gRPC callbacks only for pub/sub while taking
-    invocations over HTTP, as with upstream's HTTP channel.
-    """
-    app = rt.config.app
-    if app.http_port:
-        return APP_CHANNELS["http"](rt)
-    if app.grpc_callback_port:
-        factory = APP_CHANNELS.get(app.callback_api)
-        if factory is None:
-            known = ", ".join(sorted(k for k in APP_CHANNELS if k != "http"))
-            raise ConfigError(f"unknown app callback API '{app.callback_api}' (known: {known})", rt.config.source)
-        return factory(rt)
-    return None
 
 
 # ---- the engine ----
@@ -359,7 +211,9 @@ class Invoker:
         if self._started:
             return
         self._started = True
-        self.app_channel = make_app_channel(self.rt)
+        from layotto.runtime import appchannel  # it builds on this module's types
+
+        self.app_channel = appchannel.acquire(self.rt)
         self.resolvers = [c for c in self.rt.components("nameresolution").values() if isinstance(c, NameResolver)]
         if self.rt.app_id:
             address = self._advertised()
@@ -473,7 +327,7 @@ class Invoker:
     def _peer(self, address: str) -> runtime_pb2_grpc.RuntimeStub:
         found = self._peers.get(address)
         if found is None:
-            channel = grpc.aio.insecure_channel(address, options=_GRPC_CHANNEL_OPTIONS)
+            channel = grpc.aio.insecure_channel(address, options=GRPC_CHANNEL_OPTIONS)
             found = (channel, runtime_pb2_grpc.RuntimeStub(channel))
             self._peers[address] = found
         return found[1]
@@ -513,8 +367,8 @@ class Invoker:
                     resolver.invalidate(request.app_id)
                 raise InvokeError(
                     code,
-                    f"the sidecar of app id '{request.app_id}' at {address} is unreachable: {_short(details)}",
-                    reached=not _refused(details),
+                    f"the sidecar of app id '{request.app_id}' at {address} is unreachable: {short_reason(details)}",
+                    reached=not refused(details),
                 ) from None
             raise InvokeError(code, f"the sidecar of app id '{request.app_id}' at {address}: {details}") from None
         return InvokeResponse(

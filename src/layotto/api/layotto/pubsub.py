@@ -14,15 +14,8 @@ from layotto.components.pubsub.base import PubSub, Subscription
 from layotto.errors import BackendUnavailableError
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.runtime import cloudevents
-from layotto.runtime.delivery import (
-    DeliveryPolicy,
-    DeliveryStats,
-    Dispatcher,
-    Status,
-    component_metadata,
-    status_of,
-    topic_event_request,
-)
+from layotto.runtime.appchannel import Status, status_of, topic_event_request
+from layotto.runtime.delivery import DeliveryPolicy, DeliveryStats, Dispatcher, component_metadata
 
 log = logging.getLogger("layotto.api.pubsub")
 
