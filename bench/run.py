@@ -294,6 +294,53 @@ def fmt_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def _pick(rows: list[Row], scenario: str, target: str, conc: int, variant: str = "") -> dict[str, Any] | None:
+    for row in rows:
+        if (
+            row.scenario == scenario
+            and row.target == target
+            and variant in row.variant
+            and row.result.get("concurrency") == conc
+        ):
+            return row.result
+    return None
+
+
+def targets_report(rows: list[Row]) -> list[str]:
+    """The issue's targets, each as measured in this run (ratios need both rows)."""
+    lines: list[str] = []
+
+    def ratio(scenario: str, conc: int, need: float, label: str, variant: str = "") -> None:
+        ours, bare = _pick(rows, scenario, "layotto", conc, variant), _pick(rows, scenario, "bare", conc)
+        if ours and bare and bare["throughput"]:
+            value = ours["throughput"] / bare["throughput"]
+            verdict = "met" if value >= need else "NOT met"
+            lines.append(f"- {label}: {value:.2f} of the bare server (target >= {need}) {verdict}")
+
+    ratio("GetState in-memory", 64, 0.85, "GetState in-memory, c=64, throughput")
+    ratio("GetState redis", 64, 0.75, "GetState redis, c=64, throughput")
+    ratio("GetNextId redis", 64, 0.9, "GetNextId redis with segment cache, c=64, throughput", "segment cache")
+    ours, bare = _pick(rows, "GetState redis", "layotto", 1), _pick(rows, "GetState redis", "bare", 1)
+    direct = _pick(rows, "GetState redis", "direct", 1)
+    if ours and bare and direct:
+        for q, slack in (("p50", 0.1), ("p99", 0.3)):
+            bound = bare[f"{q}_ms"] + direct[f"{q}_ms"] + slack
+            value = ours[f"{q}_ms"]
+            verdict = "met" if value <= bound else "NOT met"
+            lines.append(
+                f"- GetState redis, c=1, {q}: {value:.3f} ms "
+                f"(target <= bare + direct + {slack} = {bound:.3f}) {verdict}"
+            )
+    for conc in (64, 16, 1):
+        ours = _pick(rows, "GetState redis", "layotto", conc)
+        if ours and "cpu_s_per_1k" in ours:
+            value = ours["cpu_s_per_1k"]
+            verdict = "met" if value <= 0.30 else "NOT met"
+            lines.append(f"- CPU per 1,000 GetState on redis, c={conc}: {value:.3f} s (target <= 0.30) {verdict}")
+            break
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
@@ -305,7 +352,13 @@ def main() -> None:
         "--soak", type=float, default=0.0, help="seconds of GetState-on-redis load before reading the sidecar's RSS"
     )
     parser.add_argument("--json", default="", help="write raw results here")
+    parser.add_argument("--report", default="", help="print the table and targets of a --json file, run nothing")
     args = parser.parse_args()
+    if args.report:
+        saved = [Row(**row) for row in json.loads(Path(args.report).read_text())]
+        print(fmt_table(saved))
+        print("\ntargets:\n" + "\n".join(targets_report(saved)))
+        return
 
     run_id = uuid.uuid4().hex[:8]
     value = b"v" * args.value_size
@@ -362,6 +415,13 @@ def main() -> None:
             f"\nsidecar RSS after {args.soak:.0f} s of GetState on redis at concurrency 64: "
             f"{soak_rss[0]:.1f} MB (peak {soak_rss[1]:.1f} MB)"
         )
+    report = targets_report(done)
+    if soak_rss:
+        verdict = "met" if soak_rss[0] <= 60 else "NOT met"
+        report.append(f"- sidecar RSS after the soak: {soak_rss[0]:.1f} MB (target <= 60) {verdict}")
+    if report:
+        print("\ntargets:")
+        print("\n".join(report))
     if args.json:
         Path(args.json).write_text(json.dumps([r.__dict__ for r in done], indent=1, default=str))
 
