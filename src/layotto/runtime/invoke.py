@@ -118,6 +118,31 @@ class InvokeResponse:
     headers: Headers = field(default_factory=list)
 
 
+def request_of(
+    app_id: str, message: Any, verb_name: Callable[[Any], str], metadata: Iterable[tuple[str, Any]]
+) -> InvokeRequest:
+    """The InvokeRequest of either API's CommonInvokeRequest/InvokeRequest (same fields);
+    `verb_name` names its HTTPExtension.Verb value, as upstream passes it on."""
+    verb = ""
+    if message.HasField("http_extension"):
+        # The enum's name, so a caller that set no verb sends "NONE".
+        verb = verb_name(message.http_extension.verb)
+    return InvokeRequest(
+        app_id=app_id,
+        method=message.method,
+        data=message.data.value,
+        content_type=message.content_type,
+        verb=verb,
+        querystring=message.http_extension.querystring,
+        headers=call_headers(metadata),
+    )
+
+
+def is_forwarded(metadata: Iterable[tuple[str, Any]]) -> bool:
+    """Whether a call was forwarded by another sidecar (deliver it here, never forward again)."""
+    return any(key == HOP_HEADER for key, _ in metadata)
+
+
 class InvokeError(LayottoError):
     """A failed invocation, with the gRPC code to answer.
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import grpc
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import configuration_pb2 as pb
 
+from layotto.api.common import find
 from layotto.api.dapr.base import ApiBase, Ctx, abort, code_of
 from layotto.components.configuration.base import ConfigItem, ConfigurationStore, GetRequest, Subscription
 from layotto.errors import ComponentError
@@ -49,12 +49,13 @@ class DaprConfigurationApi(ApiBase):
 
     async def _config_store(self, name: str, context: Ctx) -> ConfigurationStore:
         stores: dict[str, ConfigurationStore] = getattr(self, "_dapr_configs", {})
-        if not stores:
-            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "configuration stores not configured")
-        store = stores.get(name)
-        if store is None:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"configuration store {name} not found")
-        return store
+        return await find(
+            stores,
+            name,
+            context,
+            none_configured="configuration stores not configured",
+            not_found=f"configuration store {name} not found",
+        )
 
     def _request(self, store: ConfigurationStore, keys: list[str], metadata: dict[str, str]) -> GetRequest:
         return GetRequest(

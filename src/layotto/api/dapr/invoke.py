@@ -10,7 +10,7 @@ from dapr.proto.runtime.v1 import invoke_pb2 as pb
 from google.protobuf import any_pb2
 
 from layotto.api.dapr.base import ApiBase, Ctx, abort
-from layotto.runtime.invoke import HOP_HEADER, InvokeError, Invoker, InvokeRequest, call_headers, invoker_for
+from layotto.runtime.invoke import InvokeError, Invoker, invoker_for, is_forwarded, request_of
 
 
 class DaprInvokeApi(ApiBase):
@@ -25,26 +25,14 @@ class DaprInvokeApi(ApiBase):
 
     async def InvokeService(self, request: pb.InvokeServiceRequest, context: Ctx) -> common_pb2.InvokeResponse:
         metadata = tuple(context.invocation_metadata() or ())
-        message = request.message
-        verb = ""
-        if message.HasField("http_extension"):
-            verb = common_pb2.HTTPExtension.Verb.Name(message.http_extension.verb)
-        call = InvokeRequest(
-            app_id=request.id,
-            method=message.method,
-            data=message.data.value,
-            content_type=message.content_type,
-            verb=verb,
-            querystring=message.http_extension.querystring,
-            headers=call_headers(metadata),
-        )
+        call = request_of(request.id, request.message, common_pb2.HTTPExtension.Verb.Name, metadata)
         if self._dapr_invoker is None:
             await abort(context, grpc.StatusCode.INTERNAL, f"failed to invoke, id: {request.id}, err: invoker not init")
         try:
             reply = await self._dapr_invoker.invoke(
                 call,
                 time_remaining=context.time_remaining(),
-                forwarded=any(key == HOP_HEADER for key, _ in metadata),
+                forwarded=is_forwarded(metadata),
             )
         except InvokeError as exc:
             await abort(context, exc.code, exc.message)

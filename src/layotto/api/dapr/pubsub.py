@@ -11,6 +11,7 @@ import grpc
 from dapr.proto.runtime.v1 import pubsub_pb2 as pb
 from google.protobuf import empty_pb2
 
+from layotto.api.common import caller_traceparent
 from layotto.api.dapr.base import ApiBase, Ctx, abort, code_of
 from layotto.components.pubsub.base import PubSub
 from layotto.errors import ComponentError
@@ -24,13 +25,6 @@ class _PublishError(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-def _trace_parent(context: Ctx) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == "traceparent" and isinstance(value, str):
-            return value
-    return ""
 
 
 class DaprPubSubApi(ApiBase):
@@ -86,7 +80,7 @@ class DaprPubSubApi(ApiBase):
         metadata = dict(request.metadata)
         try:
             payload = self._payload(
-                name, topic, request.data, request.data_content_type, metadata, _trace_parent(context)
+                name, topic, request.data, request.data_content_type, metadata, caller_traceparent(context)
             )
         except _PublishError as exc:
             await abort(context, exc.code, str(exc))
@@ -101,7 +95,7 @@ class DaprPubSubApi(ApiBase):
         components without native bulk publish."""
         name, topic = request.pubsub_name, request.topic
         component = await self._dapr_pubsub(context, name, topic)
-        trace = _trace_parent(context)
+        trace = caller_traceparent(context)
         common = dict(request.metadata)
         seen: set[str] = set()
         for entry in request.entries:

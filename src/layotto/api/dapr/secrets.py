@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import grpc
 from dapr.proto.runtime.v1 import secret_pb2 as pb
 
+from layotto.api.common import find
 from layotto.api.dapr.base import ApiBase, Ctx, abort, code_of
 from layotto.components.secretstores.base import SecretStore
 from layotto.errors import ComponentError
@@ -18,12 +18,13 @@ class DaprSecretsApi(ApiBase):
 
     async def _secret_store(self, name: str, context: Ctx) -> SecretStore:
         stores: dict[str, SecretStore] = getattr(self, "_dapr_secrets", {})
-        if not stores:
-            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "secret store is not configured")
-        store = stores.get(name)
-        if store is None:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"failed finding secret store with key {name}")
-        return store
+        return await find(
+            stores,
+            name,
+            context,
+            none_configured="secret store is not configured",
+            not_found=f"failed finding secret store with key {name}",
+        )
 
     async def GetSecret(self, request: pb.GetSecretRequest, context: Ctx) -> pb.GetSecretResponse:
         store = await self._secret_store(request.store_name, context)

@@ -14,14 +14,11 @@ from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import state_pb2 as pb
 from google.protobuf import empty_pb2
 
+from layotto.api.common import find
 from layotto.api.dapr.base import ApiBase, Ctx, abort, code_of
-from layotto.api.layotto.state import key_prefix
+from layotto.api.staterequests import CONSISTENCY, SEPARATOR, delete_request, set_request, state_stores
 from layotto.components.state.base import (
-    EVENTUAL,
     FEATURE_TRANSACTIONAL,
-    FIRST_WRITE,
-    LAST_WRITE,
-    STRONG,
     DeleteRequest,
     GetRequest,
     Operation,
@@ -31,16 +28,6 @@ from layotto.components.state.base import (
 from layotto.errors import ComponentError, ETagInvalidError, ETagMismatchError, InvalidArgumentError
 
 _EMPTY = empty_pb2.Empty()
-_CONCURRENCY = {1: FIRST_WRITE, 2: LAST_WRITE}
-_CONSISTENCY = {1: EVENTUAL, 2: STRONG}
-_SEPARATOR = "||"
-
-
-def _etag(item_has: bool, value: str, concurrency: str) -> str | None:
-    # Same reading as the Layotto API, so one store behaves the same through both APIs.
-    if not item_has or concurrency == LAST_WRITE or value in ("", "0"):
-        return None
-    return value
 
 
 def _state_code(exc: ComponentError) -> grpc.StatusCode:
@@ -56,27 +43,22 @@ class DaprStateApi(ApiBase):
     _dapr_state: dict[str, tuple[StateStore, str]]
 
     async def start_api(self) -> None:
-        self._dapr_state = {}
-        for name, component in self.rt.components("state").items():
-            if isinstance(component, StateStore):
-                spec = self.rt.spec("state", name)
-                strategy = str(spec.metadata.get("keyPrefix", "")) if spec else ""
-                self._dapr_state[name] = (component, key_prefix(strategy, name, self.rt.app_id))
+        self._dapr_state = state_stores(self.rt)
 
     async def _state_store(self, name: str, context: Ctx) -> tuple[StateStore, str]:
-        stores: dict[str, tuple[StateStore, str]] = getattr(self, "_dapr_state", {})
-        if not stores:
-            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "state store is not configured")
-        found = stores.get(name)
-        if found is None:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"state store {name} is not found")
-        return found
+        return await find(
+            getattr(self, "_dapr_state", {}),
+            name,
+            context,
+            none_configured="state store is not configured",
+            not_found=f"state store {name} is not found",
+        )
 
     @staticmethod
     async def _state_key(prefix: str, key: str, context: Ctx) -> str:
-        if _SEPARATOR in key:
+        if SEPARATOR in key:
             await abort(
-                context, grpc.StatusCode.INVALID_ARGUMENT, f"input key/keyPrefix '{key}' can't contain '{_SEPARATOR}'"
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"input key/keyPrefix '{key}' can't contain '{SEPARATOR}'"
             )
         return prefix + key
 
@@ -84,7 +66,7 @@ class DaprStateApi(ApiBase):
         store, prefix = await self._state_store(request.store_name, context)
         key = await self._state_key(prefix, request.key, context)
         try:
-            found = await store.get(GetRequest(key, dict(request.metadata), _CONSISTENCY.get(request.consistency, "")))
+            found = await store.get(GetRequest(key, dict(request.metadata), CONSISTENCY.get(request.consistency, "")))
         except ComponentError as exc:
             await abort(
                 context, code_of(exc), f"fail to get {request.key} from state store {request.store_name}: {exc}"
@@ -111,37 +93,12 @@ class DaprStateApi(ApiBase):
         return reply
 
     async def _dapr_sets(self, prefix: str, states: Iterable[common_pb2.StateItem], context: Ctx) -> list[SetRequest]:
-        out = []
-        for s in states:
-            concurrency = _CONCURRENCY.get(s.options.concurrency, "")
-            out.append(
-                SetRequest(
-                    key=await self._state_key(prefix, s.key, context),
-                    value=s.value,
-                    etag=_etag(s.HasField("etag"), s.etag.value, concurrency),
-                    metadata=dict(s.metadata),
-                    concurrency=concurrency,
-                    consistency=_CONSISTENCY.get(s.options.consistency, ""),
-                )
-            )
-        return out
+        return [set_request(s, await self._state_key(prefix, s.key, context)) for s in states]
 
     async def _dapr_deletes(
         self, prefix: str, states: Iterable[common_pb2.StateItem], context: Ctx
     ) -> list[DeleteRequest]:
-        out = []
-        for s in states:
-            concurrency = _CONCURRENCY.get(s.options.concurrency, "")
-            out.append(
-                DeleteRequest(
-                    key=await self._state_key(prefix, s.key, context),
-                    etag=_etag(s.HasField("etag"), s.etag.value, concurrency),
-                    metadata=dict(s.metadata),
-                    concurrency=concurrency,
-                    consistency=_CONSISTENCY.get(s.options.consistency, ""),
-                )
-            )
-        return out
+        return [delete_request(s, await self._state_key(prefix, s.key, context)) for s in states]
 
     async def SaveState(self, request: pb.SaveStateRequest, context: Ctx) -> empty_pb2.Empty:
         store, prefix = await self._state_store(request.store_name, context)
@@ -159,14 +116,7 @@ class DaprStateApi(ApiBase):
 
     async def DeleteState(self, request: pb.DeleteStateRequest, context: Ctx) -> empty_pb2.Empty:
         store, prefix = await self._state_store(request.store_name, context)
-        concurrency = _CONCURRENCY.get(request.options.concurrency, "")
-        delete = DeleteRequest(
-            key=await self._state_key(prefix, request.key, context),
-            etag=_etag(request.HasField("etag"), request.etag.value, concurrency),
-            metadata=dict(request.metadata),
-            concurrency=concurrency,
-            consistency=_CONSISTENCY.get(request.options.consistency, ""),
-        )
+        delete = delete_request(request, await self._state_key(prefix, request.key, context))
         try:
             await store.delete(delete)
         except ComponentError as exc:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
-
-import grpc
-
+from layotto.api.common import Ctx, abort
 from layotto.runtime.runtime import Runtime
 
-#: The servicer context of every unary and streaming handler.
-Ctx = grpc.aio.ServicerContext[Any, Any]
+__all__ = ["ApiBase", "Ctx", "abort"]
 
 
 class ApiBase:
@@ -25,8 +21,3 @@ class ApiBase:
 
     async def stop_api(self) -> None:
         """Called once at shutdown, before components close."""
-
-
-async def abort(context: Ctx, code: grpc.StatusCode, message: str) -> NoReturn:
-    await context.abort(code, message)
-    raise AssertionError("unreachable: context.abort raises")

@@ -6,25 +6,14 @@ from typing import NoReturn
 
 import grpc
 
+from layotto.api.common import failure_code
 from layotto.api.layotto.base import ApiBase, Ctx, abort
 from layotto.components.bindings.base import InvokeRequest, OutputBinding, string_metadata
 from layotto.errors import (
-    BackendTimeoutError,
-    BackendUnavailableError,
     ComponentError,
     InvalidArgumentError,
 )
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-
-
-def _status_of(exc: Exception) -> grpc.StatusCode:
-    # Upstream answers Internal for everything; an unreachable backend or a timeout gets
-    # its own code here so that clients can tell "retry later" from "your request is wrong".
-    if isinstance(exc, BackendUnavailableError):
-        return grpc.StatusCode.UNAVAILABLE
-    if isinstance(exc, BackendTimeoutError):
-        return grpc.StatusCode.DEADLINE_EXCEEDED
-    return grpc.StatusCode.INTERNAL
 
 
 class BindingsApi(ApiBase):
@@ -57,5 +46,5 @@ class BindingsApi(ApiBase):
         try:
             reply = await binding.invoke(InvokeRequest(request.operation, request.data, dict(request.metadata)))
         except (ComponentError, InvalidArgumentError) as exc:
-            await fail(exc, _status_of(exc))
+            await fail(exc, failure_code(exc))
         return pb.InvokeBindingResponse(data=reply.data, metadata=string_metadata(reply.metadata))

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterable
 import grpc
 from google.protobuf import empty_pb2
 
+from layotto.api.common import failure_code
 from layotto.api.layotto.base import ApiBase, Ctx, abort
 from layotto.components.configuration.base import (
     ChangeEvent,
@@ -21,7 +22,7 @@ from layotto.components.configuration.base import (
     SetRequest,
     Subscription,
 )
-from layotto.errors import BackendUnavailableError, ComponentError
+from layotto.errors import ComponentError
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 log = logging.getLogger("layotto.api.configuration")
@@ -41,7 +42,7 @@ def _to_pb(item: ConfigItem) -> pb.ConfigurationItem:
 
 
 def _code(exc: ComponentError) -> grpc.StatusCode:
-    return grpc.StatusCode.UNAVAILABLE if isinstance(exc, BackendUnavailableError) else grpc.StatusCode.UNKNOWN
+    return failure_code(exc, grpc.StatusCode.UNKNOWN)
 
 
 class ConfigurationApi(ApiBase):

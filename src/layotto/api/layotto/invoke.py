@@ -8,14 +8,13 @@ from google.protobuf import any_pb2
 from layotto.api.layotto.base import ApiBase, Ctx
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.runtime.invoke import (
-    HOP_HEADER,
     ORIGIN_HEADER,
     InvokeError,
     Invoker,
-    InvokeRequest,
-    call_headers,
     close_invoker,
     invoker_for,
+    is_forwarded,
+    request_of,
 )
 
 _ORIGIN = ((ORIGIN_HEADER, "sidecar"),)
@@ -33,27 +32,14 @@ class InvokeApi(ApiBase):
 
     async def InvokeService(self, request: pb.InvokeServiceRequest, context: Ctx) -> pb.InvokeResponse:
         metadata = tuple(context.invocation_metadata() or ())
-        message = request.message
-        verb = ""
-        if message.HasField("http_extension"):
-            # As upstream: the enum's name, so a caller that set no verb sends "NONE".
-            verb = pb.HTTPExtension.Verb.Name(message.http_extension.verb)
-        call = InvokeRequest(
-            app_id=request.id,
-            method=message.method,
-            data=message.data.value,
-            content_type=message.content_type,
-            verb=verb,
-            querystring=message.http_extension.querystring,
-            headers=call_headers(metadata),
-        )
+        call = request_of(request.id, request.message, pb.HTTPExtension.Verb.Name, metadata)
         try:
             if self._invoker is None:
                 raise InvokeError(grpc.StatusCode.UNKNOWN, "invoker not init")
             reply = await self._invoker.invoke(
                 call,
                 time_remaining=context.time_remaining(),
-                forwarded=any(key == HOP_HEADER for key, _ in metadata),
+                forwarded=is_forwarded(metadata),
             )
         except InvokeError as exc:
             # Marked as this sidecar's answer: a forwarding sidecar passes it on unchanged.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from layotto.api.common import failure_code
 from layotto.api.layotto.base import ApiBase, Ctx, abort
 from layotto.components import keyprefix
 from layotto.components.lock.base import (
@@ -12,7 +13,7 @@ from layotto.components.lock.base import (
     TryLockRequest,
     UnlockRequest,
 )
-from layotto.errors import BackendUnavailableError, ComponentError
+from layotto.errors import ComponentError
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 STRATEGY_KEY = "keyPrefix"
@@ -39,11 +40,8 @@ def _strategy(raw: object, store_name: str) -> str:
 
 
 def _failure_code(exc: ComponentError) -> grpc.StatusCode:
-    # Upstream passes component errors through as plain errors (code Unknown); an unreachable
-    # backend is reported as UNAVAILABLE so clients can tell it apart and retry.
-    if isinstance(exc, BackendUnavailableError):
-        return grpc.StatusCode.UNAVAILABLE
-    return grpc.StatusCode.UNKNOWN
+    # Upstream passes component errors through as plain errors (code Unknown).
+    return failure_code(exc, grpc.StatusCode.UNKNOWN)
 
 
 class LockApi(ApiBase):

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf import empty_pb2
 
+from layotto.api.common import caller_traceparent, failure_code
 from layotto.api.layotto.base import ApiBase, Ctx, abort
 from layotto.components.pubsub.base import PubSub, Subscription
-from layotto.errors import BackendUnavailableError
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.runtime import cloudevents
 from layotto.runtime.appchannel import Status, status_of, topic_event_request
@@ -20,13 +20,6 @@ from layotto.runtime.delivery import DeliveryPolicy, DeliveryStats, Dispatcher, 
 log = logging.getLogger("layotto.api.pubsub")
 
 _EMPTY = empty_pb2.Empty()
-
-
-def _trace_parent(context: Ctx) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == "traceparent" and isinstance(value, str):
-            return value
-    return ""
 
 
 class PubSubApi(ApiBase):
@@ -55,7 +48,7 @@ class PubSubApi(ApiBase):
         if cloudevents.is_truthy(metadata.get(cloudevents.RAW_PAYLOAD)):
             payload = request.data
         else:
-            trace = _trace_parent(context)
+            trace = caller_traceparent(context)
             content_type = request.data_content_type
             if cloudevents.is_cloudevent_type(content_type):
                 try:
@@ -76,8 +69,7 @@ class PubSubApi(ApiBase):
         except Exception as exc:
             # Upstream answers 13 for every failure; an unreachable backend is UNAVAILABLE here
             # so clients can retry, with upstream's text.
-            code = grpc.StatusCode.UNAVAILABLE if isinstance(exc, BackendUnavailableError) else grpc.StatusCode.INTERNAL
-            await abort(context, code, f"error when publish to topic {topic} in pubsub {name}: {exc}")
+            await abort(context, failure_code(exc), f"error when publish to topic {topic} in pubsub {name}: {exc}")
         return _EMPTY
 
     async def SubscribeTopicEvents(
@@ -110,14 +102,9 @@ class PubSubApi(ApiBase):
             try:
                 subscription = await component.subscribe(initial.topic, dispatcher, metadata)
             except Exception as exc:
-                code = (
-                    grpc.StatusCode.UNAVAILABLE
-                    if isinstance(exc, BackendUnavailableError)
-                    else grpc.StatusCode.INTERNAL
-                )
                 await abort(
                     context,
-                    code,
+                    failure_code(exc),
                     f"error when subscribe to topic {initial.topic} in pubsub {initial.pubsub_name}: {exc}",
                 )
             await stream.write(

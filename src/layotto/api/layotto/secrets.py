@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import grpc
-
+from layotto.api.common import failure_code, find
 from layotto.api.layotto.base import ApiBase, Ctx, abort
 from layotto.components.secretstores.base import SecretStore
-from layotto.errors import BackendUnavailableError, ComponentError
+from layotto.errors import ComponentError
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-
-
-def _code(exc: ComponentError) -> grpc.StatusCode:
-    return grpc.StatusCode.UNAVAILABLE if isinstance(exc, BackendUnavailableError) else grpc.StatusCode.INTERNAL
 
 
 class SecretsApi(ApiBase):
@@ -24,12 +19,13 @@ class SecretsApi(ApiBase):
 
     async def _secret_store(self, name: str, context: Ctx) -> SecretStore:
         stores: dict[str, SecretStore] = getattr(self, "_secret_stores", {})
-        if not stores:
-            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "error when get secret but not find configured")
-        store = stores.get(name)
-        if store is None:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"error when get secret but not find : {name}")
-        return store
+        return await find(
+            stores,
+            name,
+            context,
+            none_configured="error when get secret but not find configured",
+            not_found=f"error when get secret but not find : {name}",
+        )
 
     async def GetSecret(self, request: pb.GetSecretRequest, context: Ctx) -> pb.GetSecretResponse:
         store = await self._secret_store(request.store_name, context)
@@ -38,7 +34,7 @@ class SecretsApi(ApiBase):
         except ComponentError as exc:
             await abort(
                 context,
-                _code(exc),
+                failure_code(exc),
                 f"error when get secret : secret name => {request.key},store name =>{request.store_name},"
                 f"error => {exc}",
             )
@@ -49,5 +45,5 @@ class SecretsApi(ApiBase):
         try:
             secrets = await store.bulk_get_secret(dict(request.metadata))
         except ComponentError as exc:
-            await abort(context, _code(exc), f"error when bulk get secret {request.store_name}: {exc}")
+            await abort(context, failure_code(exc), f"error when bulk get secret {request.store_name}: {exc}")
         return pb.GetBulkSecretResponse(data={k: pb.SecretResponse(secrets=v) for k, v in secrets.items()})

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import grpc
 
+from layotto.api.common import failure_code
 from layotto.api.layotto.base import ApiBase, Ctx, abort
 from layotto.components.base import Metadata
 from layotto.components.sequencer.base import SEPARATOR, Sequencer, prefix_strategy, stored_key
-from layotto.errors import BackendUnavailableError, ComponentError
+from layotto.errors import ComponentError
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 _WEAK = pb.SequencerOptions.WEAK
@@ -15,11 +16,8 @@ _STRONG = pb.SequencerOptions.STRONG
 
 
 def _failure_code(exc: ComponentError) -> grpc.StatusCode:
-    # Upstream returns component errors as plain Go errors (code Unknown). An unreachable
-    # backend is UNAVAILABLE here so clients can tell it apart and retry.
-    if isinstance(exc, BackendUnavailableError):
-        return grpc.StatusCode.UNAVAILABLE
-    return grpc.StatusCode.UNKNOWN
+    # Upstream returns component errors as plain Go errors (code Unknown).
+    return failure_code(exc, grpc.StatusCode.UNKNOWN)
 
 
 class SequencerApi(ApiBase):
