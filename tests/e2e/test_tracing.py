@@ -21,9 +21,11 @@ from google.protobuf import any_pb2
 from layotto.components.pubsub.base import Message, PubSub
 from layotto.config import layotto_json
 from layotto.errors import ConfigError
+from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2_grpc, runtime_pb2_grpc
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 from layotto.runtime import server as server_module
+from layotto.runtime.delivery import DeliveryService
 from layotto.tracing import Span, current_span, inject, start_span
 from layotto.tracing.exporters import EXPORTERS, register_exporter
 from layotto.tracing.interceptor import TracingInterceptor, build
@@ -46,9 +48,11 @@ class Collector:
     def __init__(self) -> None:
         self.spans: list[Span] = []
         self.closed = False
+        self.arrived = asyncio.Event()
 
     def export(self, span: Span) -> None:
         self.spans.append(span)
+        self.arrived.set()
 
     async def close(self) -> None:
         self.closed = True
@@ -283,6 +287,91 @@ async def test_published_envelope_carries_the_trace(collector: tuple[str, Collec
     assert cloudevent["traceid"] == cloudevent["traceparent"] == f"00-{second.trace_id}-{second.span_id}-01"
 
 
+class EventApp(appcallback_pb2_grpc.AppCallbackServicer):
+    """Subscribes to one topic of pubsub "mem"; answers RETRY to the first event of a trace
+    named in `retry_once`, SUCCESS otherwise; keeps each callback's metadata."""
+
+    def __init__(self, topic: str, retry_once: str = "") -> None:
+        self.topic = topic
+        self.retry_once = retry_once
+        self.seen: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+
+    async def ListTopicSubscriptions(self, request: Any, context: Any) -> cb.ListTopicSubscriptionsResponse:
+        return cb.ListTopicSubscriptionsResponse(
+            subscriptions=[cb.TopicSubscription(pubsub_name="mem", topic=self.topic)]
+        )
+
+    async def OnTopicEvent(self, request: cb.TopicEventRequest, context: Any) -> cb.TopicEventResponse:
+        metadata = dict(context.invocation_metadata())
+        self.seen.put_nowait(metadata)
+        if self.retry_once and self.retry_once in metadata.get("traceparent", ""):
+            self.retry_once = ""
+            return cb.TopicEventResponse(status=cb.TopicEventResponse.RETRY)
+        return cb.TopicEventResponse(status=cb.TopicEventResponse.SUCCESS)
+
+
+@contextlib.asynccontextmanager
+async def event_sidecar(app: EventApp, **kwargs: Any) -> AsyncIterator[tuple[Any, runtime_pb2_grpc.RuntimeStub]]:
+    """The app served on a free port and a sidecar that has subscribed its topic."""
+    server = grpc.aio.server()
+    appcallback_pb2_grpc.add_AppCallbackServicer_to_server(app, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    config = {
+        "app": {"app_id": "app-e", "grpc_callback_port": port},
+        "pub_subs": {"mem": {"type": "in-memory", "metadata": {"retryBackoff": "0.01"}}},
+    }
+    try:
+        async with running_sidecar(config, **kwargs) as (sidecar, address), grpc.aio.insecure_channel(address) as ch:
+            delivery = next(s for s in sidecar.rt.services if isinstance(s, DeliveryService))
+            await asyncio.wait_for(delivery.ready.wait(), 10)
+            yield sidecar, runtime_pb2_grpc.RuntimeStub(ch)
+    finally:
+        await server.stop(None)
+
+
+async def test_event_delivery_continues_the_publishers_trace(collector: tuple[str, Collector]) -> None:
+    name, sink = collector
+    topic = f"tracing-{uuid.uuid4().hex}"
+    app = EventApp(topic, retry_once=TRACE)
+    async with event_sidecar(app, tracing=_tracing(name)) as (_, stub):
+        await stub.PublishEvent(
+            pb.PublishEventRequest(pubsub_name="mem", topic=topic, data=b"x"),
+            metadata=(("traceparent", f"00-{TRACE}-{PARENT}-01"),),
+        )
+        first = await asyncio.wait_for(app.seen.get(), 10)
+        second = await asyncio.wait_for(app.seen.get(), 10)
+        async with asyncio.timeout(10):  # the span ends after the app answered
+            while len(sink.spans) < 3:
+                sink.arrived.clear()
+                await sink.arrived.wait()
+    publish = sink.only("/spec.proto.runtime.v1.Runtime/PublishEvent")
+    retried, delivered = (s for s in sink.spans if s.name == f"pubsub/mem/{topic}")
+    for span, seen in ((retried, first), (delivered, second)):
+        # One span per callback, each a child of the publishing call's span.
+        assert span.kind == "CONSUMER"
+        assert span.trace_id == TRACE and span.parent_id == publish.span_id
+        assert seen["traceparent"] == f"00-{TRACE}-{span.span_id}-01"
+        assert span.attributes is not None and span.attributes["topic"] == topic
+    assert retried.code == "RETRY" and not retried.ok
+    assert delivered.code == "OK" and retried.span_id != delivered.span_id
+
+
+async def test_without_tracing_the_app_gets_the_envelopes_traceparent() -> None:
+    topic = f"tracing-{uuid.uuid4().hex}"
+    app = EventApp(topic)
+    given = f"00-{TRACE}-{PARENT}-01"
+    async with event_sidecar(app) as (_, stub):
+        await stub.PublishEvent(
+            pb.PublishEventRequest(pubsub_name="mem", topic=topic, data=b"x"), metadata=(("traceparent", given),)
+        )
+        await stub.PublishEvent(pb.PublishEventRequest(pubsub_name="mem", topic=topic, data=b"y"))
+        traced = await asyncio.wait_for(app.seen.get(), 10)
+        untraced = await asyncio.wait_for(app.seen.get(), 10)
+    assert traced["traceparent"] == given
+    assert "traceparent" not in untraced
+
+
 async def test_without_tracing_there_is_no_interceptor_and_no_span() -> None:
     for tracing in (None, {"enable": False, "driver": "SOFATracer"}):
         doc = layotto_config(HELLO, grpc_port=free_port(), tracing=tracing)
@@ -397,6 +486,20 @@ async def test_zipkin_exporter_posts_batches_of_v2_spans() -> None:
     failed = spans[5]
     assert "parentId" not in failed and HEX32.match(failed["traceId"])
     assert failed["tags"]["error"] == failed["tags"]["grpc.status_code"] != "OK"
+
+
+async def test_stop_flushes_spans_still_waiting_in_the_exporters(collector: tuple[str, Collector]) -> None:
+    name, sink = collector
+    async with zipkin_collector() as (url, posts, _):
+        # A batch interval far longer than the test: only the stop hook can send these.
+        tracing = {"enable": True, "driver": "zipkin", "config": {"reporter_endpoint": url, "batch_interval": 600}}
+        tracing["config"]["exporter"] = [name]
+        async with running_sidecar(HELLO, tracing=tracing) as (_, address):
+            for _ in range(3):
+                await _say_hello(address)
+            assert posts == []
+        assert sum(len(p) for p in posts) == 3
+    assert sink.closed
 
 
 class _Seen(logging.Handler):

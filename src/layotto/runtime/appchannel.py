@@ -24,6 +24,7 @@ from urllib.parse import quote
 import grpc
 from google.protobuf import any_pb2, empty_pb2
 
+from layotto import tracing
 from layotto.errors import ConfigError
 from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
 from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2_grpc as cb_grpc
@@ -86,6 +87,15 @@ class AppChannel(Protocol):
 AppChannelFactory = Callable[[str, grpc.aio.Channel], AppChannel]
 
 
+def event_headers(event: Event) -> list[tuple[str, str]]:
+    """Metadata of an event's callback: the delivery span's trace when tracing is on, else the
+    envelope's own `traceparent`, so the app continues the publisher's trace either way."""
+    headers = tracing.inject([])
+    if not headers and event.traceparent:
+        headers = [(tracing.TRACEPARENT, event.traceparent)]
+    return headers
+
+
 class GrpcAppChannel:
     """The rules every gRPC callback API shares; subclasses build and read its messages.
 
@@ -106,7 +116,7 @@ class GrpcAppChannel:
     async def _subscriptions(self) -> list[TopicSubscription]:
         raise NotImplementedError
 
-    async def _on_topic_event(self, event: Event, time_limit: float) -> int:
+    async def _on_topic_event(self, event: Event, time_limit: float, headers: list[tuple[str, str]]) -> int:
         raise NotImplementedError
 
     async def _on_invoke(self, request: InvokeRequest, budget: float) -> InvokeResponse:
@@ -122,7 +132,7 @@ class GrpcAppChannel:
 
     async def deliver(self, event: Event, time_limit: float) -> Status:
         try:
-            status = await self._on_topic_event(event, time_limit)
+            status = await self._on_topic_event(event, time_limit, event_headers(event))
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 log.warning("non-retriable error from the app for event %s: %s", event.id, exc.details())
@@ -180,8 +190,8 @@ class LayottoAppChannel(GrpcAppChannel):
         reply = await self._stub.ListTopicSubscriptions(empty_pb2.Empty(), timeout=5.0)
         return [TopicSubscription(s.pubsub_name, s.topic, dict(s.metadata)) for s in reply.subscriptions]
 
-    async def _on_topic_event(self, event: Event, time_limit: float) -> int:
-        reply = await self._stub.OnTopicEvent(topic_event_request(event), timeout=time_limit)
+    async def _on_topic_event(self, event: Event, time_limit: float, headers: list[tuple[str, str]]) -> int:
+        reply = await self._stub.OnTopicEvent(topic_event_request(event), metadata=headers, timeout=time_limit)
         return int(reply.status)
 
     async def _on_invoke(self, request: InvokeRequest, budget: float) -> InvokeResponse:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from layotto.tracing.span import current_traceparent
+from layotto.tracing.span import current_traceparent, is_traceparent
 
 DEFAULT_SOURCE = "runtime"
 DEFAULT_TYPE = "com.runtime.event.sent"
@@ -166,11 +166,22 @@ class Event:
     expired: bool = False
     #: The bytes as read from the backend, republished as they are to a dead-letter topic.
     raw: bytes = b""
+    #: The envelope's W3C `traceparent` (the publisher's trace), "" when it has none valid.
+    traceparent: str = ""
 
 
 def _text(envelope: Mapping[str, Any], key: str, default: str = "") -> str:
     value = envelope.get(key, default)
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _traceparent(envelope: Mapping[str, Any]) -> str:
+    # contrib sets both fields; an envelope from elsewhere may carry only `traceid`.
+    for key in ("traceparent", "traceid"):
+        value = envelope.get(key)
+        if is_traceparent(value):
+            return str(value)
+    return ""
 
 
 def decode(payload: bytes, *, topic: str, pubsub_name: str, raw: bool = False, message_id: str = "") -> Event:
@@ -217,4 +228,5 @@ def decode(payload: bytes, *, topic: str, pubsub_name: str, raw: bool = False, m
         data=data,
         expired=has_expired(envelope),
         raw=payload,
+        traceparent=_traceparent(envelope),
     )

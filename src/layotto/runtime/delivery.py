@@ -11,6 +11,9 @@ to a `Dispatcher` that applies the outcome rules:
 - gRPC UNIMPLEMENTED from the app counts as DROP (upstream).
 - With a dead-letter topic, an event that failed `maxDeliveryAttempts` times is published
   there (same component) and acked.
+
+With tracing on, each callback is a CONSUMER span continuing the envelope's `traceparent`,
+and the app gets that span as its parent in the callback's `traceparent` header.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncio
 import functools
 import logging
 import random
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ from typing import TYPE_CHECKING
 import grpc
 from prometheus_client import Counter
 
+from layotto import tracing
 from layotto.components.pubsub.base import Message, PubSub, Subscription, subscribe_options
 from layotto.runtime import appchannel
 from layotto.runtime.appchannel import AppChannel, Status, TopicSubscription
@@ -34,6 +39,7 @@ from layotto.runtime.cloudevents import RAW_PAYLOAD, Event, decode, is_truthy
 
 if TYPE_CHECKING:
     from layotto.runtime.runtime import Runtime, Service
+    from layotto.tracing.interceptor import TracingInterceptor
 
 log = logging.getLogger("layotto.pubsub.delivery")
 
@@ -133,6 +139,7 @@ class Dispatcher:
         policy: DeliveryPolicy,
         deliver: Deliver,
         stats: DeliveryStats,
+        tracer: TracingInterceptor | None = None,
     ) -> None:
         self.component = component
         self.pubsub_name = pubsub_name
@@ -140,6 +147,8 @@ class Dispatcher:
         self.policy = policy
         self._deliver = deliver
         self.stats = stats
+        self.tracer = tracer
+        self.span_name = f"pubsub/{pubsub_name}/{topic}"
         self.closed = False
         self._slots = asyncio.Semaphore(policy.max_concurrency)
         # Failed attempts per event id, across redeliveries to this sidecar (bounded LRU).
@@ -153,6 +162,25 @@ class Dispatcher:
         return count
 
     async def _attempt(self, event: Event) -> Status:
+        if self.tracer is None:
+            return await self._call(event)
+        context = ((tracing.TRACEPARENT, event.traceparent),) if event.traceparent else ()
+        span = tracing.start_span(self.span_name, context, time.time_ns())
+        span.kind = "CONSUMER"
+        token = tracing.CURRENT.set(span)  # the callback's traceparent names this span
+        try:
+            status = await self._call(event)
+        finally:
+            tracing.CURRENT.reset(token)
+            span.end_ns = time.time_ns()
+        span.code = "OK" if status is Status.SUCCESS else status.name
+        span.set_attribute("pubsub", self.pubsub_name)
+        span.set_attribute("topic", self.topic)
+        span.set_attribute("event.id", event.id)
+        self.tracer.finish(span)
+        return status
+
+    async def _call(self, event: Event) -> Status:
         try:
             return await asyncio.wait_for(self._deliver(event, self.policy.timeout), self.policy.timeout + 1.0)
         except asyncio.CancelledError:
@@ -233,9 +261,10 @@ def component_metadata(rt: Runtime, pubsub_name: str) -> Mapping[str, object]:
 class DeliveryService:
     """Subscribes the app's topics and delivers their events through the AppChannel."""
 
-    def __init__(self, rt: Runtime, channel: AppChannel) -> None:
+    def __init__(self, rt: Runtime, channel: AppChannel, tracer: TracingInterceptor | None = None) -> None:
         self.rt = rt
         self.channel = channel
+        self.tracer = tracer
         self.stats = DeliveryStats()
         self.subscriptions: list[tuple[TopicSubscription, Subscription, Dispatcher]] = []
         self.ready = asyncio.Event()
@@ -269,7 +298,9 @@ class DeliveryService:
         policy = DeliveryPolicy.from_metadata(
             sub.metadata, component_metadata(self.rt, sub.pubsub_name), self.rt.app_id
         )
-        dispatcher = Dispatcher(component, sub.pubsub_name, sub.topic, policy, self.channel.deliver, self.stats)
+        dispatcher = Dispatcher(
+            component, sub.pubsub_name, sub.topic, policy, self.channel.deliver, self.stats, self.tracer
+        )
         delay = 0.2
         while True:
             try:
@@ -312,7 +343,9 @@ async def delivery_services(rt: Runtime) -> list[Service]:
         return []
     if not rt.config.app.grpc_callback_port:
         return []  # an app taking invocations over HTTP only subscribes to nothing
+    from layotto.tracing.interceptor import tracer_for
+
     channel = appchannel.acquire(rt)
     if channel is None:
         return []
-    return [DeliveryService(rt, channel)]
+    return [DeliveryService(rt, channel, tracer_for(rt.config))]

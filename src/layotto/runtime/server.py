@@ -50,6 +50,19 @@ def _interceptors(config: RuntimeConfig) -> list[grpc.aio.ServerInterceptor[Any,
     return [*auth.interceptors(config.api_token), *tracing(config), *filters.from_config(config.stream_filters)]
 
 
+async def _close_interceptors(interceptors: list[grpc.aio.ServerInterceptor[Any, Any]]) -> None:
+    """The stop hook of interceptors that have one (tracing flushes its exporters), run once
+    calls and event deliveries are over."""
+    for interceptor in interceptors:
+        close = getattr(interceptor, "close", None)
+        if close is None:
+            continue
+        try:
+            await close()
+        except Exception:
+            log.exception("stopping an interceptor failed")
+
+
 def _serve_registered_methods_generically(server: grpc.aio.Server) -> None:
     """Route the generated stubs' "registered methods" through generic handler lookup.
 
@@ -72,6 +85,7 @@ class Sidecar:
         self.rt = Runtime(config)
         self.server: grpc.aio.Server | None = None
         self.apis: list[Api] = []
+        self.interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = []
         self.actuator: object | None = None
         self.port = 0
         self._stopped = asyncio.Event()
@@ -101,7 +115,8 @@ class Sidecar:
             ("grpc.max_send_message_length", cfg.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
-        server = grpc.aio.server(options=options, interceptors=_interceptors(cfg))
+        self.interceptors = _interceptors(cfg)
+        server = grpc.aio.server(options=options, interceptors=self.interceptors)
         _serve_registered_methods_generically(server)
         self.apis = [register(server, self.rt) for register in _api_registrars()]
         target = f"unix:{cfg.grpc_address}" if cfg.grpc_network == "unix" else cfg.grpc_address
@@ -144,6 +159,7 @@ class Sidecar:
             except Exception:
                 log.exception("stopping an API failed")
         await self.rt.close()
+        await _close_interceptors(self.interceptors)
         if self.actuator is not None:
             from layotto.actuator.http import Actuator
 

@@ -30,7 +30,7 @@ class Exporter(Protocol):
         """Take a finished span; must not block or raise."""
 
     async def close(self) -> None:
-        """Hand over whatever is still queued."""
+        """Hand over whatever is still queued (called when the sidecar stops)."""
 
 
 # One encoder: json.dumps with non-default separators builds a new encoder on every call.
@@ -150,7 +150,7 @@ def zipkin_span(span: Span, local_endpoint: Mapping[str, Any]) -> dict[str, Any]
     record: dict[str, Any] = {
         "traceId": span.w3c_trace_id,
         "id": span.span_id,
-        "kind": "SERVER",
+        "kind": span.kind,
         "name": span.name,
         "timestamp": span.start_ns // 1000,
         "duration": max(span.duration_us, 1),
@@ -250,11 +250,19 @@ class ZipkinExporter:
         self.sent += len(batch)
 
     async def close(self) -> None:
-        """Send what is queued now, without waiting for the batch interval."""
+        """Send what is queued now, without waiting for the batch interval; a collector that
+        does not answer delays shutdown by `timeout` at most."""
         task = self._task
-        if task is not None:
-            self._wake.set()
-            await task
+        if task is None:
+            return
+        self._wake.set()
+        try:
+            async with asyncio.timeout(self.timeout):
+                await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            log.warning("zipkin collector %s: %d spans not sent at shutdown", self.endpoint, len(self._queue))
 
 
 def _number(settings: Mapping[str, Any], key: str, default: float, where: str) -> float:

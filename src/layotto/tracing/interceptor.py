@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,7 +57,7 @@ class TracingInterceptor(Interceptor):
             return handler
         method: str = details.method
         metadata = details.invocation_metadata or ()
-        exporters = self.exporters
+        finish = self.finish
         span: Span | None = None
         call: grpc.aio.ServicerContext[Any, Any] | None = None
 
@@ -73,15 +74,20 @@ class TracingInterceptor(Interceptor):
                 return
             span.end_ns = span.start_ns + int(seconds * 1e9)
             span.code = _code_name(call, ok)
-            for exporter in exporters:
-                try:
-                    exporter.export(span)
-                except Exception:  # an exporter's bug must not fail the call
-                    log.exception("exporting a span failed")
+            finish(span)
 
         return wrap_unary(handler, before, after)
 
+    def finish(self, span: Span) -> None:
+        """Hand a finished span to every exporter; never raises."""
+        for exporter in self.exporters:
+            try:
+                exporter.export(span)
+            except Exception:  # an exporter's bug must not fail the call
+                log.exception("exporting a span failed")
+
     async def close(self) -> None:
+        """Flush the exporters: the sidecar calls this when it stops."""
         for exporter in self.exporters:
             try:
                 await exporter.close()
@@ -162,6 +168,20 @@ def build(config: RuntimeConfig) -> TracingInterceptor | None:
     return TracingInterceptor(exporters)
 
 
+#: id(config) -> its tracer; an entry goes when its config is collected.
+_tracers: dict[int, TracingInterceptor | None] = {}
+
+
+def tracer_for(config: RuntimeConfig) -> TracingInterceptor | None:
+    """The one tracer of a sidecar's config, built on first use: the server's interceptor and
+    event delivery share its exporters, so one stop hook flushes every span."""
+    key = id(config)
+    if key not in _tracers:
+        _tracers[key] = build(config)
+        weakref.finalize(config, _tracers.pop, key, None)
+    return _tracers[key]
+
+
 def interceptors(config: RuntimeConfig) -> list[Interceptor]:
-    interceptor = build(config)
+    interceptor = tracer_for(config)
     return [interceptor] if interceptor is not None else []

@@ -60,7 +60,8 @@ def to_w3c_trace_id(trace_id: str) -> str:
 
 
 class Span:
-    """One server span: a call this sidecar served."""
+    """One span: a call this sidecar served (SERVER), or an event it delivered to the app
+    (CONSUMER)."""
 
     __slots__ = (
         "_children",
@@ -69,6 +70,7 @@ class Span:
         "code",
         "end_ns",
         "flags",
+        "kind",
         "name",
         "parent_id",
         "sofa_rpc_id",
@@ -111,6 +113,8 @@ class Span:
         #: gRPC status code name once finished ("OK", "NOT_FOUND", ...).
         self.code = ""
         self.attributes: dict[str, str] | None = None
+        #: Zipkin's span kind.
+        self.kind = "SERVER"
         self._children: itertools.count[int] | None = None
 
     @property
@@ -153,6 +157,14 @@ def current_traceparent() -> str:
     """traceparent for work done on behalf of the current call; "" when none is traced."""
     span = CURRENT.get()
     return span.traceparent() if span is not None else ""
+
+
+def is_traceparent(value: object) -> bool:
+    """A W3C traceparent another party can continue (version not ff, ids not all zeros)."""
+    if not isinstance(value, str):
+        return False
+    found = _TRACEPARENT.match(value)
+    return bool(found and found[1] != "ff" and found[2] != _ZERO_TRACE and found[3] != _ZERO_SPAN)
 
 
 def start_span(name: str, metadata: Iterable[tuple[str, Any]], start_ns: int) -> Span:

@@ -115,8 +115,8 @@ class DaprAppChannel(GrpcAppChannel):
             extensions=extensions,
         )
 
-    async def _on_topic_event(self, event: Event, time_limit: float) -> int:
-        reply = await self._stub.OnTopicEvent(self.request(event), timeout=time_limit)
+    async def _on_topic_event(self, event: Event, time_limit: float, headers: list[tuple[str, str]]) -> int:
+        reply = await self._stub.OnTopicEvent(self.request(event), metadata=headers, timeout=time_limit)
         return int(reply.status)
 
     async def _on_invoke(self, request: InvokeRequest, budget: float) -> InvokeResponse:
