@@ -15,12 +15,13 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Protocol
 
 from layotto.errors import ConfigError
 from layotto.tracing.span import Span
+
+if TYPE_CHECKING:  # aiohttp costs ~10 MB of RSS: imported when a zipkin exporter first sends
+    import aiohttp
 
 log = logging.getLogger("layotto.tracing")
 
@@ -207,6 +208,8 @@ class ZipkinExporter:
             self._wake.set()
 
     async def _run(self) -> None:
+        import aiohttp
+
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
             while True:
                 if len(self._queue) < self.batch_size:
@@ -229,6 +232,8 @@ class ZipkinExporter:
             await self._post(session, batch)
 
     async def _post(self, session: aiohttp.ClientSession, batch: list[Span]) -> None:
+        import aiohttp
+
         body = _JSON.encode([zipkin_span(s, self.local_endpoint) for s in batch])
         try:
             async with session.post(self.endpoint, data=body, headers={"Content-Type": "application/json"}) as reply:
