@@ -279,19 +279,27 @@ def prime(sidecar: Target, value: bytes, run_id: str) -> None:
 
 
 def fmt_table(rows: list[Row]) -> str:
-    lines = [
-        "| scenario | variant | conc. | req/s | p50 ms | p90 ms | p99 ms | max ms | CPU s/1k req | peak RSS MB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        r = row.result
-        cpu = f"{r['cpu_s_per_1k']:.3f}" if "cpu_s_per_1k" in r else "n/a"
-        rss = f"{r['peak_rss_mb']:.1f}" if "peak_rss_mb" in r else "n/a"
-        lines.append(
-            f"| {row.scenario} | {row.variant} | {r['concurrency']} | {r['throughput']:.0f} | "
-            f"{r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {r['max_ms']:.2f} | {cpu} | {rss} |"
-        )
-    return "\n".join(lines)
+    """One markdown table per scenario, its baselines beside it."""
+    out: list[str] = []
+    for scenario in dict.fromkeys(row.scenario for row in rows):
+        out += [
+            f"### {scenario}",
+            "",
+            "| variant | conc. | req/s | p50 ms | p90 ms | p99 ms | max ms | CPU s/1k req | peak RSS MB |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in rows:
+            if row.scenario != scenario:
+                continue
+            r = row.result
+            cpu = f"{r['cpu_s_per_1k']:.3f}" if "cpu_s_per_1k" in r else "n/a"
+            rss = f"{r['peak_rss_mb']:.1f}" if "peak_rss_mb" in r else "n/a"
+            out.append(
+                f"| {row.variant} | {r['concurrency']} | {r['throughput']:.0f} | "
+                f"{r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {r['max_ms']:.2f} | {cpu} | {rss} |"
+            )
+        out.append("")
+    return "\n".join(out)
 
 
 def _pick(rows: list[Row], scenario: str, target: str, conc: int, variant: str = "") -> dict[str, Any] | None:
