@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
-from prometheus_client import Counter
 
 from layotto import tracing
 from layotto.components.pubsub.base import Message, PubSub, Subscription, subscribe_options
@@ -38,6 +37,8 @@ from layotto.runtime.appchannel import AppChannel, Status, TopicSubscription
 from layotto.runtime.cloudevents import RAW_PAYLOAD, Event, decode, is_truthy
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter
+
     from layotto.runtime.runtime import Runtime, Service
     from layotto.tracing.interceptor import TracingInterceptor
 
@@ -47,13 +48,10 @@ log = logging.getLogger("layotto.pubsub.delivery")
 @functools.cache
 def _events_counter() -> Counter:
     """`layotto_pubsub_events_total{pubsub, topic, outcome}`, once per process."""
-    from layotto.api.metrics import REGISTRY
+    from layotto.api import metrics
 
-    return Counter(
-        "layotto_pubsub_events_total",
-        "Pub/sub deliveries to the app by outcome",
-        ["pubsub", "topic", "outcome"],
-        registry=REGISTRY,
+    return metrics.counter(
+        "layotto_pubsub_events_total", "Pub/sub deliveries to the app by outcome", ["pubsub", "topic", "outcome"]
     )
 
 

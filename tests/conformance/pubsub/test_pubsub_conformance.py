@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from layotto.api.metrics import REGISTRY
+from layotto.api.metrics import registry
 from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from tests.conformance.pubsub.app import DROP, RETRY, SUCCESS
@@ -122,7 +122,7 @@ async def test_drop_discards(backend: Backend) -> None:
         assert [e.data for e in env.app.received].count(b"bad") == 1
         assert env.delivery.stats.dropped == 1
         labels = {"pubsub": PUBSUB, "topic": topic, "outcome": "dropped"}
-        assert REGISTRY.get_sample_value("layotto_pubsub_events_total", labels) == 1
+        assert registry().get_sample_value("layotto_pubsub_events_total", labels) == 1
 
 
 async def test_dead_letter_after_max_attempts(backend: Backend) -> None:
