@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from layotto.api.layotto import state as state_api
 from layotto.components import keyprefix
 from layotto.errors import ConfigError
 
@@ -22,12 +21,6 @@ CASES = [
 @pytest.mark.parametrize(("strategy", "store", "app_id", "expected"), CASES)
 def test_key_prefix(strategy: str, store: str, app_id: str, expected: str) -> None:
     assert keyprefix.key_prefix(strategy, store, app_id) == expected
-
-
-@pytest.mark.parametrize(("strategy", "store", "app_id", "expected"), CASES)
-def test_state_api_applies_the_same_strategies(strategy: str, store: str, app_id: str, expected: str) -> None:
-    # The State API still has its own copy (api/layotto/state.py is owned elsewhere); it must agree.
-    assert state_api.key_prefix(strategy, store, app_id) == expected
 
 
 @pytest.mark.parametrize(("raw", "expected"), [(None, "appid"), ("", "appid"), ("Name", "name"), ("MyApp", "myapp")])

@@ -2,15 +2,14 @@
 Dapr's `common.v1.StateItem` have the same fields (key, value, etag, metadata, options), and a
 store must read them the same way through both APIs.
 
-`api/layotto/state.py` keeps its own copy of these rules for now (it is being tuned on its hot
-path); it can import them from here.
+Both `api/layotto/state.py` and `api/dapr/state.py` build their store requests here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from layotto.api.layotto.state import key_prefix
+from layotto.components.keyprefix import SEPARATOR, key_prefix
 from layotto.components.state.base import (
     EVENTUAL,
     FIRST_WRITE,
@@ -24,7 +23,7 @@ from layotto.runtime.runtime import Runtime
 
 CONCURRENCY = {1: FIRST_WRITE, 2: LAST_WRITE}
 CONSISTENCY = {1: EVENTUAL, 2: STRONG}
-SEPARATOR = "||"
+__all__ = ["CONCURRENCY", "CONSISTENCY", "SEPARATOR", "delete_request", "etag_of", "set_request", "state_stores"]
 
 
 def etag_of(has: bool, value: str, concurrency: str) -> str | None:
