@@ -9,6 +9,7 @@ from __future__ import annotations
 import ssl as ssl_module
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -43,23 +44,28 @@ def connect(metadata: Metadata, *, host_key: str = "redisHost", autopipeline: bo
     retries = metadata.get_int("maxRetries", 3)
     backoff_cap = metadata.get_duration("maxRetryBackoff", 0.512)
     db = metadata.get_int("redisDB", metadata.get_int("db", 0))
-    client_class = AutoPipelineRedis if autopipeline else aioredis.Redis
-    return client_class(
+    ssl = metadata.get_bool("enableTLS", False)
+    # A blocking pool: when every connection is busy a command waits (up to dialTimeout) for
+    # one instead of failing with "Too many connections" under a burst.
+    pool = aioredis.BlockingConnectionPool(
         host=host,
         port=port,
         db=db,
         username=metadata.get_str("redisUsername") or None,
         password=metadata.get_str("redisPassword") or None,
-        ssl=metadata.get_bool("enableTLS", False),
+        connection_class=SSLConnection if ssl else Connection,
         socket_connect_timeout=metadata.get_duration("dialTimeout", 5.0),
         socket_timeout=metadata.get_duration("readTimeout", 5.0),
         # Retry a command only when its connection failed, never after a read timed out: the
         # command may have run, and retrying a hung server multiplies the wait (4 x readTimeout).
         retry=Retry(ExponentialBackoff(cap=backoff_cap, base=0.008), retries, supported_errors=(RedisConnectionError,)),
         retry_on_error=[],
-        max_connections=metadata.get_int("poolSize", 0) or None,
+        max_connections=metadata.get_int("poolSize", 0) or 64,
+        timeout=metadata.get_duration("dialTimeout", 5.0),
         health_check_interval=30,
     )
+    client_class = AutoPipelineRedis if autopipeline else aioredis.Redis
+    return client_class.from_pool(pool)
 
 
 def unavailable(address: str, exc: BaseException) -> BackendUnavailableError:
