@@ -158,13 +158,6 @@ def _md(**metadata: Any) -> Callable[[Any], dict[str, Any]]:
     return lambda _: metadata
 
 
-# Known gaps, measured: a frozen SQL server or MQTT broker blocks calls until the client's
-# RPC deadline. asyncpg cancels a timed-out query over a NEW connection (to the same hung
-# server) and aiomysql has no read timeout; aiomqtt's publish waits on the dead connection.
-_PG_HANG = "asyncpg: query timeout cancels through a new connection to the hung server"
-_MYSQL_HANG = "aiomysql: no read timeout on a connection whose server stopped answering"
-_MQTT_HANG = "aiomqtt: a QoS 1 publish waits for a PUBACK that never comes"
-
 ROWS: list[Row] = [
     # state
     Row("state", "redis", "redis", _redis, _save_state, ("redis",)),
@@ -178,7 +171,6 @@ ROWS: list[Row] = [
         },
         _save_state,
         ("postgres",),
-        hung_gap=_PG_HANG,
     ),
     Row(
         "state",
@@ -191,7 +183,6 @@ ROWS: list[Row] = [
         },
         _save_state,
         ("mysql",),
-        hung_gap=_MYSQL_HANG,
     ),
     # lock
     Row("lock", "redis", "redis", _redis, _try_lock, ("redis",)),
@@ -212,7 +203,6 @@ ROWS: list[Row] = [
         lambda p: {"connectionString": _pg_url(p), "tableName": _table("lock")},
         _try_lock,
         ("postgres",),
-        hung_gap=_PG_HANG,
     ),
     Row(
         "lock",
@@ -221,7 +211,6 @@ ROWS: list[Row] = [
         lambda p: {"connectionString": _mysql_dsn(p), "tableName": _table("lock")},
         _try_lock,
         ("mysql",),
-        hung_gap=_MYSQL_HANG,
     ),
     # sequencer
     Row("sequencer", "redis", "redis", _redis, _next_id, ("redis",)),
@@ -248,7 +237,6 @@ ROWS: list[Row] = [
         lambda p: {"connectionString": _pg_url(p), "tableName": _table("seq")},
         _next_id,
         ("postgres",),
-        hung_gap=_PG_HANG,
     ),
     Row(
         "sequencer",
@@ -257,7 +245,6 @@ ROWS: list[Row] = [
         lambda p: {"connectionString": _mysql_dsn(p), "tableName": _table("seq")},
         _next_id,
         ("mysql",),
-        hung_gap=_MYSQL_HANG,
     ),
     # pubsub
     Row("pub_subs", "redis", "redis", _redis, _publish, ("redis",)),
@@ -277,7 +264,6 @@ ROWS: list[Row] = [
         lambda p: {"url": f"tcp://127.0.0.1:{p}", "qos": "1"},
         _publish,
         ("mqtt",),
-        hung_gap=_MQTT_HANG,
     ),
     # configuration (upstream's config_store takes the etcd address outside metadata)
     Row("config_store", "etcd", "etcd", _md(), _get_configuration, ("etcd",), extra={"address": "127.0.0.1:{port}"}),
@@ -298,7 +284,6 @@ ROWS: list[Row] = [
         lambda p: {"url": _pg_url(p)},
         _invoke_binding("query", sql="SELECT 1"),
         ("postgres",),
-        hung_gap=_PG_HANG,
     ),
     Row(
         "bindings", "http", "http", lambda p: {"url": f"http://127.0.0.1:{p}/"}, _invoke_binding("get"), ("127.0.0.1",)

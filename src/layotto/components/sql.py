@@ -1,5 +1,7 @@
-"""What the SQL-backed components share: reading connection strings and telling an outage
-(the server or the connection is gone: retry later, UNAVAILABLE) from a failed statement."""
+"""What the SQL-backed components share: reading connection strings, telling an outage
+(the server or the connection is gone: retry later, UNAVAILABLE) from a failed statement, and
+`guarded`, the one way a component talks to its database: every call bounded in time.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +10,18 @@ import contextlib
 import logging
 import re
 import shlex
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+import aiomysql
 import asyncpg
 import pymysql
 
 from layotto.components.base import Metadata
-from layotto.errors import ConfigError
+from layotto.errors import BackendUnavailableError, ConfigError
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -232,3 +235,150 @@ def pg_rows(status: str) -> int:
     """Rows a statement touched, from asyncpg's command tag ("INSERT 0 3", "DELETE 2"); 0 if none."""
     last = status.rsplit(" ", 1)[-1]
     return int(last) if last.isdigit() else 0
+
+
+# ---- bounded calls ----
+
+#: How long one call may wait for its database when the metadata does not say: long enough for
+#: any statement these components send, short enough that a hung server fails the call.
+DEFAULT_TIMEOUT = 5.0
+#: What returning a connection to its pool may take past the call's own deadline (asyncpg
+#: resets it with a round trip); past that the pool drops the connection instead.
+_RELEASE_GRACE = 0.5
+
+
+class NoAnswerError(BackendUnavailableError):
+    """The server took the call and did not answer in time.
+
+    The statement may have been applied, so nothing retries such a call by itself: a retry
+    could write twice. The connection it used is discarded, never handed out again.
+    """
+
+
+def call_timeout(metadata: Metadata, *keys: str, default: float = DEFAULT_TIMEOUT) -> float:
+    """Seconds one call may take: the first of `keys` that is set (a Go duration or a number of
+    seconds), else `default`."""
+    for key in keys:
+        if metadata.get_str(key):
+            seconds = metadata.get_duration(key, default)
+            if seconds <= 0:
+                raise ConfigError(f"'{key}' must be a positive duration, got {metadata[key]!r}", metadata.where)
+            return seconds
+    return default
+
+
+class _Postgres:
+    """asyncpg: a pooled connection is a PoolConnectionProxy."""
+
+    @staticmethod
+    async def acquire(pool: Any) -> Any:
+        return await pool.acquire()
+
+    @staticmethod
+    async def release(pool: Any, conn: Any, budget: float) -> None:
+        # A reset that fails or overruns makes asyncpg terminate the connection; the pool
+        # dials a new one when needed, and the call itself has its answer already.
+        with contextlib.suppress(Exception):
+            await pool.release(conn, timeout=budget)
+
+    @staticmethod
+    def cut(conn: Any) -> None:
+        # terminate(), not close(): close() waits for the server's goodbye, and a query timeout
+        # would send its cancel request over a NEW connection to the same hung server.
+        conn.terminate()
+
+    @staticmethod
+    def outage(exc: BaseException, conn: Any) -> bool:
+        if isinstance(exc, PG_CONNECTION_ERRORS):
+            return True
+        # "connection is closed" / "pool is closing"; with an open connection an InterfaceError
+        # is the statement's fault (a wrong number of arguments), not an outage.
+        return isinstance(exc, asyncpg.exceptions.InterfaceError) and (conn is None or conn.is_closed())
+
+
+class _Mysql:
+    """aiomysql: it has no read timeout at all, so a hung server blocks a read for ever."""
+
+    @staticmethod
+    async def acquire(pool: Any) -> Any:
+        return await pool.acquire()
+
+    @staticmethod
+    async def release(pool: Any, conn: Any, budget: float) -> None:
+        # Not a coroutine; a closed connection is dropped from the pool, never handed out again.
+        pool.release(conn)
+
+    @staticmethod
+    def cut(conn: Any) -> None:
+        # abort(), not close(): close() waits for unsent bytes, which a hung server never takes.
+        # The pending read then ends at once with "Lost connection" (2013).
+        writer = getattr(conn, "_writer", None)
+        if writer is not None:
+            writer.transport.abort()
+        conn.close()
+
+    @staticmethod
+    def outage(exc: BaseException, conn: Any) -> bool:
+        return mysql_outage(exc)
+
+
+def _driver(pool: Any) -> type[_Postgres] | type[_Mysql]:
+    if isinstance(pool, asyncpg.Pool):
+        return _Postgres
+    if isinstance(pool, aiomysql.Pool):
+        return _Mysql
+    raise TypeError(f"not an asyncpg or aiomysql pool: {pool!r}")
+
+
+def no_answer(describe: str, seconds: float) -> str:
+    return f"{describe} did not answer within {seconds:g}s"
+
+
+@contextlib.asynccontextmanager
+async def guarded(pool: asyncpg.Pool | aiomysql.Pool, seconds: float, describe: str) -> AsyncIterator[Any]:
+    """A pooled connection (asyncpg or aiomysql) for one call that must end within `seconds`.
+
+    `describe` names the backend in messages ("postgresql at host:5432/db"). Acquiring and the
+    body share the deadline. When it passes, the connection is cut under the body (not the
+    task cancelled: that would make asyncpg cancel over a new connection and leave rollbacks
+    hanging): every pending or later statement on it fails at once, the body unwinds, and the
+    call raises NoAnswerError. A lost connection raises BackendUnavailableError; any other
+    error (a failed statement, the component's own) passes through unchanged.
+    """
+    driver = _driver(pool)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    try:
+        async with asyncio.timeout_at(deadline):
+            conn = await driver.acquire(pool)
+    except TimeoutError as exc:  # before the OSError branch: TimeoutError is an OSError
+        raise NoAnswerError(no_answer(describe, seconds)) from exc
+    except Exception as exc:
+        if driver.outage(exc, None):
+            raise BackendUnavailableError(f"{describe} is unavailable: {exc}") from exc
+        raise
+
+    cut = False
+
+    def on_deadline() -> None:
+        nonlocal cut
+        cut = True
+        driver.cut(conn)
+
+    timer = loop.call_at(deadline, on_deadline)
+    try:
+        yield conn
+    except asyncio.CancelledError:
+        # The caller gave up mid-conversation: what the connection is in the middle of is unknown.
+        if not cut:
+            driver.cut(conn)
+        raise
+    except Exception as exc:
+        if cut and driver.outage(exc, conn):
+            raise NoAnswerError(no_answer(describe, seconds)) from exc
+        if driver.outage(exc, conn):
+            raise BackendUnavailableError(f"{describe} is unavailable: {exc}") from exc
+        raise
+    finally:
+        timer.cancel()
+        await driver.release(pool, conn, max(deadline - loop.time(), _RELEASE_GRACE))

@@ -2,6 +2,10 @@
 
 Request metadata: `sql` (required) and, beyond v1.5.2, `params`: a JSON array bound to
 $1, $2, ... so that apps need not build SQL from values.
+
+Each call is bounded by `timeout` (Dapr's key, alias `timeoutInSeconds`; a Go duration or
+seconds), 5 s by default where Dapr waits 20 s: a hung server fails the call with UNAVAILABLE.
+A statement the server did not answer may have run; it is never retried.
 """
 
 from __future__ import annotations
@@ -43,20 +47,24 @@ def _rfc3339(moment: datetime.datetime) -> str:
 
 class PostgresBinding(OutputBinding):
     _pool: asyncpg.Pool | None = None
+    _timeout = sql.DEFAULT_TIMEOUT
+    _describe = "postgresql"
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         key = "url" if metadata.get_str("url") else "connectionString"
         connect_args = sql.pg_connect_args(metadata.required(key), f"{metadata.where}.metadata.{key}")
+        self._timeout = sql.call_timeout(metadata, "timeout", "timeoutInSeconds")
+        self._describe = f"postgresql at {sql.pg_address(connect_args)}"
         try:
             self._pool = await asyncpg.create_pool(
                 min_size=0,
                 max_size=metadata.get_int("maxConns", 10),
                 **{"timeout": metadata.get_duration("connectTimeout", 5.0), **connect_args},
             )
-            async with self._pool.acquire() as conn:
+            async with sql.guarded(self._pool, self._timeout, self._describe) as conn:
                 await conn.execute("SELECT 1")
-        except (*sql.PG_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+        except (*sql.PG_CONNECTION_ERRORS, asyncpg.PostgresError, BackendUnavailableError) as exc:
             await self.close()
             raise BackendUnavailableError(f"unable to ping the DB: {exc}") from exc
 
@@ -65,11 +73,8 @@ class PostgresBinding(OutputBinding):
 
     async def ping(self) -> None:
         assert self._pool is not None
-        try:
-            async with self._pool.acquire() as conn:
-                await conn.execute("SELECT 1")
-        except sql.PG_CONNECTION_ERRORS as exc:
-            raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
+        async with sql.guarded(self._pool, self._timeout, self._describe) as conn:
+            await conn.execute("SELECT 1")
 
     async def invoke(self, request: InvokeRequest) -> InvokeResponse:
         if request.operation == "close":
@@ -86,7 +91,7 @@ class PostgresBinding(OutputBinding):
         assert pool is not None, "init() was not called"
         data = b""
         try:
-            async with pool.acquire() as conn:
+            async with sql.guarded(pool, self._timeout, self._describe) as conn:
                 if request.operation == "exec":
                     metadata["rows-affected"] = str(sql.pg_rows(await conn.execute(statement, *params)))
                 elif request.operation == "query":
@@ -96,8 +101,8 @@ class PostgresBinding(OutputBinding):
                     raise InvalidArgumentError(
                         f"invalid operation type: {request.operation}. Expected exec, query, or close"
                     )
-        except sql.PG_CONNECTION_ERRORS as exc:
-            raise BackendUnavailableError(f"error executing {statement}: postgresql is unavailable: {exc}") from exc
+        except BackendUnavailableError as exc:
+            raise type(exc)(f"error executing {statement}: {exc}") from exc
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise ComponentError(f"error executing {statement}: {exc}") from exc
         ended = datetime.datetime.now(datetime.UTC)

@@ -1,7 +1,8 @@
 """Lock in a MySQL/MariaDB table (type `mysql`): one row per held lock, expiry by the server clock.
 
 Each operation is one statement (an upsert whose assignments only apply when the stored
-lock has expired), so InnoDB's row locks make it atomic across sidecars.
+lock has expired), so InnoDB's row locks make it atomic across sidecars. Each call is bounded
+by `timeout` (5 s): aiomysql has no read timeout, so without it a hung server hangs the call.
 """
 
 from __future__ import annotations
@@ -24,20 +25,16 @@ from layotto.components.lock.base import (
 from layotto.errors import BackendUnavailableError, ComponentError
 
 
-def _failure(exc: Exception) -> ComponentError:
-    if sql.mysql_outage(exc):
-        return BackendUnavailableError(f"mysql is unavailable: {exc}")
-    return ComponentError(f"mysql lock error: {exc}")
-
-
 class MysqlLock(LockStore):
     _pool: aiomysql.Pool | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         where = f"{metadata.where}.metadata.connectionString"
-        self._params = sql.parse_go_dsn(metadata.required("connectionString"), where).connect_args()
-        self._timeout = metadata.get_duration("timeout", 5.0)
+        dsn = sql.parse_go_dsn(metadata.required("connectionString"), where)
+        self._params = dsn.connect_args()
+        self._describe = f"mysql at {dsn.unix_socket or f'{dsn.host}:{dsn.port}'}"
+        self._timeout = sql.call_timeout(metadata, "timeout")
         t = sql.table_name(metadata, _sql.DEFAULT_TABLE)
         # MySQL applies SET assignments left to right: `owner` must be decided before
         # `expires_at` changes, so both test the stored (old) expiry.
@@ -73,24 +70,35 @@ class MysqlLock(LockStore):
                     pool_recycle=300,
                     **self._params,
                 )
-                async with pool.acquire() as conn, conn.cursor() as cur:
+            except (pymysql.MySQLError, OSError) as exc:
+                raise self._failure(exc) from exc
+            try:
+                async with sql.guarded(pool, self._timeout, self._describe) as conn, conn.cursor() as cur:
                     # Checked first: CREATE TABLE IF NOT EXISTS warns (a Python warning) when it exists.
                     if not await cur.execute(self._sql_exists, (self._table,)):
                         await cur.execute(self._sql_create)
-            except (pymysql.MySQLError, OSError, TimeoutError) as exc:
-                raise _failure(exc) from exc
+            except BaseException as exc:
+                pool.terminate()
+                if isinstance(exc, pymysql.MySQLError):
+                    raise self._failure(exc) from exc
+                raise
             self._pool = pool
         return self._pool
+
+    def _failure(self, exc: Exception) -> ComponentError:
+        if sql.mysql_outage(exc):
+            return BackendUnavailableError(f"{self._describe} is unavailable: {exc}")
+        return ComponentError(f"mysql lock error: {exc}")
 
     async def _execute(self, statement: str, args: tuple[Any, ...]) -> tuple[int, Any]:
         """(affected rows, first row) of one autocommitted statement."""
         pool = await self._connect()
         try:
-            async with pool.acquire() as conn, conn.cursor() as cur:
+            async with sql.guarded(pool, self._timeout, self._describe) as conn, conn.cursor() as cur:
                 rows = await cur.execute(statement, args)
                 return int(rows), await cur.fetchone()
-        except (pymysql.MySQLError, OSError, TimeoutError) as exc:
-            raise _failure(exc) from exc
+        except pymysql.MySQLError as exc:
+            raise self._failure(exc) from exc
 
     async def _owner(self, key: str) -> str | None:
         _, row = await self._execute(self._sql_owner, (key,))

@@ -1,7 +1,9 @@
 """Lock in a PostgreSQL table (type `postgresql`): one row per held lock, expiry by the server clock.
 
 Every operation is a single statement, so PostgreSQL's row locking makes it atomic; the
-server's clock_timestamp() decides expiry, so sidecar clocks do not matter.
+server's clock_timestamp() decides expiry, so sidecar clocks do not matter. Each call is
+bounded by `timeout` (5 s): a hung server fails it with UNAVAILABLE, and a TryLock it did not
+answer is not retried (it may hold the lock; it expires by itself).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ class PostgresqlLock(LockStore):
         await super().init(metadata, context)
         where = f"{metadata.where}.metadata.connectionString"
         self._connect_args = sql.pg_connect_args(metadata.required("connectionString"), where)
-        self._timeout = metadata.get_duration("timeout", 5.0)
+        self._timeout = sql.call_timeout(metadata, "timeout")
         self._connect_args.setdefault("timeout", self._timeout)
+        self._describe = f"postgresql at {sql.pg_address(self._connect_args)}"
         t = sql.table_name(metadata, _sql.DEFAULT_TABLE)
         # Taking a free lock never touches a held row (DO NOTHING does not lock it), so
         # contenders do not queue behind the holder; an expired row is taken over by an
@@ -58,33 +61,36 @@ class PostgresqlLock(LockStore):
         if self._pool is None:
             try:
                 pool = await asyncpg.create_pool(min_size=1, max_size=10, **self._connect_args)
-                async with pool.acquire() as conn:
-                    try:
-                        await conn.execute(self._sql_create)
-                    except (asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
-                        pass  # another sidecar created it at the same moment
             except sql.PG_UNAVAILABLE as exc:
-                raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
+                raise BackendUnavailableError(f"{self._describe} is unavailable: {exc}") from exc
             except asyncpg.PostgresError as exc:
                 raise ComponentError(f"postgresql lock error: {exc}") from exc
+            try:
+                async with sql.guarded(pool, self._timeout, self._describe) as conn:
+                    await conn.execute(self._sql_create)
+            except (asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
+                pass  # another sidecar created it at the same moment
+            except BaseException as exc:
+                pool.terminate()  # not close(): that waits for a server that may not answer
+                if isinstance(exc, asyncpg.PostgresError):
+                    raise ComponentError(f"postgresql lock error: {exc}") from exc
+                raise
             self._pool = pool
         return self._pool
 
     async def _execute(self, statement: str, *args: object) -> str:
         pool = await self._connect()
         try:
-            return str(await pool.execute(statement, *args, timeout=self._timeout))
-        except sql.PG_UNAVAILABLE as exc:
-            raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
+            async with sql.guarded(pool, self._timeout, self._describe) as conn:
+                return str(await conn.execute(statement, *args))
         except asyncpg.PostgresError as exc:
             raise ComponentError(f"postgresql lock error: {exc}") from exc
 
     async def _owner(self, key: str) -> str | None:
         pool = await self._connect()
         try:
-            value = await pool.fetchval(self._sql_owner, key, timeout=self._timeout)
-        except sql.PG_UNAVAILABLE as exc:
-            raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
+            async with sql.guarded(pool, self._timeout, self._describe) as conn:
+                value = await conn.fetchval(self._sql_owner, key)
         except asyncpg.PostgresError as exc:
             raise ComponentError(f"postgresql lock error: {exc}") from exc
         return None if value is None else str(value)

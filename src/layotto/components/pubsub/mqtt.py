@@ -7,6 +7,10 @@
   retried here, with backoff, until the app takes it. Messages in flight in a sidecar that dies,
   and messages published while a group has no subscriber, are lost: use a broker with durable
   consumer groups (redis, nats, rabbitmq) when that matters.
+- `timeout` (default 5 s) bounds a publish, connecting included: a broker that takes the
+  message and never acks it (hung, partitioned) fails the publish with UNAVAILABLE. That
+  publish is not retried (the broker may have the message) and its connection is dropped;
+  the next publish dials anew.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import uuid
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -24,7 +29,7 @@ import aiomqtt
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.pubsub._consumer import InFlight, backoff_sleep, call_handler
 from layotto.components.pubsub.base import Handler, Message, PubSub, subscribe_options
-from layotto.errors import BackendUnavailableError
+from layotto.errors import BackendUnavailableError, ConfigError
 
 log = logging.getLogger("layotto.pubsub.mqtt")
 
@@ -100,7 +105,10 @@ class MqttPubSub(PubSub):
     def __init__(self) -> None:
         self.subscriptions: set[_SharedSubscription] = set()
         self._publisher: aiomqtt.Client | None = None
-        self._lock = asyncio.Lock()
+        #: The one dial in progress for the publisher, shared by every publish waiting for it. It
+        #: runs on when a publish gives up waiting, so that a broker back a moment later is ready.
+        self._dialing: asyncio.Task[aiomqtt.Client] | None = None
+        self.timeout = 5.0
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
@@ -115,6 +123,9 @@ class MqttPubSub(PubSub):
         self.retain = metadata.get_bool("retain", False)
         self.redeliver_interval = metadata.get_duration("redeliverInterval", 0.2)
         self.client_prefix = metadata.get_str("consumerID") or context.app_id or "layotto"
+        self.timeout = metadata.get_duration("timeout", 5.0)
+        if self.timeout <= 0:
+            raise ConfigError(f"'timeout' must be a positive duration, got {metadata['timeout']!r}", metadata.where)
         try:
             await self._publisher_client()
         except (aiomqtt.MqttError, OSError) as exc:
@@ -128,16 +139,32 @@ class MqttPubSub(PubSub):
             password=self.password,
             identifier=identifier,
             protocol=aiomqtt.ProtocolVersion.V5,
-            timeout=10.0,
+            timeout=self.timeout,
         )
 
     async def _publisher_client(self) -> aiomqtt.Client:
-        async with self._lock:
-            if self._publisher is None:
-                client = self.new_client(f"{self.client_prefix}-pub-{uuid.uuid4().hex[:10]}")
-                await client.__aenter__()
-                self._publisher = client
+        if self._publisher is not None:
             return self._publisher
+        if self._dialing is None or self._dialing.done():
+            self._dialing = asyncio.create_task(self._dial_publisher(), name="mqtt-publisher-dial")
+            self._dialing.add_done_callback(_retrieve)
+        # Shielded: a publish that gives up waiting leaves the dial running for the next one.
+        return await asyncio.shield(self._dialing)
+
+    async def _dial_publisher(self) -> aiomqtt.Client:
+        client = self.new_client(f"{self.client_prefix}-pub-{uuid.uuid4().hex[:10]}")
+        try:
+            await client.__aenter__()  # bounded by the client's timeout (CONNACK)
+        except BaseException:
+            _drop(client)  # a CONNACK arriving later must not leave a connection nobody uses
+            raise
+        self._publisher = client
+        return client
+
+    def _discard_publisher(self, client: aiomqtt.Client) -> None:
+        if self._publisher is client:
+            self._publisher = None
+        _drop(client)
 
     async def ping(self) -> None:
         try:
@@ -146,22 +173,28 @@ class MqttPubSub(PubSub):
             raise BackendUnavailableError(f"mqtt broker at {self.host}:{self.port} is unavailable: {exc}") from exc
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        where = f"mqtt broker at {self.host}:{self.port}"
+        deadline = asyncio.get_running_loop().time() + self.timeout
         for attempt in range(2):
+            client: aiomqtt.Client | None = None
             try:
-                client = await self._publisher_client()
-                await client.publish(topic, data, qos=self.qos, retain=self.retain)
+                async with asyncio.timeout_at(deadline):
+                    client = await self._publisher_client()
+                    # The deadline above bounds the wait for the ack, dial included.
+                    await client.publish(topic, data, qos=self.qos, retain=self.retain, timeout=math.inf)
                 return
+            except TimeoutError as exc:  # before OSError, of which it is one
+                if client is not None:
+                    # Sent, never acked: the broker may have it, so no retry; the connection is
+                    # presumed dead and dropped, the next publish dials anew.
+                    self._discard_publisher(client)
+                raise BackendUnavailableError(f"{where} did not answer within {self.timeout:g}s") from exc
             except (aiomqtt.MqttError, OSError) as exc:
-                # A dropped connection: reconnect once, then report the broker unavailable.
-                async with self._lock:
-                    stale, self._publisher = self._publisher, None
-                if stale is not None:
-                    with contextlib.suppress(Exception):
-                        await stale.__aexit__(None, None, None)
+                # A dropped connection fails at once: dial again once, then report it.
+                if client is not None:
+                    self._discard_publisher(client)
                 if attempt:
-                    raise BackendUnavailableError(
-                        f"mqtt broker at {self.host}:{self.port} is unavailable: {exc}"
-                    ) from exc
+                    raise BackendUnavailableError(f"{where} is unavailable: {exc}") from exc
 
     async def subscribe(self, topic: str, handler: Handler, metadata: Mapping[str, str]) -> _SharedSubscription:
         options = subscribe_options(metadata, self.metadata, self.context.app_id)
@@ -176,7 +209,24 @@ class MqttPubSub(PubSub):
     async def close(self) -> None:
         for subscription in list(self.subscriptions):
             await subscription.close()
+        if self._dialing is not None:
+            self._dialing.cancel()
+            await asyncio.gather(self._dialing, return_exceptions=True)
+            self._dialing = None
         if self._publisher is not None:
             with contextlib.suppress(Exception):
                 await self._publisher.__aexit__(None, None, None)
             self._publisher = None
+
+
+def _drop(client: aiomqtt.Client) -> None:
+    """Let go of a connection without waiting on the broker: paho sends DISCONNECT and closes
+    the socket once it is written (aiomqtt's own exit waits for the broker's side)."""
+    with contextlib.suppress(Exception):
+        client._client.disconnect()
+
+
+def _retrieve(task: asyncio.Task[aiomqtt.Client]) -> None:
+    # A dial nobody awaited any more (its publishes gave up) must not log "never retrieved".
+    if not task.cancelled():
+        task.exception()

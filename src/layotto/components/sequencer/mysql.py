@@ -2,6 +2,7 @@
 
 `INSERT ... ON DUPLICATE KEY UPDATE v = LAST_INSERT_ID(v + n)` row-locks the key and hands
 the new value back in the OK packet, so a reservation is one round trip and no transaction.
+Each call is bounded by `timeout` (5 s): aiomysql has no read timeout of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from layotto.errors import BackendUnavailableError, ComponentError
 class MysqlSequencer(RangeSequencer):
     _pool: Any = None
     _where = ""
+    _timeout = sql.DEFAULT_TIMEOUT
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         where = f"{metadata.where}.metadata.connectionString"
@@ -35,7 +37,7 @@ class MysqlSequencer(RangeSequencer):
             f"INSERT INTO {table} (seq_key, seq_value) VALUES (%s, %s)"
             " ON DUPLICATE KEY UPDATE seq_value = GREATEST(seq_value, VALUES(seq_value))"
         )
-        timeout = metadata.get_duration("timeout", 5.0)
+        timeout = self._timeout = sql.call_timeout(metadata, "timeout")
         try:
             self._pool = await aiomysql.create_pool(
                 **dsn.connect_args(),
@@ -65,12 +67,13 @@ class MysqlSequencer(RangeSequencer):
 
         async def run() -> int:
             try:
-                async with self._pool.acquire() as conn, conn.cursor() as cursor:
+                async with (
+                    sql.guarded(self._pool, self._timeout, f"mysql at {self._where}") as conn,
+                    conn.cursor() as cursor,
+                ):
                     await cursor.execute(statement, args)
                     return int(cursor.lastrowid or 0)
-            except (aiomysql.MySQLError, OSError, TimeoutError) as exc:
-                if sql.mysql_outage(exc):
-                    raise self._unavailable(exc) from exc
+            except aiomysql.MySQLError as exc:
                 raise ComponentError(f"mysql sequencer failed: {exc}") from exc
 
         return await once_more_on_outage(run)

@@ -1,6 +1,12 @@
-"""PostgreSQL sequencer: one row per key, advanced by a row-locked upsert ... RETURNING."""
+"""PostgreSQL sequencer: one row per key, advanced by a row-locked upsert ... RETURNING.
+
+Each call is bounded by `timeout` (5 s): a hung server fails it with UNAVAILABLE.
+"""
 
 from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import asyncpg
 
@@ -29,17 +35,19 @@ class PostgresqlSequencer(RangeSequencer):
             f"INSERT INTO {table} AS t (seq_key, seq_value) VALUES ($1, $2)"
             " ON CONFLICT (seq_key) DO UPDATE SET seq_value = GREATEST(t.seq_value, EXCLUDED.seq_value)"
         )
-        self._timeout = metadata.get_duration("timeout", 5.0)
+        self._timeout = sql.call_timeout(metadata, "timeout")
+        connect_args.setdefault("timeout", self._timeout)
         try:
             self._pool = await asyncpg.create_pool(
-                min_size=1, max_size=metadata.get_int("maxConns", 10), command_timeout=self._timeout, **connect_args
+                min_size=1, max_size=metadata.get_int("maxConns", 10), **connect_args
             )
         except sql.PG_UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
         try:
-            await self._pool.execute(
-                f"CREATE TABLE IF NOT EXISTS {table} (seq_key TEXT PRIMARY KEY, seq_value BIGINT NOT NULL)"
-            )
+            async with self._guarded() as conn:
+                await conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {table} (seq_key TEXT PRIMARY KEY, seq_value BIGINT NOT NULL)"
+                )
         except (asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
             pass  # another sidecar created it at the same moment
         await super().init(metadata, context)
@@ -47,15 +55,15 @@ class PostgresqlSequencer(RangeSequencer):
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
         return BackendUnavailableError(f"postgresql at {self._address} is unavailable: {exc or type(exc).__name__}")
 
-    async def _fetchval(self, statement: str, key: str, value: int) -> int:
-        assert self._pool is not None
+    def _guarded(self) -> AbstractAsyncContextManager[Any]:
+        assert self._pool is not None, "init() was not called"
+        return sql.guarded(self._pool, self._timeout, f"postgresql at {self._address}")
 
+    async def _fetchval(self, statement: str, key: str, value: int) -> int:
         async def run() -> int:
-            assert self._pool is not None
             try:
-                return int(await self._pool.fetchval(statement, key, value, timeout=self._timeout) or 0)
-            except sql.PG_UNAVAILABLE as exc:
-                raise self._unavailable(exc) from exc
+                async with self._guarded() as conn:
+                    return int(await conn.fetchval(statement, key, value) or 0)
             except asyncpg.PostgresError as exc:
                 raise ComponentError(f"postgresql sequencer failed on {key}: {exc}") from exc
 
@@ -69,11 +77,8 @@ class PostgresqlSequencer(RangeSequencer):
         await self._fetchval(self._raise_sql, key, floor)
 
     async def ping(self) -> None:
-        assert self._pool is not None
-        try:
-            await self._pool.fetchval("SELECT 1", timeout=self._timeout)
-        except sql.PG_UNAVAILABLE as exc:
-            raise self._unavailable(exc) from exc
+        async with self._guarded() as conn:
+            await conn.fetchval("SELECT 1")
 
     async def close(self) -> None:
         await super().close()

@@ -22,9 +22,12 @@ async def once_more_on_outage(operation: Callable[[], Awaitable[T]]) -> T:
     """Run `operation`; if the backend connection dropped, retry once on a fresh connection.
 
     A pool hands out a connection that died while idle (server restarted) only once; the
-    retry gets a new one. Safe for reservations: a lost reply can only make ids skip.
+    retry gets a new one. Safe for reservations: a lost reply can only make ids skip. A
+    server that did not answer in time is not asked again: that would double the wait.
     """
     try:
         return await operation()
+    except sql.NoAnswerError:
+        raise
     except BackendUnavailableError:
         return await operation()

@@ -4,6 +4,9 @@ when missing, as upstream) and `tableName` (default state, created when missing)
 
 One row per key with a `version` counter as the etag and an `expiredate` for TTLs (server
 time, so every sidecar agrees). Transactions and bulk writes run in one database transaction.
+
+Each call is bounded by `timeoutInSeconds` (Dapr's key), 5 s by default: aiomysql has no read
+timeout, so without it a server that stops answering would hang the call for ever.
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ class MysqlStateStore(StateStore):
     def __init__(self) -> None:
         self._pool: aiomysql.Pool | None = None
         self._table = "`dapr_state_store`.`state`"
+        self._timeout = sql.DEFAULT_TIMEOUT
+        self._describe = "mysql"
         self._default_ttl: int | None = None
         self._cleanup: asyncio.Task[None] | None = None
 
@@ -83,6 +88,8 @@ class MysqlStateStore(StateStore):
         self._table = f"`{schema}`.`{table}`"
         self._default_ttl = ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
         timeout = parse_duration(dsn.params["timeout"]) if dsn.params.get("timeout") else 10.0
+        self._timeout = sql.call_timeout(metadata, "timeoutInSeconds", "timeout")
+        self._describe = f"mysql at {dsn.unix_socket or f'{dsn.host}:{dsn.port}'}"
         options: dict[str, Any] = {
             **dsn.connect_args(),
             "connect_timeout": timeout,
@@ -97,7 +104,7 @@ class MysqlStateStore(StateStore):
         try:
             self._pool = await aiomysql.create_pool(**options)
         except (pymysql.err.MySQLError, OSError, TimeoutError) as exc:
-            raise BackendUnavailableError(f"mysql is unavailable: {exc}") from exc
+            raise BackendUnavailableError(f"{self._describe} is unavailable: {exc}") from exc
         try:
             await self._call(lambda cur: self._ensure_table(cur, schema, table))
         except BaseException:
@@ -163,15 +170,16 @@ class MysqlStateStore(StateStore):
     async def _call(
         self, fn: Callable[[aiomysql.Cursor], Awaitable[T]], *, retry: bool = False, transaction: bool = False
     ) -> T:
-        """Run fn with a pooled cursor (in a transaction when asked).
+        """Run fn with a pooled cursor (in a transaction when asked), bounded by the call timeout.
 
         A dropped connection is retried once when `retry` (idempotent calls); a deadlock or
-        lock timeout rolls the transaction back and retries it, as MySQL advises.
+        lock timeout rolls the transaction back and retries it, as MySQL advises. A call the
+        server did not answer is never retried: it may have been applied.
         """
         attempts = 3
         for attempt in range(1, attempts + 1):
             try:
-                async with self.pool.acquire() as conn:
+                async with sql.guarded(self.pool, self._timeout, self._describe) as conn:
                     if not transaction:
                         async with conn.cursor() as cur:
                             return await fn(cur)
@@ -185,16 +193,15 @@ class MysqlStateStore(StateStore):
                         with contextlib.suppress(Exception):
                             await conn.rollback()
                         raise
-            except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError, TimeoutError) as exc:
-                code = sql.mysql_error_code(exc)
-                if code in _RETRYABLE and attempt < attempts:
-                    continue
-                if code in _RETRYABLE or not sql.mysql_outage(exc):
-                    raise ComponentError(f"mysql error: {exc}") from exc
+            except sql.NoAnswerError:
+                raise
+            except BackendUnavailableError:
                 if retry and attempt == 1:
                     continue
-                raise BackendUnavailableError(f"mysql is unavailable: {exc}") from exc
+                raise
             except pymysql.err.MySQLError as exc:
+                if sql.mysql_error_code(exc) in _RETRYABLE and attempt < attempts:
+                    continue
                 raise ComponentError(f"mysql error: {exc}") from exc
         raise AssertionError("unreachable")
 

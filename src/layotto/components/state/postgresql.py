@@ -3,6 +3,10 @@
 One row per key with a `version` counter as the etag and an `expiredate` for TTLs. Time is
 the server's (now()), so every sidecar agrees on expiry. Transactions and bulk writes run in
 one database transaction: all or nothing.
+
+Each call is bounded by `timeoutInSeconds` (Dapr's key; `timeout` is its alias there too),
+5 s by default: a server that stops answering fails the call with UNAVAILABLE, it does not
+hang it. Dapr defaults to 20 s; a hung primary is better reported early.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class PostgresqlStateStore(StateStore):
     def __init__(self) -> None:
         self._pool: asyncpg.Pool | None = None
         self._table = "state"
+        self._timeout = sql.DEFAULT_TIMEOUT
+        self._describe = "postgresql"
         self._default_ttl: int | None = None
         self._cleanup: asyncio.Task[None] | None = None
 
@@ -64,18 +70,22 @@ class PostgresqlStateStore(StateStore):
             raise ConfigError(f"invalid table name {self._table!r}", f"{where}.tableName")
         self._default_ttl = ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
         args.setdefault("timeout", metadata.get_duration("connectTimeout", 10.0))
+        self._timeout = sql.call_timeout(metadata, "timeoutInSeconds", "timeout")
+        self._describe = f"postgresql at {sql.pg_address(args)}"
         self._build_statements()
         try:
+            # No command_timeout: sql.guarded bounds every call, and asyncpg's own timeout
+            # cancels through a second connection, which hangs on a hung server.
             self._pool = await asyncpg.create_pool(
-                min_size=metadata.get_int("minConns", 1),
-                max_size=metadata.get_int("maxConns", 16),
-                command_timeout=metadata.get_duration("timeoutInSeconds", 20.0),
-                **args,
+                min_size=metadata.get_int("minConns", 1), max_size=metadata.get_int("maxConns", 16), **args
             )
             await self._create_table()
+        except BackendUnavailableError:
+            await self.close()
+            raise
         except sql.PG_UNAVAILABLE as exc:
             await self.close()
-            raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
+            raise BackendUnavailableError(f"{self._describe} is unavailable: {exc}") from exc
         except asyncpg.PostgresError as exc:
             await self.close()
             raise ComponentError(f"postgresql state store cannot start: {exc}") from exc
@@ -120,7 +130,8 @@ class PostgresqlStateStore(StateStore):
             " expiredate timestamp with time zone NULL)"
         )
         try:
-            await self._pool.execute(ddl)
+            async with sql.guarded(self._pool, self._timeout, self._describe) as conn:
+                await conn.execute(ddl)
         except (asyncpg.exceptions.UniqueViolationError, asyncpg.exceptions.DuplicateTableError):
             pass  # another sidecar created it at the same moment
 
@@ -133,15 +144,21 @@ class PostgresqlStateStore(StateStore):
         return self._pool
 
     async def _call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, retry: bool = False) -> T:
-        """Run fn on a pooled connection; a dropped connection is retried once when `retry`."""
+        """Run fn on a pooled connection, bounded by the call timeout.
+
+        A dropped connection (a pooled one that died while idle) is retried once when `retry`;
+        a call the server did not answer is not: it may have been applied.
+        """
         for attempt in (1, 2):
             try:
-                async with self.pool.acquire() as conn:
+                async with sql.guarded(self.pool, self._timeout, self._describe) as conn:
                     return await fn(conn)
-            except sql.PG_UNAVAILABLE as exc:
+            except sql.NoAnswerError:
+                raise
+            except BackendUnavailableError:
                 if retry and attempt == 1:
                     continue
-                raise BackendUnavailableError(f"postgresql is unavailable: {exc}") from exc
+                raise
             except asyncpg.PostgresError as exc:
                 raise ComponentError(f"postgresql error: {exc}") from exc
         raise AssertionError("unreachable")
