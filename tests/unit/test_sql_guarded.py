@@ -180,6 +180,23 @@ async def test_failed_statements_pass_through_and_lost_connections_are_unavailab
     assert str(unavailable.value).startswith(f"{kind} at here is unavailable: ")
 
 
+async def test_a_connection_lost_mid_call_is_unavailable_whatever_the_body_does_next(
+    rig: tuple[str, TcpProxy, Any],
+) -> None:
+    """After a loss asyncpg detaches the connection from its pool: a further call raises an
+    InterfaceError of its own, which is still the outage, not the statement's fault."""
+    kind, proxy, pool = rig
+    with pytest.raises(BackendUnavailableError) as caught:
+        async with asyncio.timeout(GIVE_UP), sql.guarded(pool, 5.0, kind) as conn:
+            await _scalar(kind, conn, "SELECT 1")
+            await proxy.drop_connections()
+            with pytest.raises((asyncpg.PostgresConnectionError, aiomysql.OperationalError)):
+                await _scalar(kind, conn, "SELECT 1")
+            await _scalar(kind, conn, "SELECT 1")
+    assert not isinstance(caught.value, sql.NoAnswerError)
+    await _who(kind, pool)
+
+
 async def test_a_call_with_no_answer_is_not_retried_but_a_dropped_connection_is() -> None:
     calls = 0
 

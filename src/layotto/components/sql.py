@@ -285,7 +285,15 @@ class _Postgres:
     def cut(conn: Any) -> None:
         # terminate(), not close(): close() waits for the server's goodbye, and a query timeout
         # would send its cancel request over a NEW connection to the same hung server.
-        conn.terminate()
+        if not _Postgres.closed(conn):
+            conn.terminate()
+
+    @staticmethod
+    def closed(conn: Any) -> bool:
+        try:
+            return bool(conn.is_closed())
+        except asyncpg.exceptions.InterfaceError:
+            return True  # a lost connection detaches its proxy from the pool: every call raises
 
     @staticmethod
     def outage(exc: BaseException, conn: Any) -> bool:
@@ -293,7 +301,7 @@ class _Postgres:
             return True
         # "connection is closed" / "pool is closing"; with an open connection an InterfaceError
         # is the statement's fault (a wrong number of arguments), not an outage.
-        return isinstance(exc, asyncpg.exceptions.InterfaceError) and (conn is None or conn.is_closed())
+        return isinstance(exc, asyncpg.exceptions.InterfaceError) and (conn is None or _Postgres.closed(conn))
 
 
 class _Mysql:
