@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 log = logging.getLogger("layotto.pubsub")
 
@@ -40,9 +41,21 @@ class InFlight:
         self.tasks.add(task)
         task.add_done_callback(self._done)
 
+    def start(self, work: Coroutine[Any, Any, None]) -> None:
+        """`spawn` for a coroutine already made: one task per message, no wrapper."""
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self._done_logged)
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
         self._freed.set()
+
+    def _done_logged(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self._freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("handling a message failed", exc_info=task.exception())
 
     async def cancel(self) -> None:
         tasks = list(self.tasks)

@@ -6,6 +6,11 @@
 - a nacked message stays pending; every `redeliverInterval` each subscriber claims (XAUTOCLAIM)
   the group's entries idle for more than `processingTimeout` (a failed handler, or a consumer
   that died) and handles them again.
+
+Cost per message is what limits throughput, so: publishes, acks and the other short commands
+share one automatically pipelined connection (redis_autopipe); each subscription reads with
+a blocking XREADGROUP on a connection of its own (COUNT = free handler slots, replies parsed
+raw); acks of messages handled meanwhile go out together as one XACK.
 """
 
 from __future__ import annotations
@@ -16,19 +21,37 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from layotto.components import redisclient
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.pubsub._consumer import InFlight, backoff_sleep, call_handler
+from layotto.components.pubsub._consumer import InFlight, backoff_sleep
 from layotto.components.pubsub.base import Handler, Message, PubSub, subscribe_options
+from layotto.components.redis_autopipe import AutoPipelineRedis
+from layotto.components.redisclient import MultiplexedRedis, encode_command
 
 log = logging.getLogger("layotto.pubsub.redis")
+
+#: How long one XREADGROUP waits for entries before it is sent again.
+READ_BLOCK_MS = 1000
+#: Attempts to send a batch of acks before its entries are left pending (reclaimed later).
+ACK_ATTEMPTS = 5
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _data_field(fields: Any) -> bytes | None:
+    """The `data` value of an entry: a dict (redis-py's parsed form) or a flat [k, v, ...] list."""
+    if isinstance(fields, dict):
+        value = fields.get(b"data")
+        return None if value is None else bytes(value)
+    if isinstance(fields, list):
+        for i in range(0, len(fields) - 1, 2):
+            if fields[i] == b"data":
+                return bytes(fields[i + 1])
+    return None
 
 
 class _StreamSubscription:
@@ -41,10 +64,14 @@ class _StreamSubscription:
         self.handler = handler
         self.inflight = InFlight(limit)
         self.handling: set[str] = set()
+        self.reader = owner.reader()
+        self._acks: list[str] = []
+        self._ack_ready = asyncio.Event()
         self.tasks = [
             asyncio.create_task(self._read_loop(), name=f"redis-read-{topic}"),
             asyncio.create_task(self._reclaim_loop(), name=f"redis-reclaim-{topic}"),
         ]
+        self._acker = asyncio.create_task(self._ack_loop(), name=f"redis-ack-{topic}")
 
     async def ensure_group(self) -> None:
         try:
@@ -58,44 +85,66 @@ class _StreamSubscription:
         if message_id in self.handling:
             return
         self.handling.add(message_id)
+        self.inflight.start(self._handle(message_id, _data_field(fields)))
 
-        async def work() -> None:
-            try:
-                data = fields.get(b"data") if isinstance(fields, dict) else None
-                if data is None:
-                    log.warning("stream %s entry %s has no 'data' field; acked and skipped", self.topic, message_id)
-                    ok = True
-                else:
-                    message = Message(topic=self.topic, data=bytes(data), id=message_id)
-                    ok = await call_handler(lambda: self.handler(message))
-                if ok:
-                    await self._ack(message_id)
-            finally:
+    async def _handle(self, message_id: str, data: bytes | None) -> None:
+        ok = False
+        try:
+            if data is None:
+                log.warning("stream %s entry %s has no 'data' field; acked and skipped", self.topic, message_id)
+                ok = True
+            else:
+                try:
+                    ok = await self.handler(Message(topic=self.topic, data=data, id=message_id))
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("pubsub handler raised; the message will be redelivered")
+        finally:
+            if ok:
+                # Stays in `handling` until the ack is sent, so a reclaim cannot take it again.
+                self._acks.append(message_id)
+                self._ack_ready.set()
+            else:
                 self.handling.discard(message_id)
 
-        self.inflight.spawn(work)
+    async def _ack_loop(self) -> None:
+        # One XACK in flight per subscription: what is handled meanwhile goes in the next one.
+        while True:
+            await self._ack_ready.wait()
+            self._ack_ready.clear()
+            ids, self._acks = self._acks, []
+            if ids:
+                await self._send_acks(ids)
 
-    async def _ack(self, message_id: str) -> None:
-        for attempt in range(5):
-            try:
-                async with self.owner.commands:
-                    await self.client.xack(self.topic, self.group, message_id)
-                return
-            except redisclient.UNAVAILABLE as exc:
-                log.warning("XACK %s on %s failed (%s); retrying", message_id, self.topic, exc)
-                await backoff_sleep(attempt)
-        # Not acked: the entry stays pending and is handled again after processingTimeout.
+    async def _send_acks(self, ids: list[str]) -> None:
+        try:
+            for attempt in range(ACK_ATTEMPTS):
+                try:
+                    await self.client.xack(self.topic, self.group, *ids)
+                    return
+                except redisclient.UNAVAILABLE as exc:
+                    log.warning("XACK of %d entries on %s failed (%s); retrying", len(ids), self.topic, exc)
+                    await backoff_sleep(attempt)
+                except ResponseError as exc:
+                    log.warning("XACK on %s failed: %s; the entries stay pending", self.topic, exc)
+                    return
+            # Not acked: the entries stay pending and are handled again after processingTimeout.
+        finally:
+            self.handling.difference_update(ids)
 
     async def _read_loop(self) -> None:
         failures = 0
         while True:
             try:
                 count = await self.inflight.wait_free()
-                reply: Any = await self.client.xreadgroup(
-                    self.group, self.consumer, {self.topic: ">"}, count=count, block=1000
-                )
+                command = encode_command(
+                    "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
+                    "BLOCK", READ_BLOCK_MS, "STREAMS", self.topic, ">",
+                )  # fmt: skip
+                reply: Any = await self.reader.execute_raw(command)
                 failures = 0
-                for _, entries in reply or []:
+                for _, entries in reply or ():
                     for entry_id, fields in entries:
                         self._take(entry_id, fields)
             except asyncio.CancelledError:
@@ -136,7 +185,7 @@ class _StreamSubscription:
                     start = _text(reply[0])
                     for entry_id, fields in reply[1]:
                         if fields is None:
-                            await self._ack(_text(entry_id))
+                            await self._send_acks([_text(entry_id)])
                         else:
                             self._take(entry_id, fields)
                     if start == "0-0":
@@ -155,8 +204,15 @@ class _StreamSubscription:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.reader.close()
         # Unfinished messages stay pending and are reclaimed by the group's other consumers.
         await self.inflight.cancel()
+        # Acks of messages already handled still go out (bounded by the ack retries).
+        self._acker.cancel()
+        await asyncio.gather(self._acker, return_exceptions=True)
+        if self._acks:
+            ids, self._acks = self._acks, []
+            await self._send_acks(ids)
         try:
             pending = await self.client.xpending_range(
                 self.topic, self.group, min="-", max="+", count=1, consumername=self.consumer
@@ -169,7 +225,7 @@ class _StreamSubscription:
 
 
 class RedisStreamsPubSub(PubSub):
-    client: aioredis.Redis
+    client: AutoPipelineRedis
 
     def __init__(self) -> None:
         self.subscriptions: set[_StreamSubscription] = set()
@@ -178,11 +234,9 @@ class RedisStreamsPubSub(PubSub):
         await super().init(metadata, context)
         self.metadata = metadata
         self.address = metadata.get_str("redisHost")
-        self.client = redisclient.connect(metadata)
-        # redis-py's pool fails ("Too many connections") instead of waiting when it is full;
-        # publishes and acks queue here, leaving room for each subscription's blocking read.
-        pool_size = int(getattr(self.client.connection_pool, "max_connections", 100) or 100)
-        self.commands = asyncio.Semaphore(max(4, pool_size - 16))
+        client = redisclient.connect(metadata, autopipeline=True)
+        assert isinstance(client, AutoPipelineRedis)
+        self.client = client
         self.processing_timeout = metadata.get_duration("processingTimeout", 60.0)
         self.redeliver_interval = metadata.get_duration("redeliverInterval", 15.0)
         self.max_len = metadata.get_int("maxLenApprox", 0)
@@ -192,6 +246,22 @@ class RedisStreamsPubSub(PubSub):
             await self.client.aclose()
             raise redisclient.unavailable(self.address, exc) from exc
 
+    def reader(self) -> MultiplexedRedis:
+        """A connection of its own for one subscription's blocking XREADGROUP (opened on first
+        use); its read timeout leaves room for the block."""
+        host, port = redisclient.split_host(self.address)
+        md = self.metadata
+        return MultiplexedRedis(
+            host,
+            port,
+            db=md.get_int("redisDB", md.get_int("db", 0)),
+            username=md.get_str("redisUsername") or None,
+            password=md.get_str("redisPassword") or None,
+            ssl=md.get_bool("enableTLS", False),
+            connect_timeout=md.get_duration("dialTimeout", 5.0),
+            read_timeout=md.get_duration("readTimeout", 5.0) + READ_BLOCK_MS / 1000,
+        )
+
     async def ping(self) -> None:
         try:
             await self.client.ping()
@@ -200,10 +270,10 @@ class RedisStreamsPubSub(PubSub):
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         try:
-            async with self.commands:
-                await self.client.xadd(
-                    topic, {"data": data}, maxlen=self.max_len or None, approximate=bool(self.max_len)
-                )
+            if self.max_len:
+                await self.client.xadd(topic, {"data": data}, maxlen=self.max_len, approximate=True)
+            else:
+                await self.client.xadd(topic, {"data": data})
         except redisclient.UNAVAILABLE as exc:
             raise redisclient.unavailable(self.address, exc) from exc
 
