@@ -36,6 +36,9 @@ log = logging.getLogger("layotto.pubsub.redis")
 READ_BLOCK_MS = 1000
 #: Attempts to send a batch of acks before its entries are left pending (reclaimed later).
 ACK_ATTEMPTS = 5
+#: Acks wait up to this long for others to go with them, unless this many are ready already.
+ACK_DELAY = 0.002
+ACK_BATCH = 64
 
 
 def _text(value: Any) -> str:
@@ -112,6 +115,10 @@ class _StreamSubscription:
         # One XACK in flight per subscription: what is handled meanwhile goes in the next one.
         while True:
             await self._ack_ready.wait()
+            if len(self._acks) < ACK_BATCH:
+                # A moment more gathers the acks of messages finishing meanwhile: one XACK
+                # (one write, one round trip) for several, at the cost of a later ack.
+                await asyncio.sleep(ACK_DELAY)
             self._ack_ready.clear()
             ids, self._acks = self._acks, []
             if ids:
