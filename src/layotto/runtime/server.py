@@ -29,10 +29,11 @@ ApiRegistrar = Callable[[grpc.aio.Server, Runtime], Api]
 def _api_registrars() -> list[ApiRegistrar]:
     from layotto.api.dapr import register as register_dapr
     from layotto.api.extension import register as register_extension
+    from layotto.api.health import register as register_health
     from layotto.api.layotto import register as register_layotto
     from layotto.api.layotto.lifecycle import register as register_lifecycle
 
-    return [register_layotto, register_lifecycle, register_dapr, register_extension]
+    return [register_layotto, register_lifecycle, register_dapr, register_extension, register_health]
 
 
 def _service_factories() -> list[ServiceFactory]:
