@@ -493,7 +493,7 @@ async def test_hung_backends_fail_in_bounded_time(shared_backends: dict[str, Bac
 @pytest.fixture(scope="module")
 async def sql_cleanup() -> AsyncIterator[None]:
     yield
-    tables = [_table(block) for block in ("st", "lock", "seq")]
+    tables = [_table(block) for block in ("state", "lock", "seq")]
     try:
         import asyncpg
 
