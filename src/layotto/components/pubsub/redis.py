@@ -70,6 +70,7 @@ class _StreamSubscription:
         self.reader = owner.reader()
         self._acks: list[str] = []
         self._ack_ready = asyncio.Event()
+        self._closing = False
         self.tasks = [
             asyncio.create_task(self._read_loop(), name=f"redis-read-{topic}"),
             asyncio.create_task(self._reclaim_loop(), name=f"redis-reclaim-{topic}"),
@@ -115,7 +116,7 @@ class _StreamSubscription:
         # One XACK in flight per subscription: what is handled meanwhile goes in the next one.
         while True:
             await self._ack_ready.wait()
-            if len(self._acks) < ACK_BATCH:
+            if len(self._acks) < ACK_BATCH and not self._closing:
                 # A moment more gathers the acks of messages finishing meanwhile: one XACK
                 # (one write, one round trip) for several, at the cost of a later ack.
                 await asyncio.sleep(ACK_DELAY)
@@ -123,6 +124,8 @@ class _StreamSubscription:
             ids, self._acks = self._acks, []
             if ids:
                 await self._send_acks(ids)
+            if self._closing and not self._acks:
+                return
 
     async def _send_acks(self, ids: list[str]) -> None:
         try:
@@ -133,7 +136,7 @@ class _StreamSubscription:
                 except redisclient.UNAVAILABLE as exc:
                     log.warning("XACK of %d entries on %s failed (%s); retrying", len(ids), self.topic, exc)
                     await backoff_sleep(attempt)
-                except ResponseError as exc:
+                except Exception as exc:  # a bug must not stop the acks of this subscription
                     log.warning("XACK on %s failed: %s; the entries stay pending", self.topic, exc)
                     return
             # Not acked: the entries stay pending and are handled again after processingTimeout.
@@ -215,11 +218,9 @@ class _StreamSubscription:
         # Unfinished messages stay pending and are reclaimed by the group's other consumers.
         await self.inflight.cancel()
         # Acks of messages already handled still go out (bounded by the ack retries).
-        self._acker.cancel()
+        self._closing = True
+        self._ack_ready.set()
         await asyncio.gather(self._acker, return_exceptions=True)
-        if self._acks:
-            ids, self._acks = self._acks, []
-            await self._send_acks(ids)
         try:
             pending = await self.client.xpending_range(
                 self.topic, self.group, min="-", max="+", count=1, consumername=self.consumer
