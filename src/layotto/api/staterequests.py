@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import grpc
+
+from layotto.api.common import failure_code
 from layotto.components.keyprefix import SEPARATOR, key_prefix
 from layotto.components.state.base import (
     EVENTUAL,
@@ -19,11 +22,21 @@ from layotto.components.state.base import (
     SetRequest,
     StateStore,
 )
+from layotto.errors import ComponentError, ETagInvalidError, ETagMismatchError, InvalidArgumentError
 from layotto.runtime.runtime import Runtime
 
 CONCURRENCY = {1: FIRST_WRITE, 2: LAST_WRITE}
 CONSISTENCY = {1: EVENTUAL, 2: STRONG}
-__all__ = ["CONCURRENCY", "CONSISTENCY", "SEPARATOR", "delete_request", "etag_of", "set_request", "state_stores"]
+__all__ = [
+    "CONCURRENCY",
+    "CONSISTENCY",
+    "SEPARATOR",
+    "delete_request",
+    "etag_of",
+    "set_request",
+    "state_code",
+    "state_stores",
+]
 
 
 def etag_of(has: bool, value: str, concurrency: str) -> str | None:
@@ -71,3 +84,13 @@ def state_stores(rt: Runtime) -> dict[str, tuple[StateStore, str]]:
             strategy = str(spec.metadata.get("keyPrefix", "")) if spec else ""
             out[name] = (component, key_prefix(strategy, name, rt.app_id))
     return out
+
+
+def state_code(exc: ComponentError) -> grpc.StatusCode:
+    """Both APIs' code for a failed save or delete: ABORTED for an etag mismatch,
+    INVALID_ARGUMENT for a malformed etag or request, else the common failure code."""
+    if isinstance(exc, ETagMismatchError):
+        return grpc.StatusCode.ABORTED
+    if isinstance(exc, (ETagInvalidError, InvalidArgumentError)):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    return failure_code(exc)

@@ -16,7 +16,14 @@ from google.protobuf import empty_pb2
 
 from layotto.api.common import find
 from layotto.api.dapr.base import ApiBase, Ctx, abort, code_of
-from layotto.api.staterequests import CONSISTENCY, SEPARATOR, delete_request, set_request, state_stores
+from layotto.api.staterequests import (
+    CONSISTENCY,
+    SEPARATOR,
+    delete_request,
+    set_request,
+    state_code,
+    state_stores,
+)
 from layotto.components.state.base import (
     FEATURE_TRANSACTIONAL,
     DeleteRequest,
@@ -25,18 +32,9 @@ from layotto.components.state.base import (
     SetRequest,
     StateStore,
 )
-from layotto.errors import ComponentError, ETagInvalidError, ETagMismatchError, InvalidArgumentError
+from layotto.errors import ComponentError
 
 _EMPTY = empty_pb2.Empty()
-
-
-def _state_code(exc: ComponentError) -> grpc.StatusCode:
-    """Dapr's stateErrorResponse: Aborted for an etag mismatch, InvalidArgument for a bad etag."""
-    if isinstance(exc, ETagMismatchError):
-        return grpc.StatusCode.ABORTED
-    if isinstance(exc, (ETagInvalidError, InvalidArgumentError)):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    return code_of(exc)
 
 
 class DaprStateApi(ApiBase):
@@ -111,7 +109,7 @@ class DaprStateApi(ApiBase):
             else:
                 await store.bulk_set(requests)
         except ComponentError as exc:
-            await abort(context, _state_code(exc), f"failed saving state in state store {request.store_name}: {exc}")
+            await abort(context, state_code(exc), f"failed saving state in state store {request.store_name}: {exc}")
         return _EMPTY
 
     async def DeleteState(self, request: pb.DeleteStateRequest, context: Ctx) -> empty_pb2.Empty:
@@ -120,7 +118,7 @@ class DaprStateApi(ApiBase):
         try:
             await store.delete(delete)
         except ComponentError as exc:
-            await abort(context, _state_code(exc), f"failed deleting state with key {request.key}: {exc}")
+            await abort(context, state_code(exc), f"failed deleting state with key {request.key}: {exc}")
         return _EMPTY
 
     async def DeleteBulkState(self, request: pb.DeleteBulkStateRequest, context: Ctx) -> empty_pb2.Empty:
@@ -129,7 +127,7 @@ class DaprStateApi(ApiBase):
         try:
             await store.bulk_delete(deletes)
         except ComponentError as exc:
-            await abort(context, _state_code(exc), f"failed deleting state in state store {request.store_name}: {exc}")
+            await abort(context, state_code(exc), f"failed deleting state in state store {request.store_name}: {exc}")
         return _EMPTY
 
     async def ExecuteStateTransaction(
@@ -151,7 +149,7 @@ class DaprStateApi(ApiBase):
         try:
             await store.multi(operations, dict(request.metadata))
         except ComponentError as exc:
-            await abort(context, _state_code(exc), f"error while executing state transaction: {exc}")
+            await abort(context, state_code(exc), f"error while executing state transaction: {exc}")
         return _EMPTY
 
     async def QueryStateAlpha1(self, request: pb.QueryStateRequest, context: Ctx) -> pb.QueryStateResponse:

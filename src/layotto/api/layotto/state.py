@@ -5,9 +5,16 @@ from __future__ import annotations
 import grpc
 from google.protobuf import empty_pb2
 
-from layotto.api.common import failure_code
+from layotto.api.common import failure_code, find
 from layotto.api.layotto.base import ApiBase, Ctx, abort
-from layotto.api.staterequests import CONSISTENCY, SEPARATOR, delete_request, set_request, state_stores
+from layotto.api.staterequests import (
+    CONSISTENCY,
+    SEPARATOR,
+    delete_request,
+    set_request,
+    state_code,
+    state_stores,
+)
 from layotto.components.state.base import (
     FEATURE_TRANSACTIONAL,
     GetRequest,
@@ -16,21 +23,10 @@ from layotto.components.state.base import (
 )
 from layotto.errors import (
     ComponentError,
-    ETagInvalidError,
-    ETagMismatchError,
-    InvalidArgumentError,
 )
 from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 _EMPTY = empty_pb2.Empty()
-
-
-def _status_of(exc: ComponentError) -> grpc.StatusCode:
-    if isinstance(exc, ETagMismatchError):
-        return grpc.StatusCode.ABORTED
-    if isinstance(exc, (ETagInvalidError, InvalidArgumentError)):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    return failure_code(exc)
 
 
 class StateApi(ApiBase):
@@ -40,13 +36,13 @@ class StateApi(ApiBase):
         self._state_stores = state_stores(self.rt)
 
     async def _store(self, name: str, context: Ctx) -> tuple[StateStore, str]:
-        stores: dict[str, tuple[StateStore, str]] = getattr(self, "_state_stores", {})
-        if not stores:
-            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "state store is not configured")
-        found = stores.get(name)
-        if found is None:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"state store {name} is not found")
-        return found
+        return await find(
+            getattr(self, "_state_stores", {}),
+            name,
+            context,
+            none_configured="state store is not configured",
+            not_found=f"state store {name} is not found",
+        )
 
     @staticmethod
     async def _key(prefix: str, key: str, store: str, context: Ctx) -> str:
@@ -77,7 +73,7 @@ class StateApi(ApiBase):
             results = await store.bulk_get(requests, request.parallelism)
         except ComponentError as exc:
             await abort(
-                context, _status_of(exc), f"fail to get bulk state from state store {request.store_name}: {exc}"
+                context, state_code(exc), f"fail to get bulk state from state store {request.store_name}: {exc}"
             )
         reply = pb.GetBulkStateResponse()
         for original, item in zip(request.keys, results, strict=True):
@@ -99,7 +95,7 @@ class StateApi(ApiBase):
             else:
                 await store.bulk_set(requests)
         except ComponentError as exc:
-            await abort(context, _status_of(exc), f"failed saving state in state store {request.store_name}: {exc}")
+            await abort(context, state_code(exc), f"failed saving state in state store {request.store_name}: {exc}")
         return _EMPTY
 
     async def DeleteState(self, request: pb.DeleteStateRequest, context: Ctx) -> empty_pb2.Empty:
@@ -108,7 +104,7 @@ class StateApi(ApiBase):
         try:
             await store.delete(delete_request(request, key))
         except ComponentError as exc:
-            await abort(context, _status_of(exc), f"failed deleting state with key {request.key}: {exc}")
+            await abort(context, state_code(exc), f"failed deleting state with key {request.key}: {exc}")
         return _EMPTY
 
     async def DeleteBulkState(self, request: pb.DeleteBulkStateRequest, context: Ctx) -> empty_pb2.Empty:
@@ -121,7 +117,7 @@ class StateApi(ApiBase):
             await store.bulk_delete(deletes)
         except ComponentError as exc:
             # Upstream returns the component's error as it is (a plain error: code Unknown).
-            code = _status_of(exc)
+            code = state_code(exc)
             await abort(context, grpc.StatusCode.UNKNOWN if code == grpc.StatusCode.INTERNAL else code, str(exc))
         return _EMPTY
 
