@@ -31,9 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
-import pytest
-
-from tests.support.services import SERVICES, require
+from tests.support.services import SERVICES, missing, require
 from tests.support.sidecar import free_port
 
 #: How long a (re)started server may take to accept connections. ZooKeeper's JVM is the slow one.
@@ -213,7 +211,7 @@ def _binary(name: str, *candidates: str) -> str:
         found = shutil.which(candidate) or (candidate if Path(candidate).is_file() else None)
         if found:
             return found
-    pytest.skip(f"{name} is not installed")
+    missing(f"{name} is not installed")
 
 
 def redis_server() -> ServerProcess:
@@ -264,7 +262,7 @@ async def _zookeeper_serving(port: int) -> bool:
 def zookeeper_server() -> ServerProcess:
     java = _binary("java")
     if not Path("/usr/share/java/zookeeper.jar").is_file():
-        pytest.skip("ZooKeeper (/usr/share/java/zookeeper.jar) is not installed")
+        missing("ZooKeeper (/usr/share/java/zookeeper.jar) is not installed")
 
     def argv(port: int, workdir: Path) -> list[str]:
         config = workdir / "zoo.cfg"
