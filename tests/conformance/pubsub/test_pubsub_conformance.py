@@ -244,3 +244,45 @@ async def test_publish_validation(
             assert info.value.details().startswith("cannot create cloudevent: ")
         else:
             assert info.value.details() == message
+
+
+class _InFlight:
+    """Peak number of deliveries in the app at once. The app records a delivery when it
+    arrives and calls the behaviour when it ends, so at each end the count of started minus
+    ended deliveries bounds the in-flight number from below, and its maximum is the peak."""
+
+    def __init__(self) -> None:
+        self.started: list[cb.TopicEventRequest] = []
+        self.ended = 0
+        self.peak = 0
+
+    def behaviour(self, event: cb.TopicEventRequest) -> int:
+        self.peak = max(self.peak, len(self.started) - self.ended)
+        self.ended += 1
+        return SUCCESS
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+async def test_concurrency_limit_per_subscription(backend: Backend, limit: int) -> None:
+    topic = new_topic()
+    flight = _InFlight()
+    async with pubsub_env(backend, [(topic, {"maxConcurrency": str(limit)})], flight.behaviour) as env:
+        flight.started = env.app.received
+        env.app.delay = 0.05  # a slow app: events queue up behind the limit
+        for i in range(12):
+            await env.publish(topic, f"e{i}".encode())
+        await env.app.wait_for(lambda: sum(env.app.succeeded.values()) == 12, within=20)
+    assert flight.peak <= limit, f"{flight.peak} deliveries at once with maxConcurrency={limit}"
+    assert flight.peak >= min(limit, 2), "deliveries were serialised below the configured limit"
+
+
+async def test_one_publisher_order_is_kept(backend: Backend) -> None:
+    # Every backend here keeps one topic's order for a single consumer; with one delivery in
+    # flight at a time the app sees events in publish order.
+    topic = new_topic()
+    async with pubsub_env(backend, [(topic, {"maxConcurrency": "1"})]) as env:
+        sent = [f"m{i:02d}".encode() for i in range(20)]
+        for data in sent:
+            await env.publish(topic, data)
+        await env.app.wait_for(lambda: sum(env.app.succeeded.values()) == len(sent), within=20)
+        assert [e.data for e in env.app.received] == sent
