@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from abc import ABC
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,7 +148,7 @@ class ComponentContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-class Component:
+class Component(ABC):
     """Base of all components.
 
     Lifecycle: the runtime constructs the component with no arguments, calls `init` once,
@@ -163,8 +164,10 @@ class Component:
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         self.context = context
 
-    async def ping(self) -> None:
+    # ping and close are optional hooks: doing nothing is the right default for a component
+    # with no backend connection, so they are not abstract.
+    async def ping(self) -> None:  # noqa: B027
         """Raise when the backend is unreachable; return when healthy."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027
         """Release connections. Called once; must not raise."""
