@@ -26,10 +26,10 @@ import psutil
 from google.protobuf import empty_pb2
 
 from bench.loadgen import drive
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2_grpc as cb_grpc
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2_grpc as cb_grpc
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 from tests.support.sidecar import free_port
 
 PUBSUB = "redis"

@@ -24,8 +24,8 @@ from typing import Any
 import grpc
 import psutil
 
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.runtime import registry
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from tests.support.sidecar import free_port, layotto_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,7 +267,7 @@ def sidecar_config() -> dict[str, Any]:
 
 
 def prime(sidecar: Target, value: bytes, run_id: str) -> None:
-    from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+    from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 
     with grpc.insecure_channel(sidecar.address) as channel:
         stub = runtime_pb2_grpc.RuntimeStub(channel)

@@ -99,7 +99,7 @@ def _port(text: str) -> int:
 
 
 def _run(cfg: RuntimeConfig) -> None:
-    from layotto.runtime.server import serve
+    from layotto.sidecar import serve
 
     try:
         import uvloop

@@ -44,7 +44,13 @@ class ETagInvalidError(InvalidArgumentError):
 
 
 class UnsupportedError(ComponentError):
-    """The component does not implement this operation."""
+    """The component does not have this optional power: an operation of a feature it does not
+    declare (see `layotto.components.base.Feature`), or one its backend gives no meaning to.
+    `feature` names the missing feature when there is one."""
+
+    def __init__(self, message: str, feature: str | None = None) -> None:
+        super().__init__(message)
+        self.feature = feature
 
 
 class BackendUnavailableError(ComponentError):

@@ -13,8 +13,8 @@ import grpc
 from aiohttp import web
 from google.protobuf import any_pb2
 
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2_grpc
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2_grpc
 from tests.support.sidecar import free_port
 
 

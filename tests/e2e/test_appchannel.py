@@ -15,13 +15,12 @@ from google.protobuf import any_pb2, empty_pb2
 
 from layotto.config import layotto_json
 from layotto.errors import ConfigError
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2_grpc, runtime_pb2_grpc
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.runtime import appchannel
 from layotto.runtime.delivery import DeliveryService
-from layotto.runtime.server import Sidecar
-from tests.e2e.invoke_apps import EchoApp, grpc_app
+from layotto.sidecar import Sidecar
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2_grpc, runtime_pb2_grpc
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from tests.e2e.invoke_apps import EchoApp
 from tests.support.sidecar import free_port, layotto_config, running_sidecar
 
 
@@ -89,26 +88,14 @@ async def test_delivery_and_invocation_share_one_connection() -> None:
             )
         assert event.data == b"hi" and b'"method": "echo"' in reply.data.value
         assert len(app.peers) == 3 and len(set(app.peers)) == 1, app.peers
-        assert sidecar.rt in appchannel._shared
-    # The last user gave it back: nothing is left open.
-    assert sidecar.rt not in appchannel._shared
-
-
-async def test_the_handle_gives_the_channel_back_once() -> None:
-    async with (
-        grpc_app("app-h") as (_, port),
-        running_sidecar({"app": {"app_id": "app-h", "grpc_callback_port": port}}) as (
-            sidecar,
-            _,
-        ),
-    ):
-        rt = sidecar.rt
-        users = appchannel._shared[rt].users  # the invocation engine's
-        extra = appchannel.acquire(rt)
-        assert extra is not None and appchannel._shared[rt].users == users + 1
-        await extra.close()
-        await extra.close()  # a second close does not give back someone else's hold
-        assert appchannel._shared[rt].users == users
+        assert sidecar.invoker is not None
+        assert sidecar.app_channel is not None
+        assert delivery.channel is sidecar.app_channel is sidecar.invoker.app_channel
+        channel = sidecar.app_channel
+    # The sidecar closed it once its users were done: nothing is left open.
+    assert sidecar.app_channel is None
+    with pytest.raises(Exception, match=r"(?i)closed"):
+        await channel.list_subscriptions()
 
 
 async def test_an_unknown_callback_api_stops_the_sidecar_from_starting() -> None:
@@ -128,7 +115,6 @@ async def test_a_dapr_app_without_list_topic_subscriptions_subscribes_to_nothing
 
     from layotto.api.dapr import appchannel as dapr_appchannel
 
-    dapr_appchannel.install()
     server = grpc.aio.server()
     dapr_cb_grpc.add_AppCallbackServicer_to_server(dapr_cb_grpc.AppCallbackServicer(), server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")

@@ -10,9 +10,9 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
-from tests.conformance.bindings.httpkv import http_server, parse
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from tests.contract.bindings.httpkv import http_server, parse
 from tests.support.services import POSTGRES_DSN, require
 from tests.support.sidecar import free_port, running_sidecar
 

@@ -23,8 +23,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from layotto.components.configuration.base import ConfigurationStore
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from tests.support.hooks import subscription_count
 from tests.support.services import reachable, require_binary
 from tests.support.sidecar import free_port, running_sidecar
 
@@ -112,7 +113,7 @@ async def _registered(sidecar: Any) -> None:
     store = sidecar.rt.get("configuration", STORE)
     assert isinstance(store, ConfigurationStore)
     deadline = time.monotonic() + 5
-    while store.subscription_count() == 0:
+    while subscription_count(store) == 0:
         assert time.monotonic() < deadline, "subscription never registered"
         await asyncio.sleep(0.01)
 

@@ -21,8 +21,8 @@ from typing import Any
 import grpc
 import pytest
 
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as lpb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc as lgrpc
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as lpb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc as lgrpc
 from tests.support.services import require
 from tests.support.sidecar import free_port
 

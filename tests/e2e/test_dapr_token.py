@@ -20,9 +20,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from layotto.config import layotto_json
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as lpb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc as lgrpc
-from layotto.runtime.server import Sidecar
+from layotto.sidecar import Sidecar
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as lpb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc as lgrpc
 from tests.support.sidecar import free_port, layotto_config
 
 with warnings.catch_warnings():

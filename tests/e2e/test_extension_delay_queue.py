@@ -14,11 +14,11 @@ from typing import Any
 import grpc
 import pytest
 
-from layotto.proto.spec.proto.extension.v1.delay_queue import delay_queue_pb2 as dq
-from layotto.proto.spec.proto.extension.v1.delay_queue import delay_queue_pb2_grpc
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from layotto_proto.spec.proto.extension.v1.delay_queue import delay_queue_pb2 as dq
+from layotto_proto.spec.proto.extension.v1.delay_queue import delay_queue_pb2_grpc
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 from tests.support.services import require
 from tests.support.sidecar import running_sidecar
 

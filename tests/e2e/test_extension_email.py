@@ -15,8 +15,8 @@ import grpc
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from layotto.proto.spec.proto.extension.v1.email import email_pb2 as pb
-from layotto.proto.spec.proto.extension.v1.email import email_pb2_grpc
+from layotto_proto.spec.proto.extension.v1.email import email_pb2 as pb
+from layotto_proto.spec.proto.extension.v1.email import email_pb2_grpc
 from tests.support.sidecar import free_port, running_sidecar
 
 

@@ -9,12 +9,12 @@ from typing import Any
 import grpc
 import pytest
 
-from layotto.proto.spec.proto.extension.v1.cryption import cryption_pb2, cryption_pb2_grpc
-from layotto.proto.spec.proto.extension.v1.delay_queue import delay_queue_pb2, delay_queue_pb2_grpc
-from layotto.proto.spec.proto.extension.v1.email import email_pb2, email_pb2_grpc
-from layotto.proto.spec.proto.extension.v1.phone import phone_pb2, phone_pb2_grpc
-from layotto.proto.spec.proto.extension.v1.s3 import oss_pb2, oss_pb2_grpc
-from layotto.proto.spec.proto.extension.v1.sms import sms_pb2, sms_pb2_grpc
+from layotto_proto.spec.proto.extension.v1.cryption import cryption_pb2, cryption_pb2_grpc
+from layotto_proto.spec.proto.extension.v1.delay_queue import delay_queue_pb2, delay_queue_pb2_grpc
+from layotto_proto.spec.proto.extension.v1.email import email_pb2, email_pb2_grpc
+from layotto_proto.spec.proto.extension.v1.phone import phone_pb2, phone_pb2_grpc
+from layotto_proto.spec.proto.extension.v1.s3 import oss_pb2, oss_pb2_grpc
+from layotto_proto.spec.proto.extension.v1.sms import sms_pb2, sms_pb2_grpc
 from tests.support.sidecar import running_sidecar
 
 

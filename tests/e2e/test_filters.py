@@ -8,8 +8,8 @@ import urllib.request
 import grpc
 import pytest
 
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 from tests.support.sidecar import free_port, running_sidecar
 
 HELLO = {"hellos": {"helloworld": {"type": "helloworld"}}}

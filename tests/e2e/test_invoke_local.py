@@ -10,8 +10,8 @@ import grpc
 import pytest
 from google.protobuf import any_pb2
 
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 from tests.e2e.invoke_apps import grpc_app, http_app
 from tests.support.sidecar import free_port, running_sidecar
 

@@ -10,10 +10,10 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 
-from layotto.api.layotto.lock import lock_key
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
-from tests.conformance.lock.backends import APP_ID, BY_TYPE, RedisNodes, lock_config, resource
+from layotto.core.lock import lock_key
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from tests.contract.lock.backends import APP_ID, BY_TYPE, RedisNodes, lock_config, resource
 from tests.support.services import require, require_binary
 from tests.support.sidecar import running_sidecar
 

@@ -19,9 +19,10 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
-from tests.conformance.lock.backends import DISTRIBUTED, Backend, lock_config, params, resource
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from tests.contract.lock.backends import DISTRIBUTED, Row, lock_config, resource
+from tests.support.rows import params
 from tests.support.services import require
 from tests.support.sidecar import SidecarProcess
 
@@ -33,8 +34,8 @@ FIGURES: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module", params=params(DISTRIBUTED))
-def cluster(request: pytest.FixtureRequest) -> Iterator[tuple[Backend, list[SidecarProcess]]]:
-    backend: Backend = request.param
+def cluster(request: pytest.FixtureRequest) -> Iterator[tuple[Row, list[SidecarProcess]]]:
+    backend: Row = request.param
     config = lock_config(backend, STORE)
     procs = [SidecarProcess(config, actuator=False) for _ in range(3)]
     try:
@@ -66,7 +67,7 @@ async def _client(address: str, rid: str, counter: str, deadline: float, rdb: ai
     return acquired
 
 
-async def test_mutual_exclusion_under_contention(cluster: tuple[Backend, list[SidecarProcess]]) -> None:
+async def test_mutual_exclusion_under_contention(cluster: tuple[Row, list[SidecarProcess]]) -> None:
     backend, procs = cluster
     require("redis")
     rid = resource()
@@ -91,7 +92,7 @@ async def test_mutual_exclusion_under_contention(cluster: tuple[Backend, list[Si
 
 
 async def test_lock_of_a_killed_holder_frees_at_expiry_not_before(
-    cluster: tuple[Backend, list[SidecarProcess]],
+    cluster: tuple[Row, list[SidecarProcess]],
 ) -> None:
     backend, procs = cluster
     holder, survivor = procs[0], procs[1]

@@ -31,8 +31,8 @@ from typing import Any
 import grpc
 import pytest
 
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 from tests.support import backends
 from tests.support.backends import Backend
 from tests.support.services import MYSQL, POSTGRES_DSN

@@ -8,13 +8,13 @@ import uuid
 import grpc
 import pytest
 
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2_grpc as cb_grpc
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
-from tests.conformance.pubsub.app import CallbackApp, running_app
-from tests.conformance.pubsub.backends import BY_NAME
-from tests.conformance.pubsub.harness import PUBSUB, cleanup_after, grpc_config, new_topic, pubsub_env
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2_grpc as cb_grpc
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from tests.contract.pubsub.app import CallbackApp, running_app
+from tests.contract.pubsub.backends import BY_NAME
+from tests.contract.pubsub.harness import PUBSUB, cleanup_after, grpc_config, new_topic, pubsub_env
 from tests.support.sidecar import free_port, running_sidecar
 
 REDIS = BY_NAME["redis"]

@@ -9,11 +9,11 @@ import uuid
 import grpc
 import pytest
 
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
-from tests.conformance.pubsub.app import CallbackApp, running_app
-from tests.conformance.pubsub.backends import BY_NAME
-from tests.conformance.pubsub.harness import PUBSUB, cleanup_after, grpc_config, new_topic
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from tests.contract.pubsub.app import CallbackApp, running_app
+from tests.contract.pubsub.backends import BY_NAME
+from tests.contract.pubsub.harness import PUBSUB, cleanup_after, grpc_config, new_topic
 from tests.support.sidecar import SidecarProcess
 
 TOTAL = 600

@@ -16,9 +16,9 @@ import pytest
 
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.state.base import DeleteRequest, GetRequest, GetResponse, SetRequest, StateStore
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 from layotto.runtime import registry
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 from tests.support.sidecar import SidecarProcess, free_port, layotto_config, running_sidecar
 
 

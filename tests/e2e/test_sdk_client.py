@@ -15,7 +15,7 @@ import pytest
 from google.protobuf import empty_pb2
 from layotto_sdk import AsyncClient, Client, LayottoError
 
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from tests.support.sidecar import free_port
 
 

@@ -14,9 +14,9 @@ from google.protobuf import empty_pb2
 from layotto_sdk import AsyncClient, Client, LayottoError, TopicEvent, TopicEventStatus
 from layotto_sdk.app import App, Drop, InvokeRequest, Response
 
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2_grpc
 from layotto.runtime.delivery import DeliveryService
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2_grpc
 from tests.support.sidecar import running_sidecar
 
 PUBSUB = "mem"

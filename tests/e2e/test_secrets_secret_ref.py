@@ -21,8 +21,8 @@ import pytest
 
 from layotto.components.secretstores.base import SecretStore, resolve_secret
 from layotto.errors import ConfigError, NotFoundError
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 from tests.support.services import reachable, require_binary
 from tests.support.sidecar import free_port, running_sidecar
 

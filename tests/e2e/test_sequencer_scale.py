@@ -17,10 +17,10 @@ from typing import Any
 import grpc
 import pytest
 
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
-from tests.conformance.sequencer.backends import BY_TYPE, Backend
-from tests.conformance.sequencer.backends import sequencer_config as make_config
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from tests.contract.sequencer.backends import BY_TYPE, Row
+from tests.contract.sequencer.backends import sequencer_config as make_config
 from tests.support.sidecar import SidecarProcess
 
 SIDECARS = 3
@@ -70,7 +70,7 @@ def _check(sequences: list[list[int]]) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("backend_type", list(SCALE))
 async def test_ids_unique_across_sidecars_and_above_all_after_a_crash(backend_type: str) -> None:
-    backend: Backend = BY_TYPE[backend_type]
+    backend: Row = BY_TYPE[backend_type]
     backend.require()
     key = f"scale-{uuid.uuid4().hex}"
     # A small segment so the sidecars interleave many reservations on the one key.

@@ -16,12 +16,12 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 from tests.support.services import require
 from tests.support.sidecar import free_port, running_sidecar
 
-from ..conformance.state.backends import TABLE, _drop_mysql_table, _drop_pg_table
+from ..contract.state.backends import TABLE, _drop_mysql_table, _drop_pg_table
 
 
 class TcpProxy:

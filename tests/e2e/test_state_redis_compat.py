@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.state.base import DeleteRequest, GetRequest, SetRequest
 from layotto.components.state.redis import RedisStateStore
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 from tests.support.services import require
 from tests.support.sidecar import running_sidecar
 

@@ -18,17 +18,18 @@ import pytest
 from aiohttp import web
 from google.protobuf import any_pb2
 
+from layotto import sidecar as sidecar_module
 from layotto.components.pubsub.base import Message, PubSub
 from layotto.config import layotto_json
 from layotto.errors import ConfigError
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2_grpc, runtime_pb2_grpc
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.runtime import server as server_module
+from layotto.observability.tracing import Span, current_span, inject, start_span
+from layotto.observability.tracing.exporters import EXPORTERS, register_exporter
+from layotto.observability.tracing.interceptor import TracingInterceptor
+from layotto.observability.tracing.tracer import build
 from layotto.runtime.delivery import DeliveryService
-from layotto.tracing import Span, current_span, inject, start_span
-from layotto.tracing.exporters import EXPORTERS, register_exporter
-from layotto.tracing.interceptor import TracingInterceptor, build
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2_grpc, runtime_pb2_grpc
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from tests.e2e.invoke_apps import grpc_app
 from tests.support.sidecar import free_port, layotto_config, running_sidecar
 
@@ -377,7 +378,7 @@ async def test_without_tracing_there_is_no_interceptor_and_no_span() -> None:
         doc = layotto_config(HELLO, grpc_port=free_port(), tracing=tracing)
         cfg = layotto_json.load_document(doc, source="<test>")
         assert build(cfg) is None
-        assert not any(isinstance(i, TracingInterceptor) for i in server_module._interceptors(cfg))
+        assert not any(isinstance(i, TracingInterceptor) for i in sidecar_module._interceptors(cfg, build(cfg)))
     async with (
         grpc_app("app-u") as (app, port),
         running_sidecar({"app": {"app_id": "app-u", "grpc_callback_port": port}}) as (_, address),
@@ -548,7 +549,7 @@ def _cfg(tracing: dict[str, Any]) -> Any:
 
 
 def test_config_drivers(caplog: pytest.LogCaptureFixture) -> None:
-    from layotto.tracing.exporters import StdoutExporter, ZipkinExporter
+    from layotto.observability.tracing.exporters import StdoutExporter, ZipkinExporter
 
     default = build(_cfg({"enable": True}))
     assert default is not None and [type(e) for e in default.exporters] == [StdoutExporter]
@@ -586,7 +587,7 @@ def test_inject_replaces_the_callers_context() -> None:
     span = start_span("m", [("traceparent", f"00-{TRACE}-{PARENT}-00"), ("tracestate", "a=1")], 0)
     assert span.flags == "00"  # the caller's sampling decision is kept
 
-    from layotto.tracing.span import CURRENT
+    from layotto.observability.tracing.span import CURRENT
 
     token = CURRENT.set(span)
     try:

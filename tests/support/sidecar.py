@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from layotto.config import layotto_json
-from layotto.runtime.server import Sidecar
+from layotto.sidecar import Sidecar
 
 
 def free_port() -> int:

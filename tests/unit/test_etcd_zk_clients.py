@@ -1,10 +1,10 @@
-"""Endpoint lists of the shared etcd and ZooKeeper client modules."""
+"""Endpoint lists of the etcd and ZooKeeper drivers."""
 
 from __future__ import annotations
 
 import pytest
 
-from layotto.components import etcdclient, zkclient
+from layotto.components._drivers import etcd, zookeeper
 from layotto.components.base import Metadata
 from layotto.errors import ConfigError
 
@@ -22,18 +22,18 @@ WHERE = "lock.etcd.metadata.endpoints"
     ],
 )
 def test_etcd_endpoints(raw: str | list[str], expected: list[tuple[str, int]]) -> None:
-    assert etcdclient.parse_endpoints(raw, WHERE) == expected
+    assert etcd.parse_endpoints(raw, WHERE) == expected
 
 
 def test_etcd_bad_port_names_the_key() -> None:
     with pytest.raises(ConfigError) as info:
-        etcdclient.parse_endpoints("a:1;b:x", WHERE)
+        etcd.parse_endpoints("a:1;b:x", WHERE)
     assert info.value.path == WHERE
     assert "bad etcd address 'b:x'" in str(info.value)
 
 
 def test_etcd_address_for_messages() -> None:
-    assert etcdclient.address([("a", 1), ("b", 2)]) == "a:1;b:2"
+    assert etcd.address([("a", 1), ("b", 2)]) == "a:1;b:2"
 
 
 @pytest.mark.parametrize(
@@ -41,4 +41,4 @@ def test_etcd_address_for_messages() -> None:
     [("127.0.0.1:2181", "127.0.0.1:2181"), (" a:1 ; b:2,c:3 ;", "a:1,b:2,c:3"), ("", "")],
 )
 def test_zookeeper_hosts(raw: str, expected: str) -> None:
-    assert zkclient.hosts(Metadata({"zookeeperHosts": raw})) == expected
+    assert zookeeper.hosts(Metadata({"zookeeperHosts": raw})) == expected

@@ -1,30 +1,40 @@
-"""redis_autopipe: same results as redis-py, batched writes, and the failure paths
-(dropped connection, unreachable server, stalled server, cancelled caller)."""
+"""_drivers/redis_autopipe: same results and errors as redis-py, batched writes, and the failure
+paths (dropped connection, unreachable server, stalled server, cancelled caller)."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, NoScriptError, ResponseError
+from redis.exceptions import DataError, ExecAbortError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from layotto.components import _drivers
+from layotto.components._drivers.redis import RedisSettings, connect, shared_connection
+from layotto.components._drivers.redis_autopipe import INCOMPLETE, AutoPipelineRedis, pack, reply_reader
 from layotto.components.base import Metadata
-from layotto.components.redis_autopipe import _INCOMPLETE, AutoPipelineRedis, SharedConnection, pack, parse
-from layotto.components.redisclient import connect
 from tests.support.services import require
 from tests.support.sidecar import free_port
+
+
+def autopipelined(address: str, **metadata: str) -> AutoPipelineRedis:
+    settings = RedisSettings.from_metadata(Metadata({"redisHost": address, **metadata}, where="test"))
+    client = connect(settings, autopipeline=True)
+    assert isinstance(client, AutoPipelineRedis)
+    return client
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[AutoPipelineRedis]:
     require("redis")
-    c = AutoPipelineRedis(host="127.0.0.1", port=6379, socket_timeout=5)
+    c = autopipelined("127.0.0.1:6379")
     yield c
     await c.aclose()
 
@@ -41,31 +51,67 @@ def key() -> str:
     return f"autopipe-test-{uuid.uuid4().hex}"
 
 
-# ---- the RESP parser on its own ----
+# ---- the reply reader and the encoder on their own ----
 
 
-def test_parse_replies_and_fragments() -> None:
+def test_reader_returns_whole_replies_from_fragments() -> None:
     nested = b"*3\r\n$1\r\na\r\n*2\r\n:7\r\n$-1\r\n+OK\r\n"
-    assert parse(nested, 0) == ([b"a", [7, None], b"OK"], len(nested))
-    for cut in range(1, len(nested)):
-        value, _ = parse(nested[:cut], 0)
-        assert value is _INCOMPLETE, cut
-    value, need = parse(b"$10\r\nabc", 0)
-    assert value is _INCOMPLETE and need == 17  # a large value is not re-parsed per chunk
-    err, _ = parse(b"-NOSCRIPT No matching script.\r\n", 0)
-    assert isinstance(err, NoScriptError)
-    err, _ = parse(b"-WRONGTYPE Operation\r\n", 0)
-    assert type(err) is ResponseError and str(err) == "WRONGTYPE Operation"
+    reader = reply_reader()
+    for byte in nested[:-1]:
+        reader.feed(bytes([byte]))
+        assert reader.gets() is INCOMPLETE
+    reader.feed(nested[-1:])
+    assert reader.gets() == [b"a", [7, None], b"OK"]
+    assert reader.gets() is INCOMPLETE
+
+
+def test_reader_maps_error_replies_as_redis_py_does() -> None:
+    reader = reply_reader()
+    reader.feed(b"-NOSCRIPT No matching script.\r\n-WRONGTYPE Operation\r\n-ERR unknown command\r\n")
+    reader.feed(b"*2\r\n-EXECABORT Transaction discarded.\r\n:1\r\n")
+    noscript, wrongtype, err, (aborted, one) = reader.gets(), reader.gets(), reader.gets(), reader.gets()
+    assert type(noscript) is NoScriptError and str(noscript) == "No matching script."
+    assert type(wrongtype) is ResponseError and str(wrongtype) == "WRONGTYPE Operation"
+    assert type(err) is ResponseError and str(err) == "unknown command"
+    assert type(aborted) is ExecAbortError and one == 1  # inside an array: left in place
+    reader = reply_reader()
+    reader.feed(b"?what\r\n")
     with pytest.raises(RedisConnectionError):
-        parse(b"?what\r\n", 0)
+        reader.gets()
 
 
 def test_pack_encodes_like_redis_py() -> None:
-    assert pack(("SET", b"k", 1, 1.5), SharedConnection.encode_other) == (
-        b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n$3\r\n1.5\r\n"
+    assert pack(("SET", b"k", 1, 1.5, memoryview(b"m"))) == (
+        b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n$3\r\n1.5\r\n$1\r\nm\r\n"
     )
     with pytest.raises(DataError):
-        pack(("SET", "k", True), SharedConnection.encode_other)
+        pack(("SET", "k", True))
+    with pytest.raises(DataError):
+        pack(("SET", "k", None))
+
+
+def test_drivers_use_no_private_redis_py_module() -> None:
+    """redis-py's underscore modules and names change in minor releases; the drivers must not
+    need them (hiredis parses the replies, the error classes are redis.exceptions')."""
+    private = []
+    for path in Path(_drivers.__file__).parent.glob("redis*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "redis":
+                names = [node.module or "", *(alias.name for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names if alias.name.split(".")[0] == "redis"]
+            else:
+                continue
+            private += [f"{path.name}: {n}" for n in names for part in n.split(".") if part.startswith("_")]
+    assert private == []
+
+
+def test_a_pool_speaking_resp3_is_refused() -> None:
+    """The response callbacks are chosen for the pool's protocol and applied to the shared
+    connection's RESP2 replies too: they must be the same protocol."""
+    settings = RedisSettings.from_metadata(Metadata({"redisHost": "127.0.0.1:6379"}))
+    with pytest.raises(ValueError, match="protocol=2"):
+        AutoPipelineRedis(aioredis.ConnectionPool(protocol=3), shared_connection(settings))
 
 
 # ---- against the real server ----
@@ -88,6 +134,28 @@ async def test_same_results_as_redis_py(client: AutoPipelineRedis, plain: aiored
         assert await client.delete(k, k + "-s") == 2
     finally:
         await plain.delete(k, k + "-s")
+
+
+async def test_same_errors_as_redis_py(client: AutoPipelineRedis, plain: aioredis.Redis) -> None:
+    k = key()
+    try:
+        await plain.hset(k, "f", "v")
+        calls = [
+            lambda c: c.get(k),  # WRONGTYPE
+            lambda c: c.evalsha("0" * 40, 0),  # NOSCRIPT
+            lambda c: c.incr(k),  # WRONGTYPE on a hash
+            lambda c: c.execute_command("NOSUCHCOMMAND"),  # ERR unknown command
+            lambda c: c.execute_command("GET"),  # ERR wrong number of arguments
+            lambda c: c.eval("return redis.error_reply('etag mismatch: k')", 0),  # a script's own error
+        ]
+        for call in calls:
+            with pytest.raises(ResponseError) as shared:
+                await call(client)
+            with pytest.raises(ResponseError) as pooled:
+                await call(plain)
+            assert (type(shared.value), str(shared.value)) == (type(pooled.value), str(pooled.value))
+    finally:
+        await plain.delete(k)
 
 
 async def test_concurrent_commands_share_one_write(client: AutoPipelineRedis, plain: aioredis.Redis) -> None:
@@ -159,7 +227,7 @@ async def test_reconnects_after_the_server_drops_it(client: AutoPipelineRedis, p
 
 
 async def test_unreachable_server_fails_fast() -> None:
-    c = AutoPipelineRedis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    c = autopipelined(f"127.0.0.1:{free_port()}", dialTimeout="1s")
     start = time.monotonic()
     with pytest.raises(RedisConnectionError, match="connecting to"):
         await c.get("k")
@@ -175,7 +243,7 @@ async def test_stalled_server_times_out_and_reconnects() -> None:
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    c = AutoPipelineRedis(host="127.0.0.1", port=port, socket_timeout=0.2)
+    c = autopipelined(f"127.0.0.1:{port}", readTimeout="200ms")
     try:
         start = time.monotonic()
         results = await asyncio.gather(c.get("a"), c.get("b"), return_exceptions=True)
@@ -192,17 +260,17 @@ async def test_stalled_server_times_out_and_reconnects() -> None:
         await server.wait_closed()
 
 
-async def test_redisclient_connect_opts_in() -> None:
+async def test_connect_opts_in() -> None:
     require("redis")
-    md = Metadata({"redisHost": "127.0.0.1:6379", "redisDB": "1"}, where="test")
-    c = connect(md, autopipeline=True)
+    settings = RedisSettings.from_metadata(Metadata({"redisHost": "127.0.0.1:6379", "redisDB": "1"}, where="test"))
+    c = connect(settings, autopipeline=True)
     plain = aioredis.Redis(host="127.0.0.1", port=6379, db=1)
     k = key()
     try:
         assert isinstance(c, AutoPipelineRedis)
         await c.set(k, "in-db-1")
         assert await plain.get(k) == b"in-db-1"  # SELECT was sent on the shared connection
-        assert not isinstance(connect(md), AutoPipelineRedis)
+        assert not isinstance(connect(settings), AutoPipelineRedis)
     finally:
         await plain.delete(k)
         await plain.aclose()

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import grpc
 
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 from tests.support.sidecar import running_sidecar
 
 HELLO = {"hellos": {"helloworld": {"type": "helloworld", "hello": "greeting"}}}

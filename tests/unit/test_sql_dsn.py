@@ -1,18 +1,18 @@
-"""The shared connection-string readers of the SQL components (components/sql.py)."""
+"""The connection-string readers of the SQL drivers (_drivers/mysql.py, _drivers/postgres.py)."""
 
 from __future__ import annotations
 
 import pymysql
 import pytest
 
-from layotto.components import sql
+from layotto.components._drivers import mysql, postgres
 from layotto.errors import ConfigError
 
 WHERE = "state.mysql.metadata.connectionString"
 
 
 def test_go_dsn_full_form() -> None:
-    dsn = sql.parse_go_dsn("app:s3cr@t@tcp(db.example:3307)/orders?timeout=5s&tls=skip-verify", WHERE)
+    dsn = mysql.parse_go_dsn("app:s3cr@t@tcp(db.example:3307)/orders?timeout=5s&tls=skip-verify", WHERE)
     assert (dsn.user, dsn.password, dsn.host, dsn.port, dsn.database) == ("app", "s3cr@t", "db.example", 3307, "orders")
     assert dsn.params == {"timeout": "5s", "tls": "skip-verify"}
     assert dsn.connect_args() == {
@@ -25,23 +25,23 @@ def test_go_dsn_full_form() -> None:
 
 
 def test_go_dsn_without_password_port_or_database() -> None:
-    dsn = sql.parse_go_dsn("root@tcp(127.0.0.1)/", WHERE)
+    dsn = mysql.parse_go_dsn("root@tcp(127.0.0.1)/", WHERE)
     assert (dsn.user, dsn.password, dsn.host, dsn.port, dsn.database) == ("root", "", "127.0.0.1", 3306, "")
     assert dsn.connect_args()["db"] is None
 
 
 def test_go_dsn_empty_password_and_ipv6() -> None:
-    dsn = sql.parse_go_dsn("root:@tcp([::1]:3306)/test", WHERE)
+    dsn = mysql.parse_go_dsn("root:@tcp([::1]:3306)/test", WHERE)
     assert (dsn.user, dsn.password, dsn.host, dsn.port) == ("root", "", "::1", 3306)
 
 
 def test_go_dsn_without_credentials_or_address_uses_defaults() -> None:
-    dsn = sql.parse_go_dsn("/test", WHERE)
+    dsn = mysql.parse_go_dsn("/test", WHERE)
     assert dsn.connect_args() == {"user": "root", "password": "", "db": "test", "host": "127.0.0.1", "port": 3306}
 
 
 def test_go_dsn_unix_socket() -> None:
-    dsn = sql.parse_go_dsn("u:p@unix(/var/run/mysqld/mysqld.sock)/db%2Fname", WHERE)
+    dsn = mysql.parse_go_dsn("u:p@unix(/var/run/mysqld/mysqld.sock)/db%2Fname", WHERE)
     assert dsn.unix_socket == "/var/run/mysqld/mysqld.sock"
     assert dsn.database == "db/name"  # the database name is path-unescaped, as the Go driver does
     args = dsn.connect_args()
@@ -60,7 +60,7 @@ def test_go_dsn_unix_socket() -> None:
 )
 def test_go_dsn_errors_name_the_key_and_hide_the_text(text: str, reason: str) -> None:
     with pytest.raises(ConfigError) as info:
-        sql.parse_go_dsn(text.replace("root:", "root:hunter2"), WHERE)
+        mysql.parse_go_dsn(text.replace("root:", "root:hunter2"), WHERE)
     assert info.value.path == WHERE
     assert str(info.value).startswith(WHERE + ": connectionString is not a MySQL DSN")
     assert reason in str(info.value)
@@ -81,7 +81,7 @@ def test_go_dsn_errors_name_the_key_and_hide_the_text(text: str, reason: str) ->
     ],
 )
 def test_mysql_outage(exc: BaseException, outage: bool) -> None:
-    assert sql.mysql_outage(exc) is outage
+    assert mysql.outage(exc) is outage
 
 
 PG_WHERE = "lock.pg.metadata.connectionString"
@@ -89,12 +89,12 @@ PG_WHERE = "lock.pg.metadata.connectionString"
 
 @pytest.mark.parametrize("url", ["postgres://u:p@db:5433/app?sslmode=disable", "postgresql://postgres@127.0.0.1/test"])
 def test_pg_url_is_left_to_asyncpg(url: str) -> None:
-    assert sql.pg_connect_args(url, PG_WHERE) == {"dsn": url}
+    assert postgres.connect_args(url, PG_WHERE) == {"dsn": url}
 
 
 def test_pg_key_value_form() -> None:
     text = "host=db.example port=5433 user=app password='a b' dbname=orders sslmode=require connect_timeout=3"
-    args = sql.pg_connect_args(text + " pool_max_conns=8", PG_WHERE)
+    args = postgres.connect_args(text + " pool_max_conns=8", PG_WHERE)
     assert args == {
         "host": "db.example",
         "port": 5433,
@@ -104,22 +104,22 @@ def test_pg_key_value_form() -> None:
         "ssl": "require",
         "timeout": 3.0,
     }
-    assert sql.pg_address(args) == "db.example:5433/orders"
+    assert postgres.address(args) == "db.example:5433/orders"
 
 
 def test_pg_address_hides_credentials() -> None:
-    address = sql.pg_address(sql.pg_connect_args("postgres://u:secret@db:5433/app?password=x", PG_WHERE))
+    address = postgres.address(postgres.connect_args("postgres://u:secret@db:5433/app?password=x", PG_WHERE))
     assert address == "db:5433/app"
 
 
 @pytest.mark.parametrize("text", ["host=db port=five", "host=db password", "host='db"])
 def test_pg_bad_key_value_names_the_key(text: str) -> None:
     with pytest.raises(ConfigError) as info:
-        sql.pg_connect_args(text, PG_WHERE)
+        postgres.connect_args(text, PG_WHERE)
     assert info.value.path == PG_WHERE
     assert "connectionString is not a PostgreSQL URL or key=value list" in str(info.value)
 
 
 @pytest.mark.parametrize(("status", "rows"), [("INSERT 0 3", 3), ("DELETE 2", 2), ("CREATE TABLE", 0)])
 def test_pg_rows(status: str, rows: int) -> None:
-    assert sql.pg_rows(status) == rows
+    assert postgres.rows(status) == rows

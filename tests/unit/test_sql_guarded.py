@@ -1,4 +1,4 @@
-"""sql.guarded: every SQL call is bounded in time, on asyncpg and aiomysql alike.
+"""guarded (_drivers/sql.py): every SQL call is bounded in time, on asyncpg and aiomysql alike.
 
 Against the shared PostgreSQL / MariaDB through a freezable loopback proxy (a hung server:
 connections stay open, nothing answers), and with statements slower than the bound.
@@ -15,7 +15,7 @@ import aiomysql
 import asyncpg
 import pytest
 
-from layotto.components import sql
+from layotto.components._drivers import mysql, postgres, sql
 from layotto.components.base import Metadata
 from layotto.components.sequencer.sqltable import once_more_on_outage
 from layotto.errors import BackendUnavailableError, ConfigError
@@ -31,6 +31,7 @@ GIVE_UP = 3.0
 
 SLEEP = {"postgresql": "SELECT pg_sleep(3)", "mysql": "SELECT SLEEP(3)"}
 WHO = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
+GUARDED = {"postgresql": postgres.guarded, "mysql": mysql.guarded}
 
 
 async def _scalar(kind: str, conn: Any, statement: str) -> Any:
@@ -74,7 +75,7 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, TcpPro
 
 
 async def _who(kind: str, pool: Any) -> int:
-    async with asyncio.timeout(GIVE_UP), sql.guarded(pool, 2.0, kind) as conn:
+    async with asyncio.timeout(GIVE_UP), GUARDED[kind](pool, 2.0, kind) as conn:
         return int(await _scalar(kind, conn, WHO[kind]))
 
 
@@ -94,14 +95,14 @@ async def test_a_hung_server_is_no_answer_in_bounded_time_and_the_connection_is_
     await proxy.freeze()
     started = time.monotonic()
     with pytest.raises(sql.NoAnswerError, match=rf"^{kind} at here did not answer within 0.5s$"):
-        async with asyncio.timeout(GIVE_UP), sql.guarded(pool, BOUND, f"{kind} at here") as conn:
+        async with asyncio.timeout(GIVE_UP), GUARDED[kind](pool, BOUND, f"{kind} at here") as conn:
             await _scalar(kind, conn, "SELECT 1")
     took = time.monotonic() - started
     assert BOUND <= took < BOUND + SLACK
     # Waiting for a connection counts too: the pool's only one is gone and a new one cannot log in.
     started = time.monotonic()
     with pytest.raises(sql.NoAnswerError):
-        async with asyncio.timeout(GIVE_UP), sql.guarded(pool, BOUND, kind) as conn:
+        async with asyncio.timeout(GIVE_UP), GUARDED[kind](pool, BOUND, kind) as conn:
             await _scalar(kind, conn, "SELECT 1")
     assert time.monotonic() - started < BOUND + SLACK
 
@@ -114,7 +115,7 @@ async def test_a_statement_slower_than_the_bound_is_cut(rig: tuple[str, TcpProxy
     before = await _who(kind, pool)
     started = time.monotonic()
     with pytest.raises(sql.NoAnswerError):
-        async with asyncio.timeout(GIVE_UP), sql.guarded(pool, BOUND, kind) as conn:
+        async with asyncio.timeout(GIVE_UP), GUARDED[kind](pool, BOUND, kind) as conn:
             await _scalar(kind, conn, SLEEP[kind])
     assert time.monotonic() - started < BOUND + SLACK
     await _fresh_connection(kind, pool, before)
@@ -127,7 +128,7 @@ async def test_a_transaction_on_a_hung_server_unwinds_in_bounded_time(rig: tuple
     await proxy.freeze()
     started = time.monotonic()
     with pytest.raises(sql.NoAnswerError):
-        async with asyncio.timeout(GIVE_UP), sql.guarded(pool, BOUND, kind) as conn:
+        async with asyncio.timeout(GIVE_UP), GUARDED[kind](pool, BOUND, kind) as conn:
             if kind == "postgresql":
                 async with conn.transaction():
                     await conn.execute("SELECT 1")
@@ -148,7 +149,7 @@ async def test_a_caller_that_gives_up_leaves_no_connection_behind(rig: tuple[str
     await proxy.freeze()
 
     async def call() -> None:
-        async with sql.guarded(pool, 30.0, kind) as conn:
+        async with GUARDED[kind](pool, 30.0, kind) as conn:
             await _scalar(kind, conn, "SELECT 1")
 
     task = asyncio.create_task(call())
@@ -167,14 +168,14 @@ async def test_failed_statements_pass_through_and_lost_connections_are_unavailab
 ) -> None:
     kind, proxy, pool = rig
     with pytest.raises((asyncpg.PostgresError, aiomysql.MySQLError)) as caught:
-        async with sql.guarded(pool, 5.0, kind) as conn:
+        async with GUARDED[kind](pool, 5.0, kind) as conn:
             await _scalar(kind, conn, "SELEC 1")
     assert not isinstance(caught.value, BackendUnavailableError)
     await _who(kind, pool)
 
     await proxy.down()
     with pytest.raises(BackendUnavailableError) as unavailable:
-        async with sql.guarded(pool, 5.0, f"{kind} at here") as conn:
+        async with GUARDED[kind](pool, 5.0, f"{kind} at here") as conn:
             await _scalar(kind, conn, "SELECT 1")
     assert not isinstance(unavailable.value, sql.NoAnswerError)
     assert str(unavailable.value).startswith(f"{kind} at here is unavailable: ")
@@ -187,7 +188,7 @@ async def test_a_connection_lost_mid_call_is_unavailable_whatever_the_body_does_
     InterfaceError of its own, which is still the outage, not the statement's fault."""
     kind, proxy, pool = rig
     with pytest.raises(BackendUnavailableError) as caught:
-        async with asyncio.timeout(GIVE_UP), sql.guarded(pool, 5.0, kind) as conn:
+        async with asyncio.timeout(GIVE_UP), GUARDED[kind](pool, 5.0, kind) as conn:
             await _scalar(kind, conn, "SELECT 1")
             await proxy.drop_connections()
             with pytest.raises((asyncpg.PostgresConnectionError, aiomysql.OperationalError)):

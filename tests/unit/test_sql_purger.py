@@ -1,4 +1,4 @@
-"""sql.start_purger: the expired-row cleanup loop the SQL state stores share."""
+"""start_purger (_drivers/sql.py): the expired-row cleanup loop the SQL state stores share."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from layotto.components import sql
+from layotto.components._drivers import sql
 from layotto.components.base import Metadata
 from layotto.errors import ComponentError
 

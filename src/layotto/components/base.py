@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from abc import ABC
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from layotto.errors import ConfigError
+from layotto.errors import ConfigError, UnsupportedError
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
@@ -148,6 +149,16 @@ class ComponentContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+class Feature(enum.StrEnum):
+    """Base of the per-block feature enums (`StateFeature`, `PubSubFeature`, ...).
+
+    A feature is an optional power of a block: the block's base class has a method for it whose
+    default raises `UnsupportedError`, and a component that has the power overrides the method
+    and names the feature in `features`. Callers decide by `feature in component.features`, never
+    by `hasattr` or by trying. The values are the features' names in config, logs and metadata.
+    """
+
+
 class Component(ABC):
     """Base of all components.
 
@@ -156,8 +167,12 @@ class Component(ABC):
     event loop and must reconnect to its backend by itself after an outage.
     """
 
-    #: Optional capabilities, checked by the API layer (e.g. {"transactional", "etag"}).
-    features: frozenset[str] = frozenset()
+    #: The optional powers this component has: members of its block's `Feature` enum. Each block
+    #: base narrows the type to its own enum (`StateStore.features: frozenset[StateFeature]`);
+    #: here, where any block's component may be asked, the members are only known to be hashable
+    #: `Feature`s, which is why this is `Any` rather than `Feature` (code that maps one block's
+    #: features, as the Dapr metadata API does, indexes its own table with them).
+    features: frozenset[Any] = frozenset()
 
     context: ComponentContext
 
@@ -171,3 +186,11 @@ class Component(ABC):
 
     async def close(self) -> None:  # noqa: B027
         """Release connections. Called once; must not raise."""
+
+
+def unsupported(component: Component, feature: Feature, operation: str) -> UnsupportedError:
+    """What an optional operation raises on a component that does not declare its feature."""
+    return UnsupportedError(
+        f"{type(component).__name__} does not support {operation} (no {type(feature).__name__}.{feature.name})",
+        feature,
+    )

@@ -2,20 +2,18 @@
 
 The runtime asks the app for the topics it subscribes to, delivers events to it and invokes its
 methods. Which callback API the app serves on `grpc_callback_port` is chosen by
-`app.callback_api`: "layotto" (spec.proto.runtime.v1.AppCallback, here) or another registered
-with `register_app_channel` (the Dapr API adds "dapr"). With `app.http_port`, invocations go over
+`app.callback_api`, among the channels the sidecar gives the runtime: "layotto"
+(spec.proto.runtime.v1.AppCallback, here) and "dapr" (the Dapr API's). With `app.http_port`, invocations go over
 HTTP instead, as with upstream's HTTP channel; events still go over gRPC.
 
-Users of a runtime's channel (event delivery, the invocation engine) share one object and one
-gRPC connection: `acquire(rt)` hands out a handle, closing the handle gives it back, and the
-last one closes the connection.
+The sidecar opens one channel (`open_app_channel`) and hands it to its users, event delivery and
+the invocation engine, so they share one gRPC connection; the sidecar closes it once both are done.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -24,11 +22,9 @@ from urllib.parse import quote
 import grpc
 from google.protobuf import any_pb2, empty_pb2
 
-from layotto import tracing
+from layotto.core.cloudevents import Event
 from layotto.errors import ConfigError
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
-from layotto.proto.spec.proto.runtime.v1 import appcallback_pb2_grpc as cb_grpc
-from layotto.runtime.cloudevents import Event
+from layotto.observability import tracing
 from layotto.runtime.invoke import (
     GRPC_CHANNEL_OPTIONS,
     InvokeError,
@@ -41,6 +37,8 @@ from layotto.runtime.invoke import (
     timeout_error,
 )
 from layotto.runtime.runtime import Runtime
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2_grpc as cb_grpc
 
 if TYPE_CHECKING:  # aiohttp costs ~10 MB of RSS: imported only when an HTTP app channel is used
     import aiohttp
@@ -286,24 +284,15 @@ class HttpAppChannel:
             await self.events.close()
 
 
-#: app.callback_api -> channel factory. The Dapr API adds "dapr" with register_app_channel.
-APP_CHANNELS: dict[str, AppChannelFactory] = {"layotto": LayottoAppChannel}
-
-
-def register_app_channel(callback_api: str, factory: AppChannelFactory) -> None:
-    """Add the channel of an app callback API (`app.callback_api == callback_api`)."""
-    APP_CHANNELS[callback_api] = factory
-
-
 def open_app_channel(rt: Runtime) -> AppChannel | None:
     """A new channel to the app, or None when the app has neither callback port."""
     app = rt.config.app
     events: AppChannel | None = None
     if app.grpc_callback_port:
         callback_api = app.callback_api or "layotto"
-        factory = APP_CHANNELS.get(callback_api)
+        factory = rt.app_channels.get(callback_api)
         if factory is None:
-            known = ", ".join(sorted(APP_CHANNELS))
+            known = ", ".join(sorted(rt.app_channels))
             raise ConfigError(f"unknown app callback_api '{callback_api}' (known: {known})", rt.config.source)
         target = f"{app.grpc_callback_host}:{app.grpc_callback_port}"
         # Non-blocking dial: the channel connects (and reconnects) in the background.
@@ -311,48 +300,3 @@ def open_app_channel(rt: Runtime) -> AppChannel | None:
     if app.http_port:
         return HttpAppChannel(rt, events)
     return events
-
-
-class _Shared:
-    def __init__(self, channel: AppChannel) -> None:
-        self.channel = channel
-        self.users = 0
-
-
-_shared: weakref.WeakKeyDictionary[Runtime, _Shared] = weakref.WeakKeyDictionary()
-
-
-class _Handle:
-    """One user's hold on the runtime's channel; `close()` gives it back."""
-
-    def __init__(self, rt: Runtime, shared: _Shared) -> None:
-        self._rt = rt
-        self._shared: _Shared | None = shared
-        channel = shared.channel
-        # Bound once: delivering an event or an invocation pays no extra hop.
-        self.list_subscriptions = channel.list_subscriptions
-        self.deliver = channel.deliver
-        self.invoke = channel.invoke
-
-    async def close(self) -> None:
-        shared, self._shared = self._shared, None
-        if shared is None:
-            return
-        shared.users -= 1
-        if shared.users == 0:
-            if _shared.get(self._rt) is shared:
-                del _shared[self._rt]
-            await shared.channel.close()
-
-
-def acquire(rt: Runtime) -> AppChannel | None:
-    """The runtime's channel to its app (shared by all its users), None when the app has no
-    callback port. Close what you get when done."""
-    shared = _shared.get(rt)
-    if shared is None:
-        channel = open_app_channel(rt)
-        if channel is None:
-            return None
-        shared = _shared[rt] = _Shared(channel)
-    shared.users += 1
-    return _Handle(rt, shared)

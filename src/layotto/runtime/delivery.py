@@ -30,17 +30,16 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from layotto import tracing
 from layotto.components.pubsub.base import Message, PubSub, Subscription, subscribe_options
-from layotto.runtime import appchannel
+from layotto.core.cloudevents import RAW_PAYLOAD, Event, decode, is_truthy
+from layotto.observability import tracing
 from layotto.runtime.appchannel import AppChannel, Status, TopicSubscription
-from layotto.runtime.cloudevents import RAW_PAYLOAD, Event, decode, is_truthy
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
 
+    from layotto.observability.tracing.tracer import Tracer
     from layotto.runtime.runtime import Runtime, Service
-    from layotto.tracing.interceptor import TracingInterceptor
 
 log = logging.getLogger("layotto.pubsub.delivery")
 
@@ -48,7 +47,7 @@ log = logging.getLogger("layotto.pubsub.delivery")
 @functools.cache
 def _events_counter() -> Counter:
     """`layotto_pubsub_events_total{pubsub, topic, outcome}`, once per process."""
-    from layotto.api import metrics
+    from layotto.observability import metrics
 
     return metrics.counter(
         "layotto_pubsub_events_total", "Pub/sub deliveries to the app by outcome", ["pubsub", "topic", "outcome"]
@@ -153,7 +152,7 @@ class Dispatcher:
         policy: DeliveryPolicy,
         deliver: Deliver,
         stats: DeliveryStats,
-        tracer: TracingInterceptor | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.component = component
         self.pubsub_name = pubsub_name
@@ -283,7 +282,7 @@ def component_metadata(rt: Runtime, pubsub_name: str) -> Mapping[str, object]:
 class DeliveryService:
     """Subscribes the app's topics and delivers their events through the AppChannel."""
 
-    def __init__(self, rt: Runtime, channel: AppChannel, tracer: TracingInterceptor | None = None) -> None:
+    def __init__(self, rt: Runtime, channel: AppChannel, tracer: Tracer | None = None) -> None:
         self.rt = rt
         self.channel = channel
         self.tracer = tracer
@@ -350,7 +349,6 @@ class DeliveryService:
             except Exception:
                 log.exception("closing a subscription failed")
         self.subscriptions.clear()
-        await self.channel.close()
 
 
 def _brief(exc: BaseException) -> str:
@@ -359,15 +357,13 @@ def _brief(exc: BaseException) -> str:
     return repr(exc)
 
 
-async def delivery_services(rt: Runtime) -> list[Service]:
-    """ServiceFactory for runtime/server.py."""
-    if not rt.components("pubsub"):
+async def delivery_services(
+    rt: Runtime, channel: AppChannel | None = None, tracer: Tracer | None = None
+) -> list[Service]:
+    """A ServiceFactory (the sidecar binds `channel`, its channel to the app, and `tracer`, its
+    one tracer, None with tracing off)."""
+    if not rt.components("pubsub") or channel is None:
         return []
     if not rt.config.app.grpc_callback_port:
         return []  # an app taking invocations over HTTP only subscribes to nothing
-    from layotto.tracing.interceptor import tracer_for
-
-    channel = appchannel.acquire(rt)
-    if channel is None:
-        return []
-    return [DeliveryService(rt, channel, tracer_for(rt.config))]
+    return [DeliveryService(rt, channel, tracer)]

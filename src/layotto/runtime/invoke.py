@@ -14,7 +14,6 @@ import itertools
 import logging
 import re
 import time
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.protobuf import any_pb2
 
-from layotto import tracing
 from layotto.components.base import Metadata
-from layotto.components.nameresolution.base import NameResolver
+from layotto.components.nameresolution.base import NameResolutionFeature, NameResolver
 from layotto.errors import ComponentError, LayottoError
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2, runtime_pb2_grpc
+from layotto.observability import tracing
 from layotto.runtime.runtime import Runtime
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 
 if TYPE_CHECKING:
     from layotto.runtime.appchannel import AppChannel
@@ -222,10 +221,13 @@ def _own_address(rt: Runtime) -> str:
 
 
 class Invoker:
-    def __init__(self, rt: Runtime) -> None:
+    """The invocation engine, one per sidecar, serving every API's InvokeService. `app_channel`
+    (the sidecar's, which it closes) reaches this sidecar's app; None when the app takes none."""
+
+    def __init__(self, rt: Runtime, app_channel: AppChannel | None) -> None:
         self.rt = rt
         self.settings = InvokeSettings.from_runtime(rt)
-        self.app_channel: AppChannel | None = None
+        self.app_channel = app_channel
         self.resolvers: list[NameResolver] = []
         self._peers: dict[str, tuple[grpc.aio.Channel, runtime_pb2_grpc.RuntimeStub]] = {}
         self._turn = itertools.count()
@@ -236,15 +238,13 @@ class Invoker:
         if self._started:
             return
         self._started = True
-        from layotto.runtime import appchannel  # it builds on this module's types
-
-        self.app_channel = appchannel.acquire(self.rt)
         self.resolvers = [c for c in self.rt.components("nameresolution").values() if isinstance(c, NameResolver)]
         if self.rt.app_id:
             address = self._advertised()
             for resolver in self.resolvers:
-                await resolver.register(self.rt.app_id, address)
-                self._registered.append(resolver)
+                if NameResolutionFeature.REGISTRY in resolver.features:
+                    await resolver.register(self.rt.app_id, address)
+                    self._registered.append(resolver)
 
     def _advertised(self) -> str:
         for spec in self.rt.config.components_of("nameresolution"):
@@ -260,9 +260,6 @@ class Invoker:
             except Exception:
                 log.exception("withdrawing from name resolution failed")
         self._registered.clear()
-        if self.app_channel is not None:
-            await self.app_channel.close()
-            self.app_channel = None
         peers, self._peers = self._peers, {}
         for channel, _ in peers.values():
             await channel.close(None)
@@ -401,21 +398,3 @@ class Invoker:
             content_type=reply.content_type,
             headers=call_headers(headers or ()),
         )
-
-
-_invokers: weakref.WeakKeyDictionary[Runtime, Invoker] = weakref.WeakKeyDictionary()
-
-
-async def invoker_for(rt: Runtime) -> Invoker:
-    """The one engine of a runtime, shared by every API serving InvokeService; started once."""
-    invoker = _invokers.get(rt)
-    if invoker is None:
-        invoker = _invokers[rt] = Invoker(rt)
-    await invoker.start()
-    return invoker
-
-
-async def close_invoker(rt: Runtime) -> None:
-    invoker = _invokers.pop(rt, None)
-    if invoker is not None:
-        await invoker.close()

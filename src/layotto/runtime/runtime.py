@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from layotto.components.base import Component, ComponentContext, Metadata
 from layotto.config.model import BLOCKS, ComponentSpec, RuntimeConfig
 from layotto.errors import ConfigError, LayottoError
 from layotto.runtime import registry
+
+if TYPE_CHECKING:
+    from layotto.runtime.appchannel import AppChannelFactory
 
 log = logging.getLogger("layotto.runtime")
 
@@ -28,8 +31,10 @@ ServiceFactory = Callable[["Runtime"], Awaitable[list[Service]]]
 
 
 class Runtime:
-    def __init__(self, config: RuntimeConfig) -> None:
+    def __init__(self, config: RuntimeConfig, app_channels: Mapping[str, AppChannelFactory] | None = None) -> None:
         self.config = config
+        #: app.callback_api -> the channel to an app speaking that callback API.
+        self.app_channels: Mapping[str, AppChannelFactory] = dict(app_channels or {})
         self.app_id = config.app.app_id
         self._components: dict[str, dict[str, Component]] = {}
         self._specs: dict[tuple[str, str], ComponentSpec] = {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -13,10 +12,10 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import empty_pb2
 
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from layotto_sdk import _core as core
-from layotto_sdk._client import _state_items
 from layotto_sdk._core import USE_CLIENT_DEFAULT, Headers, Metadata, Timeout
-from layotto_sdk._errors import LayottoError, LockNotAcquired, from_rpc_error
+from layotto_sdk._errors import LayottoError, from_rpc_error
 from layotto_sdk._models import (
     BindingResponse,
     BulkStateItem,
@@ -37,7 +36,6 @@ from layotto_sdk._models import (
     TopicEventStatus,
     Upsert,
 )
-from layotto_sdk._proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 R = TypeVar("R")
 _Headers = tuple[tuple[str, str | bytes], ...]
@@ -105,17 +103,12 @@ class AsyncClient:
         try:
             await asyncio.wait_for(self._channel.channel_ready(), timeout)
         except TimeoutError:
-            raise LayottoError(
-                grpc.StatusCode.UNAVAILABLE, f"sidecar at {self.address} not ready after {timeout}s"
-            ) from None
+            raise core.not_ready(self.address, timeout) from None
 
     # ---- plumbing ----------------------------------------------------------------------------
 
     def _call_args(self, timeout: Timeout, headers: Headers | None) -> dict[str, Any]:
-        return {
-            "timeout": core.effective_timeout(timeout, self.timeout),
-            "metadata": core.merge_headers(self._headers, headers),
-        }
+        return core.call_options(timeout, self.timeout, self._headers, headers)
 
     async def _unary(self, call: core.Unary[Any, Any, R], timeout: Timeout, headers: Headers | None) -> R:
         method = self._channel.unary_unary(
@@ -184,7 +177,7 @@ class AsyncClient:
         headers: Headers | None = None,
     ) -> None:
         """Write one key (``key, value``) or many (a list of :class:`StateItem`); see :meth:`Client.save_state`."""
-        items = _state_items(key, value, etag, concurrency, consistency, metadata, ttl)
+        items = core.state_items(key, value, etag, concurrency, consistency, metadata, ttl)
         await self._unary(core.save_state(store, items), timeout, headers)
 
     async def delete_state(
@@ -422,8 +415,7 @@ class AsyncClient:
     ) -> InvokeResponse:
         """Call ``method`` of application ``app_id`` (see :meth:`Client.invoke_service`)."""
         call = core.invoke_service(app_id, method, data, content_type, verb, querystring)
-        extra = core.merge_headers(core.merge_headers((), metadata), headers)
-        return await self._unary(call, timeout, extra)
+        return await self._unary(call, timeout, core.invoke_headers(metadata, headers))
 
     async def invoke_binding(
         self,
@@ -520,12 +512,10 @@ class AsyncClient:
             response_deserializer=empty_pb2.Empty.FromString,
         )
         requests: Any
-        if isinstance(data, bytes | bytearray):
-            requests = core.put_file_requests(store, name, core.chunks_of(bytes(data)), metadata)
-        elif isinstance(data, AsyncIterable):
+        if isinstance(data, AsyncIterable):
             requests = _aput_file_requests(store, name, data, metadata)
         else:
-            requests = core.put_file_requests(store, name, data, metadata)
+            requests = core.put_file_requests(store, name, core.file_chunks(data), metadata)
         try:
             await method(requests, **self._call_args(timeout, headers))
         except grpc.RpcError as exc:
@@ -573,18 +563,20 @@ class AsyncClient:
 async def _aput_file_requests(
     store: str, name: str, chunks: AsyncIterable[bytes], metadata: Metadata | None
 ) -> AsyncIterator[pb.PutFileRequest]:
-    sent = False
+    requests = core.PutFileRequests(store, name, metadata)
     async for chunk in chunks:
-        sent = True
-        for request in core.put_file_requests(store, name, [chunk], metadata):
-            yield request
-    if not sent:
-        for request in core.put_file_requests(store, name, [], metadata):
-            yield request
+        yield requests.chunk(chunk)
+    last = requests.end()
+    if last is not None:
+        yield last
 
 
 class AsyncLockContext:
-    """What :meth:`AsyncClient.lock` returns: ``async with`` it to hold the lock."""
+    """What :meth:`AsyncClient.lock` returns: ``async with`` it to hold the lock.
+
+    A shell over :class:`layotto_sdk._core.LockPolicy`: it sends the calls, sleeps and runs
+    the keep-alive task.
+    """
 
     def __init__(
         self,
@@ -599,42 +591,36 @@ class AsyncLockContext:
         timeout: Timeout,
         headers: Headers | None,
     ) -> None:
-        if ttl <= 0:
-            raise ValueError("ttl must be a positive number of seconds")
+        self._policy = core.LockPolicy(store, resource, ttl, owner, wait, retry_interval, keep_alive)
         self._client = client
-        self._lease = Lease(store, resource, owner or core.new_owner(), int(ttl))
-        self._wait = wait
-        self._retry_interval = retry_interval
-        self._keep_alive = keep_alive
-        self._kwargs: dict[str, Any] = {"timeout": timeout, "headers": headers}
+        self._timeout = timeout
+        self._headers = headers
         self._keeper: asyncio.Task[None] | None = None
 
+    async def _send(self, call: core.Unary[Any, Any, R]) -> R:
+        return await self._client._unary(call, self._timeout, self._headers)
+
     async def __aenter__(self) -> Lease:
-        lease = self._lease
-        started = time.monotonic()
-        deadline = started + (self._wait or 0)
-        while not await self._client.try_lock(lease.store, lease.resource, lease.owner, lease.ttl, **self._kwargs):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LockNotAcquired(lease.store, lease.resource, time.monotonic() - started if self._wait else 0)
-            # Polling is the only way: the lock API has no "wait for release".
-            await asyncio.sleep(min(self._retry_interval, left))
-        if self._keep_alive:
-            self._keeper = asyncio.create_task(self._renew(), name=f"layotto-lock-{lease.resource}")
-        return lease
+        policy = self._policy
+        while True:
+            delay = policy.after_attempt(await self._send(policy.attempt()))
+            if delay is None:
+                break
+            await asyncio.sleep(delay)  # held by someone else: poll until `wait` runs out
+        if policy.keep_alive:
+            self._keeper = asyncio.create_task(self._renew(), name=f"layotto-lock-{policy.lease.resource}")
+        return policy.lease
 
     async def _renew(self) -> None:
-        lease = self._lease
+        policy = self._policy
         while True:
-            await asyncio.sleep(core.keep_alive_interval(lease.ttl))
+            await asyncio.sleep(policy.renew_every)
+            status: LockStatus | None
             try:
-                status = await self._client.lock_keep_alive(
-                    lease.store, lease.resource, lease.owner, lease.ttl, **self._kwargs
-                )
+                status = await self._send(policy.renewal())
             except LayottoError:
-                continue  # a transient failure; the next tick tries again while the lease lasts
-            if status != LockStatus.SUCCESS:
-                lease.lost = True
+                status = None
+            if not policy.renewed(status):
                 return
 
     async def __aexit__(
@@ -644,15 +630,13 @@ class AsyncLockContext:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keeper
-        lease = self._lease
         try:
-            status = await self._client.unlock(lease.store, lease.resource, lease.owner, **self._kwargs)
+            status = await self._send(self._policy.release())
         except LayottoError:
-            if exc is None:
+            if self._policy.release_error_propagates(exc):
                 raise
-            return  # the block's own exception matters more; the lease expires by itself
-        if status != LockStatus.SUCCESS:
-            lease.lost = True
+            return
+        self._policy.released(status)
 
 
 class _AsyncStream:
@@ -690,7 +674,7 @@ class _AsyncStream:
                 return None
             raise
         except grpc.RpcError as exc:
-            if self._closed and exc.code() == grpc.StatusCode.CANCELLED:
+            if core.ended_by_close(self._closed, exc.code()):
                 return None
             raise from_rpc_error(exc) from None
         if reply is _EOF:
@@ -710,11 +694,10 @@ class AsyncSubscription:
         self, client: AsyncClient, initial: pb.SubscribeTopicEventsRequest, timeout: float | None, headers: _Headers
     ) -> None:
         self._client = client
-        self._initial = initial
+        self._events = core.TopicEvents(initial)
         self._timeout = timeout
         self._headers = headers
         self._stream: _AsyncStream | None = None
-        self._pending: TopicEvent | None = None
 
     async def start(self) -> AsyncSubscription:
         """Open the stream and wait until the sidecar confirmed the subscription.
@@ -726,12 +709,8 @@ class AsyncSubscription:
             self._stream = _AsyncStream(
                 self._client, "SubscribeTopicEvents", pb.SubscribeTopicEventsResponse, self._timeout, self._headers
             )
-            await self._stream.send(self._initial)
-            first = await self._stream.receive()
-            if first is None:
-                raise LayottoError(grpc.StatusCode.UNAVAILABLE, "the sidecar closed the subscription at once")
-            if first.HasField("event_message"):
-                self._pending = core.topic_event(first.event_message)
+            await self._stream.send(self._events.open())
+            self._events.confirmed(await self._stream.receive())
         return self
 
     async def __aenter__(self) -> AsyncSubscription:
@@ -744,23 +723,20 @@ class AsyncSubscription:
         return self
 
     async def __anext__(self) -> TopicEvent:
-        await self.start()
-        assert self._stream is not None
-        if self._pending is not None:
-            event, self._pending = self._pending, None
-            return event
-        while True:
-            reply = await self._stream.receive()
-            if reply is None:
-                raise StopAsyncIteration
-            if reply.HasField("event_message"):
-                return core.topic_event(reply.event_message)
+        stream = (await self.start())._stream
+        assert stream is not None
+        event = self._events.take()
+        while event is None and not self._events.ended:
+            event = self._events.feed(await stream.receive())
+        if event is None:
+            raise StopAsyncIteration
+        return event
 
     async def respond(self, event: TopicEvent, status: TopicEventStatus) -> None:
         """Tell the broker what became of ``event``."""
-        if self._stream is None:
-            raise RuntimeError("the subscription is not started")
-        await self._stream.send(core.event_processed(event.id, status))
+        request = self._events.processed(event, status)
+        assert self._stream is not None
+        await self._stream.send(request)
 
     async def success(self, event: TopicEvent) -> None:
         """``event`` was processed: acknowledge it."""
@@ -813,10 +789,10 @@ class AsyncConfigurationSubscription:
     async def __anext__(self) -> list[ConfigurationItem]:
         await self.start()
         assert self._stream is not None
-        reply = await self._stream.receive()
-        if reply is None:
+        items = core.configuration_changes(await self._stream.receive())
+        if items is None:
             raise StopAsyncIteration
-        return core.configuration_items(reply.items)
+        return items
 
     async def close(self) -> None:
         if self._stream is not None:

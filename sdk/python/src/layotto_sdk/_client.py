@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import empty_pb2
 
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from layotto_sdk import _core as core
 from layotto_sdk._core import USE_CLIENT_DEFAULT, Headers, Metadata, Timeout
-from layotto_sdk._errors import LayottoError, LockNotAcquired, from_rpc_error
+from layotto_sdk._errors import LayottoError, from_rpc_error
 from layotto_sdk._models import (
     BindingResponse,
     BulkStateItem,
@@ -35,7 +36,6 @@ from layotto_sdk._models import (
     TopicEventStatus,
     Upsert,
 )
-from layotto_sdk._proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 R = TypeVar("R")
 
@@ -102,17 +102,12 @@ class Client:
         try:
             grpc.channel_ready_future(self._channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
-            raise LayottoError(
-                grpc.StatusCode.UNAVAILABLE, f"sidecar at {self.address} not ready after {timeout}s"
-            ) from None
+            raise core.not_ready(self.address, timeout) from None
 
     # ---- plumbing ----------------------------------------------------------------------------
 
     def _call_args(self, timeout: Timeout, headers: Headers | None) -> dict[str, Any]:
-        return {
-            "timeout": core.effective_timeout(timeout, self.timeout),
-            "metadata": core.merge_headers(self._headers, headers),
-        }
+        return core.call_options(timeout, self.timeout, self._headers, headers)
 
     def _unary(self, call: core.Unary[Any, Any, R], timeout: Timeout, headers: Headers | None) -> R:
         method = self._channel.unary_unary(
@@ -194,7 +189,7 @@ class Client:
         (otherwise ``LayottoError`` with code ``ABORTED``); ``ttl`` expires the key after
         that many seconds on stores that support it.
         """
-        items = _state_items(key, value, etag, concurrency, consistency, metadata, ttl)
+        items = core.state_items(key, value, etag, concurrency, consistency, metadata, ttl)
         self._unary(core.save_state(store, items), timeout, headers)
 
     def delete_state(
@@ -470,8 +465,7 @@ class Client:
         data and POST with it. ``metadata`` is sent as request headers to the callee.
         """
         call = core.invoke_service(app_id, method, data, content_type, verb, querystring)
-        extra = core.merge_headers(core.merge_headers((), metadata), headers)
-        return self._unary(call, timeout, extra)
+        return self._unary(call, timeout, core.invoke_headers(metadata, headers))
 
     def invoke_binding(
         self,
@@ -565,14 +559,14 @@ class Client:
         headers: Headers | None = None,
     ) -> None:
         """Upload ``data`` (bytes, or an iterable of chunks such as an open binary file) as ``name``."""
-        chunks = core.chunks_of(data) if isinstance(data, bytes | bytearray) else data
         method = self._channel.stream_unary(
             core.SERVICE + "PutFile",
             request_serializer=core.serialize,
             response_deserializer=empty_pb2.Empty.FromString,
         )
         try:
-            method(core.put_file_requests(store, name, chunks, metadata), **self._call_args(timeout, headers))
+            requests = core.put_file_requests(store, name, core.file_chunks(data), metadata)
+            method(requests, **self._call_args(timeout, headers))
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
 
@@ -615,26 +609,12 @@ class Client:
         return self._unary(core.get_file_meta(store, name, metadata), timeout, headers)
 
 
-def _state_items(
-    key: str | Iterable[StateItem],
-    value: Any,
-    etag: str | None,
-    concurrency: Concurrency | None,
-    consistency: Consistency | None,
-    metadata: Metadata | None,
-    ttl: int | None,
-) -> list[StateItem]:
-    if isinstance(key, str):
-        if value is None:
-            raise TypeError("save_state(store, key, value): value is missing")
-        return [StateItem(key, value, etag, metadata, concurrency, consistency, ttl)]
-    if value is not None or etag is not None or metadata is not None or ttl is not None:
-        raise TypeError("save_state(store, items): set value, etag, metadata and ttl on each StateItem")
-    return list(key)
-
-
 class LockContext:
-    """What :meth:`Client.lock` returns: enter it to hold the lock."""
+    """What :meth:`Client.lock` returns: enter it to hold the lock.
+
+    A shell over :class:`layotto_sdk._core.LockPolicy`: it sends the calls, sleeps and runs
+    the keep-alive thread.
+    """
 
     def __init__(
         self,
@@ -649,43 +629,38 @@ class LockContext:
         timeout: Timeout,
         headers: Headers | None,
     ) -> None:
-        if ttl <= 0:
-            raise ValueError("ttl must be a positive number of seconds")
+        self._policy = core.LockPolicy(store, resource, ttl, owner, wait, retry_interval, keep_alive)
         self._client = client
-        self._lease = Lease(store, resource, owner or core.new_owner(), int(ttl))
-        self._wait = wait
-        self._retry_interval = retry_interval
-        self._keep_alive = keep_alive
-        self._kwargs: dict[str, Any] = {"timeout": timeout, "headers": headers}
+        self._timeout = timeout
+        self._headers = headers
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
 
+    def _send(self, call: core.Unary[Any, Any, R]) -> R:
+        return self._client._unary(call, self._timeout, self._headers)
+
     def __enter__(self) -> Lease:
-        lease = self._lease
-        started = time.monotonic()
-        deadline = started + (self._wait or 0)
-        while not self._client.try_lock(lease.store, lease.resource, lease.owner, lease.ttl, **self._kwargs):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LockNotAcquired(lease.store, lease.resource, time.monotonic() - started if self._wait else 0)
-            # Polling is the only way: the lock API has no "wait for release".
-            time.sleep(min(self._retry_interval, left))
-        if self._keep_alive:
-            self._keeper = threading.Thread(target=self._renew, name=f"layotto-lock-{lease.resource}", daemon=True)
+        policy = self._policy
+        while True:
+            delay = policy.after_attempt(self._send(policy.attempt()))
+            if delay is None:
+                break
+            time.sleep(delay)  # held by someone else: poll until `wait` runs out
+        if policy.keep_alive:
+            name = f"layotto-lock-{policy.lease.resource}"
+            self._keeper = threading.Thread(target=self._renew, name=name, daemon=True)
             self._keeper.start()
-        return lease
+        return policy.lease
 
     def _renew(self) -> None:
-        lease = self._lease
-        while not self._stop.wait(core.keep_alive_interval(lease.ttl)):
+        policy = self._policy
+        while not self._stop.wait(policy.renew_every):
+            status: LockStatus | None
             try:
-                status = self._client.lock_keep_alive(
-                    lease.store, lease.resource, lease.owner, lease.ttl, **self._kwargs
-                )
+                status = self._send(policy.renewal())
             except LayottoError:
-                continue  # a transient failure; the next tick tries again while the lease lasts
-            if status != LockStatus.SUCCESS:
-                lease.lost = True
+                status = None
+            if not policy.renewed(status):
                 return
 
     def __exit__(
@@ -694,15 +669,13 @@ class LockContext:
         self._stop.set()
         if self._keeper is not None:
             self._keeper.join()
-        lease = self._lease
         try:
-            status = self._client.unlock(lease.store, lease.resource, lease.owner, **self._kwargs)
+            status = self._send(self._policy.release())
         except LayottoError:
-            if exc is None:
+            if self._policy.release_error_propagates(exc):
                 raise
-            return  # the block's own exception matters more; the lease expires by itself
-        if status != LockStatus.SUCCESS:
-            lease.lost = True
+            return
+        self._policy.released(status)
 
 
 class _Stream:
@@ -737,7 +710,7 @@ class _Stream:
         except StopIteration:
             return None
         except grpc.RpcError as exc:
-            if self._closed and self._replies.code() == grpc.StatusCode.CANCELLED:
+            if core.ended_by_close(self._closed, self._replies.code()):
                 return None
             raise from_rpc_error(exc) from None
 
@@ -762,9 +735,9 @@ class Subscription:
         timeout: float | None,
         headers: tuple[tuple[str, str | bytes], ...],
     ) -> None:
-        self._args = (channel, initial, timeout, headers)
+        self._args = (channel, timeout, headers)
+        self._events = core.TopicEvents(initial)
         self._stream: _Stream | None = None
-        self._pending: TopicEvent | None = None
 
     def start(self) -> Subscription:
         """Open the stream and wait until the sidecar confirmed the subscription.
@@ -773,15 +746,11 @@ class Subscription:
         Iterating or entering the ``with`` block starts it as well.
         """
         if self._stream is None:
-            channel, initial, timeout, headers = self._args
+            channel, timeout, headers = self._args
             self._stream = _Stream(
-                channel, "SubscribeTopicEvents", initial, pb.SubscribeTopicEventsResponse, timeout, headers
+                channel, "SubscribeTopicEvents", self._events.open(), pb.SubscribeTopicEventsResponse, timeout, headers
             )
-            first = self._stream.receive()
-            if first is None:
-                raise LayottoError(grpc.StatusCode.UNAVAILABLE, "the sidecar closed the subscription at once")
-            if first.HasField("event_message"):
-                self._pending = core.topic_event(first.event_message)
+            self._events.confirmed(self._stream.receive())
         return self
 
     def __enter__(self) -> Subscription:
@@ -796,21 +765,18 @@ class Subscription:
     def __next__(self) -> TopicEvent:
         stream = self.start()._stream
         assert stream is not None
-        if self._pending is not None:
-            event, self._pending = self._pending, None
-            return event
-        while True:
-            reply = stream.receive()
-            if reply is None:
-                raise StopIteration
-            if reply.HasField("event_message"):
-                return core.topic_event(reply.event_message)
+        event = self._events.take()
+        while event is None and not self._events.ended:
+            event = self._events.feed(stream.receive())
+        if event is None:
+            raise StopIteration
+        return event
 
     def respond(self, event: TopicEvent, status: TopicEventStatus) -> None:
         """Tell the broker what became of ``event``."""
-        if self._stream is None:
-            raise RuntimeError("the subscription is not started")
-        self._stream.send(core.event_processed(event.id, status))
+        request = self._events.processed(event, status)
+        assert self._stream is not None
+        self._stream.send(request)
 
     def success(self, event: TopicEvent) -> None:
         """``event`` was processed: acknowledge it."""
@@ -867,10 +833,10 @@ class ConfigurationSubscription:
     def __next__(self) -> list[ConfigurationItem]:
         stream = self.start()._stream
         assert stream is not None
-        reply = stream.receive()
-        if reply is None:
+        items = core.configuration_changes(stream.receive())
+        if items is None:
             raise StopIteration
-        return core.configuration_items(reply.items)
+        return items
 
     def close(self) -> None:
         if self._stream is not None:

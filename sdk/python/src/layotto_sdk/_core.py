@@ -1,21 +1,38 @@
-"""Everything the sync and async clients share: addresses, request building, reply parsing.
+"""Everything the sync and async clients share, with no I/O: the sans-IO core of the SDK.
 
 Each RPC is described once here as a :class:`Unary` (method path, request, reply type,
-parser); the two clients only differ in how they send it.
+parser); the two clients only differ in how they send it. The policies that span several
+calls are written here once as well, as objects that take replies and hand out the next
+request or decision:
+
+* :class:`LockPolicy`: how ``lock()`` acquires (polling within ``wait``), keeps alive and
+  releases a lease, and when the lease counts as lost;
+* :class:`TopicEvents`: the client side of a ``SubscribeTopicEvents`` stream (the opening
+  handshake, which replies carry events, the end of the stream, the answers);
+* :func:`handler_status`: what an :class:`~layotto_sdk.app.App` subscriber's outcome tells
+  the broker (SUCCESS, RETRY or DROP).
+
+``Client`` and ``AsyncClient`` are thin shells over this module: they own the channel,
+the threads or tasks and the sleeping, and nothing else.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
+import grpc
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_sdk._errors import Drop, LayottoError, LockNotAcquired
 from layotto_sdk._models import (
     BindingResponse,
     BulkStateItem,
@@ -29,6 +46,7 @@ from layotto_sdk._models import (
     HelloResponse,
     HttpVerb,
     InvokeResponse,
+    Lease,
     LockStatus,
     State,
     StateItem,
@@ -36,8 +54,6 @@ from layotto_sdk._models import (
     TopicEventStatus,
     Upsert,
 )
-from layotto_sdk._proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
-from layotto_sdk._proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = "34904"
@@ -104,6 +120,22 @@ def merge_headers(
 
 def effective_timeout(timeout: Timeout, default: float | None) -> float | None:
     return default if isinstance(timeout, UseClientDefault) else timeout
+
+
+def call_options(
+    timeout: Timeout, default: float | None, base: tuple[tuple[str, str | bytes], ...], headers: Headers | None
+) -> dict[str, Any]:
+    """The ``timeout``/``metadata`` keywords of one call: its own deadline and headers over the client's."""
+    return {"timeout": effective_timeout(timeout, default), "metadata": merge_headers(base, headers)}
+
+
+def invoke_headers(metadata: Metadata | None, headers: Headers | None) -> tuple[tuple[str, str | bytes], ...]:
+    """A service invocation's ``metadata`` travels as request headers, before the call's own ``headers``."""
+    return merge_headers(merge_headers((), metadata), headers)
+
+
+def not_ready(address: str, timeout: float) -> LayottoError:
+    return LayottoError(grpc.StatusCode.UNAVAILABLE, f"sidecar at {address} not ready after {timeout}s")
 
 
 def encode(value: Any) -> bytes:
@@ -185,6 +217,25 @@ def _item_metadata(metadata: Metadata | None, ttl: int | None) -> dict[str, str]
     if ttl is not None:
         merged["ttlInSeconds"] = str(int(ttl))
     return merged
+
+
+def state_items(
+    key: str | Iterable[StateItem],
+    value: Any,
+    etag: str | None,
+    concurrency: Concurrency | None,
+    consistency: Consistency | None,
+    metadata: Metadata | None,
+    ttl: int | None,
+) -> list[StateItem]:
+    """The items of ``save_state(store, key, value, ...)`` or ``save_state(store, [StateItem, ...])``."""
+    if isinstance(key, str):
+        if value is None:
+            raise TypeError("save_state(store, key, value): value is missing")
+        return [StateItem(key, value, etag, metadata, concurrency, consistency, ttl)]
+    if value is not None or etag is not None or metadata is not None or ttl is not None:
+        raise TypeError("save_state(store, items): set value, etag, metadata and ttl on each StateItem")
+    return list(key)
 
 
 def state_item(item: StateItem | Upsert) -> pb.StateItem:
@@ -312,6 +363,109 @@ def keep_alive_interval(ttl: int) -> float:
     return max(0.2, ttl / 3)
 
 
+class LockPolicy:
+    """What ``lock()`` does with a lease, as decisions without I/O.
+
+    The lock contexts of both clients drive it the same way, only sending the calls it hands
+    out and sleeping when it says so::
+
+        while (delay := policy.after_attempt(send(policy.attempt()))) is not None:
+            sleep(delay)                                   # held by someone else: poll
+        # (the shells spell this loop out, with a break, for the linters)
+        # with policy.keep_alive, every policy.renew_every seconds:
+        #     keep going while policy.renewed(send(policy.renewal())), passing None on a LayottoError
+        # on exit: policy.released(send(policy.release())), or on a LayottoError
+        #     raise it only if policy.release_error_propagates(the block's exception)
+
+    ``clock`` (seconds, monotonic) is there for tests.
+    """
+
+    def __init__(
+        self,
+        store: str,
+        resource: str,
+        ttl: int,
+        owner: str | None,
+        wait: float | None,
+        retry_interval: float,
+        keep_alive: bool,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if ttl <= 0:
+            raise ValueError("ttl must be a positive number of seconds")
+        self.lease = Lease(store, resource, owner or new_owner(), int(ttl))
+        self.keep_alive = keep_alive
+        self._wait = wait
+        self._retry_interval = retry_interval
+        self._clock = clock
+        self._started: float | None = None
+
+    # ---- acquiring ----
+
+    def attempt(self) -> Unary[Any, pb.TryLockResponse, bool]:
+        """The next TryLock; the ``wait`` starts with the first one."""
+        if self._started is None:
+            self._started = self._clock()
+        lease = self.lease
+        return try_lock(lease.store, lease.resource, lease.owner, lease.ttl)
+
+    def after_attempt(self, acquired: bool) -> float | None:
+        """``None`` once the lock is ours, else how long to sleep before the next attempt.
+
+        Raises :class:`LockNotAcquired` when ``wait`` is used up: at once without ``wait``.
+        """
+        if acquired:
+            return None
+        if self._started is None:
+            raise RuntimeError("after_attempt() comes after attempt()")
+        now = self._clock()
+        left = self._started + (self._wait or 0) - now
+        if left <= 0:
+            lease = self.lease
+            raise LockNotAcquired(lease.store, lease.resource, now - self._started if self._wait else 0)
+        # Polling is the only way: the lock API has no "wait for release".
+        return min(self._retry_interval, left)
+
+    # ---- keeping alive ----
+
+    @property
+    def renew_every(self) -> float:
+        return keep_alive_interval(self.lease.ttl)
+
+    def renewal(self) -> Unary[Any, pb.LockKeepAliveResponse, LockStatus]:
+        lease = self.lease
+        return lock_keep_alive(lease.store, lease.resource, lease.owner, lease.ttl)
+
+    def renewed(self, status: LockStatus | None) -> bool:
+        """Whether to keep renewing after a renewal (``None``: the call itself failed).
+
+        A failed call counts as transient: the next tick tries again while the lease lasts.
+        A renewal the sidecar refuses means the lock is gone, and the lease is marked lost.
+        """
+        if status is None or status == LockStatus.SUCCESS:
+            return True
+        self.lease.lost = True
+        return False
+
+    # ---- releasing ----
+
+    def release(self) -> Unary[Any, pb.UnlockResponse, LockStatus]:
+        lease = self.lease
+        return unlock(lease.store, lease.resource, lease.owner)
+
+    def released(self, status: LockStatus) -> None:
+        """An unlock the sidecar refused: the lease had already been lost (expired or taken)."""
+        if status != LockStatus.SUCCESS:
+            self.lease.lost = True
+
+    @staticmethod
+    def release_error_propagates(block_error: BaseException | None) -> bool:
+        """Whether a failed unlock raises: not over the block's own exception, which matters more
+        (the lease expires by itself)."""
+        return block_error is None
+
+
 # ---- sequencer ------------------------------------------------------------------------------
 
 
@@ -358,6 +512,7 @@ def event_processed(event_id: str, status: TopicEventStatus) -> pb.SubscribeTopi
 
 
 def topic_event(message: cb.TopicEventRequest) -> TopicEvent:
+    """The SDK's view of an event, as a subscription stream or the app's OnTopicEvent gets it."""
     return TopicEvent(
         id=message.id,
         topic=message.topic,
@@ -371,11 +526,99 @@ def topic_event(message: cb.TopicEventRequest) -> TopicEvent:
     )
 
 
+def ended_by_close(closed_by_us: bool, code: grpc.StatusCode | None) -> bool:
+    """Whether a stream's error is just its end: CANCELLED once we closed it ourselves."""
+    return closed_by_us and code == grpc.StatusCode.CANCELLED
+
+
+class TopicEvents:
+    """The client side of one ``SubscribeTopicEvents`` stream, without I/O.
+
+    Both clients' subscriptions drive it the same way::
+
+        stream = open_stream(events.open())        # the first request subscribes
+        events.confirmed(receive())                # raises if the sidecar refuses or hangs up
+        # next event:
+        event = events.take()
+        while event is None and not events.ended:
+            event = events.feed(receive())         # None: a reply without an event
+        # answer it:
+        send(events.processed(event, TopicEventStatus.SUCCESS))
+    """
+
+    def __init__(self, initial: pb.SubscribeTopicEventsRequest) -> None:
+        self._initial = initial
+        self._pending: TopicEvent | None = None
+        #: open() was called: the stream exists and may be answered on.
+        self.opened = False
+        #: The stream ended (the sidecar finished it, or we closed it).
+        self.ended = False
+
+    def open(self) -> pb.SubscribeTopicEventsRequest:
+        """The stream's first request: the subscription itself."""
+        self.opened = True
+        return self._initial
+
+    def confirmed(self, reply: pb.SubscribeTopicEventsResponse | None) -> None:
+        """The sidecar's first reply confirms the subscription; an event in it waits for :meth:`take`."""
+        if reply is None:
+            raise LayottoError(grpc.StatusCode.UNAVAILABLE, "the sidecar closed the subscription at once")
+        self._pending = self.feed(reply)
+
+    def take(self) -> TopicEvent | None:
+        """The event that came with the confirmation, once."""
+        event, self._pending = self._pending, None
+        return event
+
+    def feed(self, reply: pb.SubscribeTopicEventsResponse | None) -> TopicEvent | None:
+        """The event a reply delivers; ``None`` for other replies and at the end (then :attr:`ended`)."""
+        if reply is None:
+            self.ended = True
+            return None
+        if reply.HasField("event_message"):
+            return topic_event(reply.event_message)
+        return None
+
+    def processed(self, event: TopicEvent, status: TopicEventStatus) -> pb.SubscribeTopicEventsRequest:
+        """The answer telling the broker what became of ``event``."""
+        if not self.opened:
+            raise RuntimeError("the subscription is not started")
+        return event_processed(event.id, status)
+
+
+#: An event no handler of the app subscribes to: dropped rather than redelivered for ever
+#: (as Layotto's Node SDK does).
+UNHANDLED_STATUS: Final = TopicEventStatus.DROP
+
+
+def handler_status(result: Any = None, error: BaseException | None = None) -> TopicEventStatus:
+    """What an app subscriber's outcome tells the broker.
+
+    * it raised :class:`~layotto_sdk.app.Drop`, or returned ``Drop``/``Drop()``/``DROP``: DROP;
+    * it raised anything else, or returned ``False`` or ``RETRY``: RETRY (delivered again);
+    * it returned anything else (``None``, ``SUCCESS``, ...): SUCCESS.
+    """
+    if error is not None:
+        return TopicEventStatus.DROP if isinstance(error, Drop) else TopicEventStatus.RETRY
+    if isinstance(result, TopicEventStatus):
+        return result
+    if result is Drop or isinstance(result, Drop):
+        return TopicEventStatus.DROP
+    if result is False:
+        return TopicEventStatus.RETRY
+    return TopicEventStatus.SUCCESS
+
+
 # ---- configuration --------------------------------------------------------------------------
 
 
 def configuration_items(items: Iterable[pb.ConfigurationItem]) -> list[ConfigurationItem]:
     return [ConfigurationItem(i.key, i.content, i.group, i.label, dict(i.tags), dict(i.metadata)) for i in items]
+
+
+def configuration_changes(reply: pb.SubscribeConfigurationResponse | None) -> list[ConfigurationItem] | None:
+    """The items that changed together in one reply of a watch; ``None`` once the stream ended."""
+    return None if reply is None else configuration_items(reply.items)
 
 
 def get_configuration(
@@ -501,23 +744,47 @@ def get_file(store: str, name: str, metadata: Metadata | None) -> pb.GetFileRequ
     return pb.GetFileRequest(store_name=store, name=name, metadata=_map(metadata))
 
 
+class PutFileRequests:
+    """The PutFile requests of one upload, chunk by chunk, for sync and async sources alike.
+
+    Every chunk repeats store, name and metadata, as Layotto's JS SDK does (the sidecar reads
+    them from the first one); an empty file is sent as one empty chunk.
+    """
+
+    def __init__(self, store: str, name: str, metadata: Metadata | None) -> None:
+        self._store = store
+        self._name = name
+        self._metadata = _map(metadata)
+        self._sent = False
+
+    def chunk(self, data: bytes) -> pb.PutFileRequest:
+        self._sent = True
+        return pb.PutFileRequest(store_name=self._store, name=self._name, data=data, metadata=self._metadata)
+
+    def end(self) -> pb.PutFileRequest | None:
+        """The request still owed once the chunks ran out: one empty chunk if there were none."""
+        return None if self._sent else self.chunk(b"")
+
+
 def put_file_requests(
     store: str, name: str, chunks: Iterable[bytes], metadata: Metadata | None
 ) -> Iterator[pb.PutFileRequest]:
-    # Every chunk repeats store, name and metadata, as Layotto's JS SDK does; the sidecar
-    # reads them from the first one.
-    meta = _map(metadata)
-    sent = False
+    requests = PutFileRequests(store, name, metadata)
     for chunk in chunks:
-        sent = True
-        yield pb.PutFileRequest(store_name=store, name=name, data=chunk, metadata=meta)
-    if not sent:
-        yield pb.PutFileRequest(store_name=store, name=name, data=b"", metadata=meta)
+        yield requests.chunk(chunk)
+    last = requests.end()
+    if last is not None:
+        yield last
 
 
 def chunks_of(data: bytes) -> Iterator[bytes]:
     for start in range(0, len(data), FILE_CHUNK_SIZE):
         yield data[start : start + FILE_CHUNK_SIZE]
+
+
+def file_chunks(data: bytes | bytearray | Iterable[bytes]) -> Iterable[bytes]:
+    """``put_file``'s data as chunks: bytes cut into :data:`FILE_CHUNK_SIZE` pieces, an iterable as it is."""
+    return chunks_of(bytes(data)) if isinstance(data, bytes | bytearray) else data
 
 
 def _file_request(store: str, name: str, metadata: Metadata | None) -> pb.FileRequest:

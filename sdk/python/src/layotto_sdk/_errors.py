@@ -63,6 +63,13 @@ class LockNotAcquired(Exception):  # noqa: N818 - the name says what happened, a
         self.waited = waited
 
 
+class Drop(Exception):  # noqa: N818 - reads as the outcome it asks for: `raise Drop()`
+    """Raise (or return) from a subscriber to drop the event: it will not be redelivered.
+
+    Importable as ``layotto_sdk.app.Drop``.
+    """
+
+
 def from_rpc_error(exc: grpc.RpcError) -> LayottoError:
     """Turn a gRPC error (sync or asyncio) into a :class:`LayottoError`."""
     call: Any = exc

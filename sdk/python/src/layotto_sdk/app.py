@@ -47,10 +47,10 @@ from typing import Any, Final, TypeVar
 import grpc
 from google.protobuf import empty_pb2
 
-from layotto_sdk._core import encode_with_type
-from layotto_sdk._errors import LayottoError
-from layotto_sdk._models import TopicEvent, TopicEventStatus, _Payload
-from layotto_sdk._proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto_sdk import _core as core
+from layotto_sdk._errors import Drop, LayottoError
+from layotto_sdk._models import TopicEvent, _Payload
 
 __all__ = ["App", "Drop", "InvokeRequest", "Response"]
 
@@ -63,10 +63,6 @@ SubscriptionHandler = Callable[[TopicEvent], Any]
 MethodHandler = Callable[["InvokeRequest"], Any]
 H = TypeVar("H", bound=Callable[..., Any])
 _Ctx = grpc.aio.ServicerContext[Any, Any]
-
-
-class Drop(Exception):  # noqa: N818 - reads as the outcome it asks for: `raise Drop()`
-    """Raise (or return) from a subscriber to drop the event: it will not be redelivered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,16 +105,6 @@ async def _call(handler: Callable[..., Any], argument: Any) -> Any:
     if inspect.isawaitable(result):
         return await result
     return result
-
-
-def _status(result: Any) -> TopicEventStatus:
-    if isinstance(result, TopicEventStatus):
-        return result
-    if result is Drop or isinstance(result, Drop):
-        return TopicEventStatus.DROP
-    if result is False:
-        return TopicEventStatus.RETRY
-    return TopicEventStatus.SUCCESS
 
 
 class App:
@@ -195,25 +181,15 @@ class App:
                 request.pubsub_name,
                 request.id,
             )
-            return cb.TopicEventResponse(status=cb.TopicEventResponse.DROP)
-        event = TopicEvent(
-            id=request.id,
-            topic=request.topic,
-            pubsub_name=request.pubsub_name,
-            data=request.data,
-            data_content_type=request.data_content_type,
-            source=request.source,
-            type=request.type,
-            spec_version=request.spec_version,
-            metadata=dict(request.metadata),
-        )
+            return cb.TopicEventResponse(status=int(core.UNHANDLED_STATUS))  # type: ignore[arg-type]
         try:
-            status = _status(await _call(subscription.handler, event))
-        except Drop:
-            status = TopicEventStatus.DROP
-        except Exception:
-            log.exception("handler of topic %s failed on event %s; it will be redelivered", request.topic, request.id)
-            status = TopicEventStatus.RETRY
+            status = core.handler_status(await _call(subscription.handler, core.topic_event(request)))
+        except Exception as exc:
+            status = core.handler_status(error=exc)
+            if not isinstance(exc, Drop):
+                log.exception(
+                    "handler of topic %s failed on event %s; it will be redelivered", request.topic, request.id
+                )
         return cb.TopicEventResponse(status=int(status))  # type: ignore[arg-type]
 
     async def _on_invoke(self, request: cb.AppInvokeRequest, context: _Ctx) -> cb.AppInvokeResponse:
@@ -239,7 +215,7 @@ class App:
             await context.abort(grpc.StatusCode.INTERNAL, f"method {request.method} failed: {exc}")
             raise AssertionError("unreachable") from None
         reply = result if isinstance(result, Response) else Response(b"" if result is None else result)
-        data, content_type = encode_with_type(reply.data, reply.content_type)
+        data, content_type = core.encode_with_type(reply.data, reply.content_type)
         response = cb.AppInvokeResponse(content_type=content_type, metadata=dict(reply.metadata or {}))
         response.data.value = data
         return response

@@ -25,8 +25,8 @@ from dapr.proto.runtime.v1 import appcallback_pb2_grpc as cb_grpc
 from google.protobuf import any_pb2, empty_pb2, struct_pb2
 
 from layotto.api.dapr import base as _base  # noqa: F401  (dapr import without its legacy warning)
-from layotto.runtime.appchannel import GrpcAppChannel, TopicSubscription, register_app_channel
-from layotto.runtime.cloudevents import Event
+from layotto.core.cloudevents import Event
+from layotto.runtime.appchannel import GrpcAppChannel, TopicSubscription
 from layotto.runtime.invoke import InvokeRequest, InvokeResponse, call_headers
 
 #: Subscription metadata keys we add to carry Dapr's extra subscription fields.
@@ -132,8 +132,3 @@ class DaprAppChannel(GrpcAppChannel):
         return InvokeResponse(
             data=reply.data.value, content_type=reply.content_type, headers=call_headers(headers or ())
         )
-
-
-def install() -> None:
-    """Make "dapr" a known `app.callback_api`."""
-    register_app_channel("dapr", DaprAppChannel)

@@ -10,20 +10,25 @@ id (the SDKs read it to learn the id); each later message carries changed items.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from typing import Any
 
+import grpc
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import configuration_pb2 as pb
 
-from layotto.api.common import find
-from layotto.api.dapr.base import ApiBase, Ctx, abort, code_of
-from layotto.components.configuration.base import ConfigItem, ConfigurationStore, GetRequest, Subscription
+from layotto.api.common import Answering, Answers, Ctx, answered
+from layotto.api.dapr.base import code_of
+from layotto.components.configuration.base import ConfigItem, GetRequest, Subscription
+from layotto.core.configuration import ConfigurationCore
+from layotto.core.configuration import ConfigurationProblem as P
+from layotto.core.problems import Problem
 from layotto.errors import ComponentError
 
 log = logging.getLogger("layotto.api.dapr")
 
 VERSION_KEY = "version"
+Code = grpc.StatusCode
 
 
 def _item(item: ConfigItem) -> common_pb2.ConfigurationItem:
@@ -32,51 +37,34 @@ def _item(item: ConfigItem) -> common_pb2.ConfigurationItem:
     )
 
 
-class DaprConfigurationApi(ApiBase):
-    _dapr_configs: dict[str, ConfigurationStore]
-    #: Open subscription streams by id, with the store each belongs to.
-    _dapr_config_streams: dict[str, tuple[str, Subscription]]
+class DaprConfigurationApi(Answering[ConfigurationCore]):
+    ANSWERS: Answers = {
+        P.NO_STORES: (Code.FAILED_PRECONDITION, "configuration stores not configured"),
+        P.STORE_NOT_FOUND: (Code.INVALID_ARGUMENT, "configuration store {store} not found"),
+        P.GET_FAILED: (code_of, "failed to get {keys} from Configuration store {store}: {error}"),
+        P.SUBSCRIBE_FAILED: (code_of, "failed to subscribe {keys} from Configuration store {store}: {error}"),
+        P.SUBSCRIPTION_ENDED: (code_of, "configuration subscription {id} ended: {error}"),
+    }
 
-    async def start_api(self) -> None:
-        self._dapr_configs = {
-            n: c for n, c in self.rt.components("configuration").items() if isinstance(c, ConfigurationStore)
-        }
-        self._dapr_config_streams = {}
+    def __init__(self, core: ConfigurationCore) -> None:
+        super().__init__(core)
+        #: Open subscription streams by id, with the store each belongs to.
+        self._streams: dict[str, tuple[str, Subscription]] = {}
 
     async def stop_api(self) -> None:
-        for _, sub in list(getattr(self, "_dapr_config_streams", {}).values()):
+        for _, sub in list(self._streams.values()):
             sub.close()
 
-    async def _config_store(self, name: str, context: Ctx) -> ConfigurationStore:
-        stores: dict[str, ConfigurationStore] = getattr(self, "_dapr_configs", {})
-        return await find(
-            stores,
-            name,
-            context,
-            none_configured="configuration stores not configured",
-            not_found=f"configuration store {name} not found",
+    def _scope(self, request: Any) -> GetRequest:
+        metadata = dict(request.metadata)
+        store = self.core.store(request.store_name)
+        return self.core.scope(
+            store, "", metadata.get("group", ""), metadata.get("label", ""), request.keys, metadata
         )
 
-    def _request(self, store: ConfigurationStore, keys: list[str], metadata: dict[str, str]) -> GetRequest:
-        return GetRequest(
-            app_id=self.rt.app_id,
-            group=metadata.get("group") or store.default_group,
-            label=metadata.get("label") or store.default_label,
-            keys=keys,
-            metadata=metadata,
-        )
-
+    @answered
     async def GetConfiguration(self, request: pb.GetConfigurationRequest, context: Ctx) -> pb.GetConfigurationResponse:
-        store = await self._config_store(request.store_name, context)
-        keys = list(request.keys)
-        try:
-            items = await store.get(self._request(store, keys, dict(request.metadata)))
-        except ComponentError as exc:
-            await abort(
-                context,
-                code_of(exc),
-                f"failed to get {keys} from Configuration store {request.store_name}: {exc}",
-            )
+        items = await self.core.get(request.store_name, self._scope(request))
         return pb.GetConfigurationResponse(items={i.key: _item(i) for i in items})
 
     async def GetConfigurationAlpha1(
@@ -84,19 +72,10 @@ class DaprConfigurationApi(ApiBase):
     ) -> pb.GetConfigurationResponse:
         return await self.GetConfiguration(request, context)
 
+    @answered
     async def SubscribeConfiguration(self, request: pb.SubscribeConfigurationRequest, context: Ctx) -> None:
-        store = await self._config_store(request.store_name, context)
-        keys = list(request.keys)
-        try:
-            sub = await store.subscribe(self._request(store, keys, dict(request.metadata)))
-        except ComponentError as exc:
-            await abort(
-                context,
-                code_of(exc),
-                f"failed to subscribe {keys} from Configuration store {request.store_name}: {exc}",
-            )
-        streams = self._dapr_config_streams
-        streams[sub.id] = (request.store_name, sub)
+        sub = await self.core.subscribe(request.store_name, self._scope(request))
+        self._streams[sub.id] = (request.store_name, sub)
         try:
             await context.write(pb.SubscribeConfigurationResponse(id=sub.id))
             async for change in sub:
@@ -104,21 +83,20 @@ class DaprConfigurationApi(ApiBase):
                     reply = pb.SubscribeConfigurationResponse(id=sub.id, items={i.key: _item(i) for i in change.items})
                     await context.write(reply)
         except ComponentError as exc:
-            await abort(context, code_of(exc), f"configuration subscription {sub.id} ended: {exc}")
-        except asyncio.CancelledError:
-            raise
+            raise Problem(P.SUBSCRIPTION_ENDED, exc, id=sub.id) from exc
         finally:
-            streams.pop(sub.id, None)
+            self._streams.pop(sub.id, None)
             sub.close()
 
     async def SubscribeConfigurationAlpha1(self, request: pb.SubscribeConfigurationRequest, context: Ctx) -> None:
         await self.SubscribeConfiguration(request, context)
 
+    @answered
     async def UnsubscribeConfiguration(
         self, request: pb.UnsubscribeConfigurationRequest, context: Ctx
     ) -> pb.UnsubscribeConfigurationResponse:
-        await self._config_store(request.store_name, context)
-        found = self._dapr_config_streams.get(request.id)
+        self.core.store(request.store_name)
+        found = self._streams.get(request.id)
         if found is None or found[0] != request.store_name:
             return pb.UnsubscribeConfigurationResponse(
                 ok=False, message=f"failed to unsubscribe to configuration request {request.id}: not found"

@@ -13,7 +13,7 @@ from google.protobuf import empty_pb2
 
 from layotto import __version__
 from layotto.api.dapr.base import ApiBase, Ctx
-from layotto.components.state.base import FEATURE_ETAG, FEATURE_QUERY, FEATURE_TRANSACTIONAL, FEATURE_TTL
+from layotto.components.state.base import StateFeature
 from layotto.config.model import BLOCKS
 
 log = logging.getLogger("layotto.api.dapr")
@@ -21,10 +21,10 @@ log = logging.getLogger("layotto.api.dapr")
 _EMPTY = empty_pb2.Empty()
 #: Our component features -> Dapr's capability names.
 _CAPABILITIES = {
-    FEATURE_ETAG: "ETAG",
-    FEATURE_TRANSACTIONAL: "TRANSACTIONAL",
-    FEATURE_TTL: "TTL",
-    FEATURE_QUERY: "QUERY_API",
+    StateFeature.ETAG: "ETAG",
+    StateFeature.TRANSACTIONAL: "TRANSACTIONAL",
+    StateFeature.TTL: "TTL",
+    StateFeature.QUERY: "QUERY_API",
 }
 
 

@@ -30,12 +30,12 @@ def register(server: grpc.aio.Server, rt: Runtime) -> ExtensionApis:
     from layotto.api.extension.oss import ObjectStorageApi
     from layotto.api.extension.phone import PhoneApi
     from layotto.api.extension.sms import SmsApi
-    from layotto.proto.spec.proto.extension.v1.cryption import cryption_pb2_grpc
-    from layotto.proto.spec.proto.extension.v1.delay_queue import delay_queue_pb2_grpc
-    from layotto.proto.spec.proto.extension.v1.email import email_pb2_grpc
-    from layotto.proto.spec.proto.extension.v1.phone import phone_pb2_grpc
-    from layotto.proto.spec.proto.extension.v1.s3 import oss_pb2_grpc
-    from layotto.proto.spec.proto.extension.v1.sms import sms_pb2_grpc
+    from layotto_proto.spec.proto.extension.v1.cryption import cryption_pb2_grpc
+    from layotto_proto.spec.proto.extension.v1.delay_queue import delay_queue_pb2_grpc
+    from layotto_proto.spec.proto.extension.v1.email import email_pb2_grpc
+    from layotto_proto.spec.proto.extension.v1.phone import phone_pb2_grpc
+    from layotto_proto.spec.proto.extension.v1.s3 import oss_pb2_grpc
+    from layotto_proto.spec.proto.extension.v1.sms import sms_pb2_grpc
 
     oss, cryption, delay, email = ObjectStorageApi(rt), CryptionApi(rt), DelayQueueApi(rt), EmailApi(rt)
     sms, phone = SmsApi(rt), PhoneApi(rt)

@@ -17,10 +17,10 @@ from layotto.api.extension.common import ExtensionApi, code_of, component_not_fo
 from layotto.api.layotto.base import Ctx, abort
 from layotto.components.delay_queue.base import DelayedMessage, DelayScheduler, scheduler_for
 from layotto.components.pubsub.base import PubSub
+from layotto.core import cloudevents
 from layotto.errors import ComponentError
-from layotto.proto.spec.proto.extension.v1.delay_queue import delay_queue_pb2 as pb
-from layotto.proto.spec.proto.extension.v1.delay_queue import delay_queue_pb2_grpc as pb_grpc
-from layotto.runtime import cloudevents
+from layotto_proto.spec.proto.extension.v1.delay_queue import delay_queue_pb2 as pb
+from layotto_proto.spec.proto.extension.v1.delay_queue import delay_queue_pb2_grpc as pb_grpc
 
 log = logging.getLogger("layotto.api.delay_queue")
 

@@ -6,8 +6,8 @@ from layotto.api.extension.common import ExtensionApi, code_of, component_not_fo
 from layotto.api.layotto.base import Ctx, abort
 from layotto.components.email.base import EmailSender, Envelope
 from layotto.errors import ComponentError
-from layotto.proto.spec.proto.extension.v1.email import email_pb2 as pb
-from layotto.proto.spec.proto.extension.v1.email import email_pb2_grpc as pb_grpc
+from layotto_proto.spec.proto.extension.v1.email import email_pb2 as pb
+from layotto_proto.spec.proto.extension.v1.email import email_pb2_grpc as pb_grpc
 
 KIND = "email"
 

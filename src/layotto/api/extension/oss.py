@@ -18,8 +18,8 @@ from layotto.api.extension.common import ExtensionApi, code_of
 from layotto.api.layotto.base import Ctx, abort
 from layotto.components.oss.base import ObjectInfo, ObjectStore, PutOptions
 from layotto.errors import ComponentError
-from layotto.proto.spec.proto.extension.v1.s3 import oss_pb2 as pb
-from layotto.proto.spec.proto.extension.v1.s3 import oss_pb2_grpc as pb_grpc
+from layotto_proto.spec.proto.extension.v1.s3 import oss_pb2 as pb
+from layotto_proto.spec.proto.extension.v1.s3 import oss_pb2_grpc as pb_grpc
 
 #: Largest body sent in one GetObject message (upstream's buffer size).
 BODY_CHUNK = 1024 * 1024

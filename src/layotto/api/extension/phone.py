@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from layotto.api.extension.common import ExtensionApi, component_not_found
 from layotto.api.layotto.base import Ctx
-from layotto.proto.spec.proto.extension.v1.phone import phone_pb2 as pb
-from layotto.proto.spec.proto.extension.v1.phone import phone_pb2_grpc as pb_grpc
+from layotto_proto.spec.proto.extension.v1.phone import phone_pb2 as pb
+from layotto_proto.spec.proto.extension.v1.phone import phone_pb2_grpc as pb_grpc
 
 KIND = "phone"
 

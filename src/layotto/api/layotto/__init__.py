@@ -1,14 +1,13 @@
-"""The Layotto API (spec.proto.runtime.v1.Runtime), one mixin per building block.
-
-RPCs no mixin implements fall through to the generated base class, which answers
-UNIMPLEMENTED.
+"""The Layotto API (spec.proto.runtime.v1.Runtime): one part per building block, bound onto the
+generated servicer. RPCs no part implements fall through to the generated base class, which
+answers UNIMPLEMENTED.
 """
 
 from __future__ import annotations
 
 import grpc
 
-from layotto.api.layotto.base import ApiBase
+from layotto.api.common import Parts, checks
 from layotto.api.layotto.bindings import BindingsApi
 from layotto.api.layotto.configuration import ConfigurationApi
 from layotto.api.layotto.file import FileApi
@@ -19,37 +18,37 @@ from layotto.api.layotto.pubsub import PubSubApi
 from layotto.api.layotto.secrets import SecretsApi
 from layotto.api.layotto.sequencer import SequencerApi
 from layotto.api.layotto.state import StateApi
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2_grpc
-from layotto.runtime.runtime import Runtime
-
-#: One line per block. Order does not matter: each mixin defines distinct RPCs.
-MIXINS: tuple[type[ApiBase], ...] = (
-    HelloApi,
-    StateApi,
-    LockApi,
-    SequencerApi,
-    PubSubApi,
-    ConfigurationApi,
-    SecretsApi,
-    BindingsApi,
-    InvokeApi,
-    FileApi,
+from layotto.api.wiring import (
+    bindings_core,
+    configuration_core,
+    file_core,
+    lock_core,
+    pubsub_core,
+    secrets_core,
+    sequencer_core,
+    state_core,
 )
+from layotto.runtime.invoke import Invoker
+from layotto.runtime.runtime import Runtime
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 
 
-class RuntimeService(*MIXINS, runtime_pb2_grpc.RuntimeServicer):  # type: ignore[misc]
-    """The composed servicer."""
-
-    async def start_api(self) -> None:
-        for mixin in MIXINS:
-            await mixin.start_api(self)
-
-    async def stop_api(self) -> None:
-        for mixin in MIXINS:
-            await mixin.stop_api(self)
-
-
-def register(server: grpc.aio.Server, rt: Runtime) -> RuntimeService:
-    service = RuntimeService(rt)
-    runtime_pb2_grpc.add_RuntimeServicer_to_server(service, server)
-    return service
+def register(server: grpc.aio.Server, rt: Runtime, invoker: Invoker) -> Parts[runtime_pb2_grpc.RuntimeServicer]:
+    """Serve the Layotto API on `server` over the started runtime's components."""
+    parts = Parts(
+        runtime_pb2_grpc.RuntimeServicer,  # type: ignore[type-abstract]
+        [
+            HelloApi(rt),
+            StateApi(state_core(rt, checks(StateApi.ANSWERS))),
+            LockApi(lock_core(rt, checks(LockApi.ANSWERS))),
+            SequencerApi(sequencer_core(rt)),
+            PubSubApi(pubsub_core(rt, checks(PubSubApi.ANSWERS), PubSubApi.STYLE), rt),
+            ConfigurationApi(configuration_core(rt)),
+            SecretsApi(secrets_core(rt)),
+            BindingsApi(bindings_core(rt, checks(BindingsApi.ANSWERS))),
+            InvokeApi(invoker),
+            FileApi(file_core(rt)),
+        ],
+    )
+    runtime_pb2_grpc.add_RuntimeServicer_to_server(parts.servicer, server)
+    return parts

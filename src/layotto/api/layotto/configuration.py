@@ -7,32 +7,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
 
-from layotto.api.common import failure_code
-from layotto.api.layotto.base import ApiBase, Ctx, abort
-from layotto.components.configuration.base import (
-    ChangeEvent,
-    ConfigItem,
-    ConfigurationStore,
-    GetRequest,
-    SetRequest,
-    Subscription,
-)
+from layotto.api.common import Answering, Answers, Ctx, abort, answered, failure_code, message_of
+from layotto.components.configuration.base import ChangeEvent, ConfigItem, GetRequest, Subscription
+from layotto.core.configuration import ConfigurationCore
+from layotto.core.configuration import ConfigurationProblem as P
+from layotto.core.problems import Problem
 from layotto.errors import ComponentError
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 log = logging.getLogger("layotto.api.configuration")
 
 _EMPTY = empty_pb2.Empty()
+Code = grpc.StatusCode
 
 
-def _blank(text: str) -> bool:
+def _given(text: str) -> str:
     # Upstream strips spaces only, so " " and "  " mean "use the default".
-    return not text.replace(" ", "")
+    return text if text.replace(" ", "") else ""
 
 
 def _to_pb(item: ConfigItem) -> pb.ConfigurationItem:
@@ -41,81 +38,60 @@ def _to_pb(item: ConfigItem) -> pb.ConfigurationItem:
     )
 
 
-def _code(exc: ComponentError) -> grpc.StatusCode:
-    return failure_code(exc, grpc.StatusCode.UNKNOWN)
+def _code(exc: BaseException) -> grpc.StatusCode:
+    return failure_code(exc, Code.UNKNOWN)
 
 
-class ConfigurationApi(ApiBase):
-    _config_stores: dict[str, ConfigurationStore]
+_NO_STORE = "configure store [{store}] don't support now"
 
-    async def start_api(self) -> None:
-        self._config_stores = {
-            name: c for name, c in self.rt.components("configuration").items() if isinstance(c, ConfigurationStore)
-        }
 
-    def _config_store(self, name: str) -> ConfigurationStore | None:
-        stores: dict[str, ConfigurationStore] = getattr(self, "_config_stores", {})
-        return stores.get(name)
+class ConfigurationApi(Answering[ConfigurationCore]):
+    ANSWERS: Answers = {
+        P.NO_STORES: (Code.UNKNOWN, _NO_STORE),
+        P.STORE_NOT_FOUND: (Code.UNKNOWN, _NO_STORE),
+        P.GET_FAILED: (_code, "get configuration failed with error: {error}"),
+        # Upstream returns the component's error as it is: code Unknown with its text.
+        P.SAVE_FAILED: (_code, "{error}"),
+        P.DELETE_FAILED: (_code, "{error}"),
+        P.SUBSCRIBE_FAILED: (_code, "subscribe configuration failed with error: {error}"),
+        P.SUBSCRIPTION_ENDED: (_code, "subscribe configuration failed with error: {error}"),
+    }
 
-    async def _need_store(self, name: str, context: Ctx) -> ConfigurationStore:
-        store = self._config_store(name)
-        if store is None:
-            await abort(context, grpc.StatusCode.UNKNOWN, f"configure store [{name}] don't support now")
-        return store
 
-    def _scoped(
-        self,
-        store: ConfigurationStore,
-        app_id: str,
-        group: str,
-        label: str,
-        keys: Iterable[str],
-        metadata: dict[str, str],
-    ) -> GetRequest:
-        return GetRequest(
-            app_id=app_id or self.rt.app_id,
-            group=store.default_group if _blank(group) else group,
-            label=store.default_label if _blank(label) else label,
-            keys=list(keys),
-            metadata=metadata,
+    def _scope(self, request: Any) -> GetRequest:
+        return self.core.scope(
+            self.core.store(request.store_name),
+            request.app_id,
+            _given(request.group),
+            _given(request.label),
+            request.keys,
+            dict(request.metadata),
         )
 
+    @answered
     async def GetConfiguration(self, request: pb.GetConfigurationRequest, context: Ctx) -> pb.GetConfigurationResponse:
-        store = await self._need_store(request.store_name, context)
-        scoped = self._scoped(store, request.app_id, request.group, request.label, request.keys, dict(request.metadata))
-        try:
-            items = await store.get(scoped)
-        except ComponentError as exc:
-            await abort(context, _code(exc), f"get configuration failed with error: {exc}")
+        items = await self.core.get(request.store_name, self._scope(request))
         return pb.GetConfigurationResponse(items=[_to_pb(i) for i in items])
 
+    @answered
     async def SaveConfiguration(self, request: pb.SaveConfigurationRequest, context: Ctx) -> empty_pb2.Empty:
-        store = await self._need_store(request.store_name, context)
         items = [
             ConfigItem(
                 key=i.key,
                 content=i.content,
-                group=store.default_group if _blank(i.group) else i.group,
-                label=store.default_label if _blank(i.label) else i.label,
+                group=_given(i.group),
+                label=_given(i.label),
                 tags=dict(i.tags),
                 metadata=dict(i.metadata),
             )
             for i in request.items
         ]
-        try:
-            await store.set(SetRequest(request.app_id or self.rt.app_id, items, dict(request.metadata)))
-        except ComponentError as exc:
-            # Upstream returns the component's error as it is: code Unknown with its text.
-            await abort(context, _code(exc), str(exc))
+        await self.core.save(request.store_name, request.app_id, items, dict(request.metadata))
         return _EMPTY
 
+    @answered
     async def DeleteConfiguration(self, request: pb.DeleteConfigurationRequest, context: Ctx) -> empty_pb2.Empty:
-        store = await self._need_store(request.store_name, context)
-        scoped = self._scoped(store, request.app_id, request.group, request.label, request.keys, dict(request.metadata))
-        try:
-            await store.delete(scoped)
-        except ComponentError as exc:
-            await abort(context, _code(exc), str(exc))
+        await self.core.delete(request.store_name, self._scope(request))
         return _EMPTY
 
     async def SubscribeConfiguration(
@@ -130,19 +106,14 @@ class ConfigurationApi(ApiBase):
                 async for event in sub:
                     await outbox.put(event)
             except ComponentError as exc:
-                await outbox.put((_code(exc), f"subscribe configuration failed with error: {exc}"))
+                await outbox.put(message_of(self.ANSWERS, Problem(P.SUBSCRIPTION_ENDED, exc, id=sub.id)))
 
         async def read_requests() -> None:
             async for req in request_iterator:
-                store = self._config_store(req.store_name)
-                if store is None:
-                    await outbox.put((grpc.StatusCode.UNKNOWN, f"configure store [{req.store_name}] don't support now"))
-                    return
-                scoped = self._scoped(store, req.app_id, req.group, req.label, req.keys, dict(req.metadata))
                 try:
-                    sub = await store.subscribe(scoped)
-                except ComponentError as exc:
-                    await outbox.put((_code(exc), f"subscribe configuration failed with error: {exc}"))
+                    sub = await self.core.subscribe(req.store_name, self._scope(req))
+                except Problem as problem:
+                    await outbox.put(message_of(self.ANSWERS, problem))
                     return
                 subscriptions.append(sub)
                 task = asyncio.create_task(pump(sub))

@@ -10,56 +10,64 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf import empty_pb2
 
-from layotto.api.layotto.base import ApiBase, Ctx, abort
-from layotto.components.file.base import FileStore
-from layotto.errors import (
-    AlreadyExistsError,
-    BackendUnavailableError,
-    ComponentError,
-    InvalidArgumentError,
-    NotFoundError,
-)
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto.api.common import Answering, Answers, Ctx, abort, answered, message_of
+from layotto.core.file import FileCore
+from layotto.core.file import FileProblem as P
+from layotto.core.problems import Problem
+from layotto.errors import AlreadyExistsError, BackendUnavailableError, InvalidArgumentError, NotFoundError
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 _EMPTY = empty_pb2.Empty()
+Code = grpc.StatusCode
 
 
-def _code(exc: Exception) -> grpc.StatusCode:
+def _code(exc: BaseException) -> grpc.StatusCode:
     if isinstance(exc, InvalidArgumentError):
-        return grpc.StatusCode.INVALID_ARGUMENT
+        return Code.INVALID_ARGUMENT
     if isinstance(exc, NotFoundError):
-        return grpc.StatusCode.NOT_FOUND
+        return Code.NOT_FOUND
     if isinstance(exc, AlreadyExistsError):
-        return grpc.StatusCode.ALREADY_EXISTS
+        return Code.ALREADY_EXISTS
     if isinstance(exc, PermissionError):
-        return grpc.StatusCode.PERMISSION_DENIED
+        return Code.PERMISSION_DENIED
     if isinstance(exc, BackendUnavailableError):
-        return grpc.StatusCode.UNAVAILABLE
-    return grpc.StatusCode.INTERNAL
+        return Code.UNAVAILABLE
+    return Code.INTERNAL
 
 
-class FileApi(ApiBase):
-    async def _file_store(self, name: str, context: Ctx, wording: str = "not support store type") -> FileStore:
-        store = self.rt.get("file", name)
-        if not isinstance(store, FileStore):
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{wording}: {name}")
-        return store
+def _get_code(exc: BaseException) -> grpc.StatusCode:
+    return Code.UNAVAILABLE if isinstance(exc, BackendUnavailableError) else Code.INTERNAL
+
+
+class FileApi(Answering[FileCore]):
+    ANSWERS: Answers = {
+        P.REQUEST_MISSING: (Code.INVALID_ARGUMENT, "request can't be nil"),
+        P.STORE_NOT_FOUND: (Code.INVALID_ARGUMENT, "not support store type: {store}"),
+        P.PUT_FAILED: (_code, "{error}"),
+        P.LIST_FAILED: (_code, "{error}"),
+        P.DELETE_FAILED: (_code, "{error}"),
+        P.STAT_FAILED: (_code, "{error}"),
+    }
+    GET_ANSWERS: Answers = {
+        P.STORE_NOT_FOUND: (Code.INVALID_ARGUMENT, "not supported store type: {store}"),
+        P.GET_FAILED: (_get_code, "get file fail,err: {error}"),
+    }
+
 
     async def GetFile(self, request: pb.GetFileRequest, context: Ctx) -> AsyncIterator[pb.GetFileResponse]:
-        store = await self._file_store(request.store_name, context, "not supported store type")
-        chunks = store.get(request.name, dict(request.metadata))
+        # A streamed reply: problems are answered here, `answered` wraps unary handlers only.
         try:
-            async for chunk in chunks:
+            async for chunk in self.core.get(request.store_name, request.name, dict(request.metadata)):
                 yield pb.GetFileResponse(data=chunk)
-        except (ComponentError, OSError) as exc:
-            code = grpc.StatusCode.UNAVAILABLE if isinstance(exc, BackendUnavailableError) else grpc.StatusCode.INTERNAL
-            await abort(context, code, f"get file fail,err: {exc}")
+        except Problem as problem:
+            await abort(context, *message_of(self.GET_ANSWERS, problem))
 
+    @answered
     async def PutFile(self, request_iterator: AsyncIterator[pb.PutFileRequest], context: Ctx) -> empty_pb2.Empty:
         first = await anext(aiter(request_iterator), None)
         if first is None:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "request can't be nil")
-        store = await self._file_store(first.store_name, context)
+            raise Problem(P.REQUEST_MISSING)
+        self.core.store(first.store_name)
 
         async def chunks() -> AsyncIterator[bytes]:
             if first.data:
@@ -68,23 +76,21 @@ class FileApi(ApiBase):
                 if more.data:
                     yield more.data
 
-        try:
-            await store.put(first.name, chunks(), dict(first.metadata))
-        except (ComponentError, OSError) as exc:
-            await abort(context, _code(exc), str(exc))
+        await self.core.put(first.store_name, first.name, chunks(), dict(first.metadata))
         return _EMPTY
 
-    async def _requested(self, request: pb.FileRequest | None, context: Ctx) -> tuple[FileStore, pb.FileRequest]:
-        if request is None:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "request can't be nil")
-        return await self._file_store(request.store_name, context), request
+    @staticmethod
+    def _inner(request: pb.ListFileRequest | pb.DelFileRequest | pb.GetFileMetaRequest) -> pb.FileRequest:
+        if not request.HasField("request"):
+            raise Problem(P.REQUEST_MISSING)
+        return request.request
 
+    @answered
     async def ListFile(self, request: pb.ListFileRequest, context: Ctx) -> pb.ListFileResp:
-        store, inner = await self._requested(request.request if request.HasField("request") else None, context)
-        try:
-            listing = await store.list(inner.name, dict(inner.metadata), request.page_size, request.marker)
-        except (ComponentError, OSError) as exc:
-            await abort(context, _code(exc), str(exc))
+        inner = self._inner(request)
+        listing = await self.core.list(
+            inner.store_name, inner.name, dict(inner.metadata), request.page_size, request.marker
+        )
         reply = pb.ListFileResp(marker=listing.marker, is_truncated=listing.is_truncated)
         for info in listing.files:
             reply.files.add(
@@ -92,20 +98,16 @@ class FileApi(ApiBase):
             )
         return reply
 
+    @answered
     async def DelFile(self, request: pb.DelFileRequest, context: Ctx) -> empty_pb2.Empty:
-        store, inner = await self._requested(request.request if request.HasField("request") else None, context)
-        try:
-            await store.delete(inner.name, dict(inner.metadata))
-        except (ComponentError, OSError) as exc:
-            await abort(context, _code(exc), str(exc))
+        inner = self._inner(request)
+        await self.core.delete(inner.store_name, inner.name, dict(inner.metadata))
         return _EMPTY
 
+    @answered
     async def GetFileMeta(self, request: pb.GetFileMetaRequest, context: Ctx) -> pb.GetFileMetaResponse:
-        store, inner = await self._requested(request.request if request.HasField("request") else None, context)
-        try:
-            meta = await store.stat(inner.name, dict(inner.metadata))
-        except (ComponentError, OSError) as exc:
-            await abort(context, _code(exc), str(exc))
+        inner = self._inner(request)
+        meta = await self.core.stat(inner.store_name, inner.name, dict(inner.metadata))
         reply = pb.GetFileMetaResponse(size=meta.size, last_modified=meta.last_modified)
         for key, values in meta.metadata.items():
             reply.response.metadata[key].value.extend(values)

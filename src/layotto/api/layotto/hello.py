@@ -4,7 +4,7 @@ import grpc
 
 from layotto.api.layotto.base import ApiBase, Ctx, abort
 from layotto.components.hello.base import HelloService
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 
 class HelloApi(ApiBase):

@@ -6,9 +6,9 @@ import grpc
 
 from layotto.api.layotto.base import Ctx, abort
 from layotto.components.hello.base import HelloService
-from layotto.proto.spec.proto.runtime.v1 import lifecycle_pb2 as pb
-from layotto.proto.spec.proto.runtime.v1 import lifecycle_pb2_grpc
 from layotto.runtime.runtime import Runtime
+from layotto_proto.spec.proto.runtime.v1 import lifecycle_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import lifecycle_pb2_grpc
 
 #: Upstream config keys (the `kind` a client sends) -> our block names.
 _KINDS = {"hellos": "hello"}

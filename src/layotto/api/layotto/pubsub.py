@@ -7,71 +7,49 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf import empty_pb2
 
-from layotto.api.common import caller_traceparent, failure_code
-from layotto.api.layotto.base import ApiBase, Ctx, abort
-from layotto.components.pubsub.base import PubSub, Subscription
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.runtime import cloudevents
+from layotto.api.common import Answers, Ctx, answered, failure_code
+from layotto.api.pubsub import PublishRpcs
+from layotto.components.pubsub.base import Subscription
+from layotto.core import cloudevents
+from layotto.core.problems import Problem
+from layotto.core.pubsub import PublishStyle, PubSubCore
+from layotto.core.pubsub import PubSubProblem as P
 from layotto.runtime.appchannel import Status, status_of, topic_event_request
 from layotto.runtime.delivery import DeliveryPolicy, DeliveryStats, Dispatcher, component_metadata
+from layotto.runtime.runtime import Runtime
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 log = logging.getLogger("layotto.api.pubsub")
+Code = grpc.StatusCode
 
-_EMPTY = empty_pb2.Empty()
 
 
-class PubSubApi(ApiBase):
-    _pubsubs: dict[str, PubSub]
-    #: Counters of the app-opened streams (SubscribeTopicEvents).
-    stream_stats: DeliveryStats
+class PubSubApi(PublishRpcs):
+    #: In upstream's order (it has no "none configured" check).
+    ANSWERS: Answers = {
+        P.NAME_EMPTY: (Code.INVALID_ARGUMENT, "pubsub name is empty"),
+        P.TOPIC_EMPTY: (Code.INVALID_ARGUMENT, "topic is empty in pubsub {name}"),
+        P.NOT_FOUND: (Code.INVALID_ARGUMENT, "pubsub {name} not found"),
+        P.BAD_CLOUDEVENT: (Code.INVALID_ARGUMENT, "cannot create cloudevent: {error}"),
+        # Upstream answers 13 for every failure; an unreachable backend is UNAVAILABLE here
+        # so clients can retry, with upstream's text.
+        P.PUBLISH_FAILED: (failure_code, "error when publish to topic {topic} in pubsub {name}: {error}"),
+        P.SUBSCRIBE_FAILED: (failure_code, "error when subscribe to topic {topic} in pubsub {name}: {error}"),
+        P.INITIAL_REQUEST_MISSING: (
+            Code.INVALID_ARGUMENT,
+            "initial request is required as the first message of SubscribeTopicEvents",
+        ),
+    }
+    STYLE = PublishStyle()
 
-    async def start_api(self) -> None:
-        self._pubsubs = {n: c for n, c in self.rt.components("pubsub").items() if isinstance(c, PubSub)}
+    def __init__(self, core: PubSubCore, rt: Runtime) -> None:
+        super().__init__(core)
+        self.rt = rt
+        #: Counters of the app-opened streams (SubscribeTopicEvents).
         self.stream_stats = DeliveryStats()
 
-    async def _pubsub(self, context: Ctx, name: str, topic: str) -> PubSub:
-        if not name:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "pubsub name is empty")
-        if not topic:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"topic is empty in pubsub {name}")
-        component = self._pubsubs.get(name)
-        if component is None:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"pubsub {name} not found")
-        return component
-
-    async def PublishEvent(self, request: pb.PublishEventRequest, context: Ctx) -> empty_pb2.Empty:
-        name, topic = request.pubsub_name, request.topic
-        component = await self._pubsub(context, name, topic)
-        metadata = dict(request.metadata)
-        if cloudevents.is_truthy(metadata.get(cloudevents.RAW_PAYLOAD)):
-            payload = request.data
-        else:
-            trace = caller_traceparent(context)
-            content_type = request.data_content_type
-            if cloudevents.is_cloudevent_type(content_type):
-                try:
-                    envelope = cloudevents.from_cloudevent(request.data, topic=topic, pubsub_name=name, trace_id=trace)
-                except cloudevents.CloudEventError as exc:
-                    await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"cannot create cloudevent: {exc}")
-            else:
-                envelope = cloudevents.new_envelope(
-                    topic=topic, pubsub_name=name, data=request.data, content_type=content_type, trace_id=trace
-                )
-            try:
-                cloudevents.apply_ttl(envelope, metadata)
-            except ValueError:
-                pass  # upstream ignores a ttlInSeconds that is not a number
-            payload = cloudevents.encode(envelope)
-        try:
-            await component.publish(topic, payload, metadata)
-        except Exception as exc:
-            # Upstream answers 13 for every failure; an unreachable backend is UNAVAILABLE here
-            # so clients can retry, with upstream's text.
-            await abort(context, failure_code(exc), f"error when publish to topic {topic} in pubsub {name}: {exc}")
-        return _EMPTY
-
+    @answered
     async def SubscribeTopicEvents(
         self, request_iterator: AsyncIterator[pb.SubscribeTopicEventsRequest], context: Ctx
     ) -> None:
@@ -80,33 +58,22 @@ class PubSubApi(ApiBase):
         except StopAsyncIteration:
             return
         if first.WhichOneof("subscribe_topic_events_request_type") != "initial_request":
-            await abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "initial request is required as the first message of SubscribeTopicEvents",
-            )
+            raise Problem(P.INITIAL_REQUEST_MISSING)
         initial = first.initial_request
-        component = await self._pubsub(context, initial.pubsub_name, initial.topic)
+        name, topic = initial.pubsub_name, initial.topic
+        component = self.core.pubsub(name, topic)
         stream = _EventStream(context)
         metadata = dict(initial.metadata)
         if initial.HasField("dead_letter_topic") and initial.dead_letter_topic:
             metadata["deadLetterTopic"] = initial.dead_letter_topic
-        policy = DeliveryPolicy.from_metadata(
-            metadata, component_metadata(self.rt, initial.pubsub_name), self.rt.app_id
-        )
-        dispatcher = Dispatcher(
-            component, initial.pubsub_name, initial.topic, policy, stream.deliver, self.stream_stats
-        )
+        policy = DeliveryPolicy.from_metadata(metadata, component_metadata(self.rt, name), self.rt.app_id)
+        dispatcher = Dispatcher(component, name, topic, policy, stream.deliver, self.stream_stats)
         subscription: Subscription | None = None
         try:
             try:
-                subscription = await component.subscribe(initial.topic, dispatcher, metadata)
+                subscription = await component.subscribe(topic, dispatcher, metadata)
             except Exception as exc:
-                await abort(
-                    context,
-                    failure_code(exc),
-                    f"error when subscribe to topic {initial.topic} in pubsub {initial.pubsub_name}: {exc}",
-                )
+                raise Problem(P.SUBSCRIBE_FAILED, exc, name=name, topic=topic) from exc
             await stream.write(
                 pb.SubscribeTopicEventsResponse(initial_response=pb.SubscribeTopicEventsResponseInitial())
             )

@@ -2,48 +2,34 @@
 
 from __future__ import annotations
 
-from layotto.api.common import failure_code, find
-from layotto.api.layotto.base import ApiBase, Ctx, abort
-from layotto.components.secretstores.base import SecretStore
-from layotto.errors import ComponentError
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+import grpc
+
+from layotto.api.common import Answering, Answers, Ctx, answered, failure_code
+from layotto.core.secrets import SecretsCore
+from layotto.core.secrets import SecretsProblem as P
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+
+Code = grpc.StatusCode
 
 
-class SecretsApi(ApiBase):
-    _secret_stores: dict[str, SecretStore]
+class SecretsApi(Answering[SecretsCore]):
+    ANSWERS: Answers = {
+        P.NO_STORES: (Code.FAILED_PRECONDITION, "error when get secret but not find configured"),
+        P.STORE_NOT_FOUND: (Code.INVALID_ARGUMENT, "error when get secret but not find : {store}"),
+        P.GET_FAILED: (
+            failure_code,
+            "error when get secret : secret name => {key},store name =>{store},error => {error}",
+        ),
+        P.BULK_GET_FAILED: (failure_code, "error when bulk get secret {store}: {error}"),
+    }
 
-    async def start_api(self) -> None:
-        self._secret_stores = {
-            name: c for name, c in self.rt.components("secretstores").items() if isinstance(c, SecretStore)
-        }
 
-    async def _secret_store(self, name: str, context: Ctx) -> SecretStore:
-        stores: dict[str, SecretStore] = getattr(self, "_secret_stores", {})
-        return await find(
-            stores,
-            name,
-            context,
-            none_configured="error when get secret but not find configured",
-            not_found=f"error when get secret but not find : {name}",
-        )
-
+    @answered
     async def GetSecret(self, request: pb.GetSecretRequest, context: Ctx) -> pb.GetSecretResponse:
-        store = await self._secret_store(request.store_name, context)
-        try:
-            data = await store.get_secret(request.key, dict(request.metadata))
-        except ComponentError as exc:
-            await abort(
-                context,
-                failure_code(exc),
-                f"error when get secret : secret name => {request.key},store name =>{request.store_name},"
-                f"error => {exc}",
-            )
+        data = await self.core.get(request.store_name, request.key, dict(request.metadata))
         return pb.GetSecretResponse(data=data)
 
+    @answered
     async def GetBulkSecret(self, request: pb.GetBulkSecretRequest, context: Ctx) -> pb.GetBulkSecretResponse:
-        store = await self._secret_store(request.store_name, context)
-        try:
-            secrets = await store.bulk_get_secret(dict(request.metadata))
-        except ComponentError as exc:
-            await abort(context, failure_code(exc), f"error when bulk get secret {request.store_name}: {exc}")
+        secrets = await self.core.bulk_get(request.store_name, dict(request.metadata))
         return pb.GetBulkSecretResponse(data={k: pb.SecretResponse(secrets=v) for k, v in secrets.items()})

@@ -1,55 +1,38 @@
-"""Sequencer API: GetNextId with upstream Layotto's checks, codes and messages, in its order."""
+"""Sequencer API: GetNextId with upstream Layotto's codes and messages."""
 
 from __future__ import annotations
 
 import grpc
 
-from layotto.api.common import failure_code
-from layotto.api.layotto.base import ApiBase, Ctx, abort
-from layotto.components.base import Metadata
-from layotto.components.sequencer.base import SEPARATOR, Sequencer, prefix_strategy, stored_key
-from layotto.errors import ComponentError
-from layotto.proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto.api.common import Answering, Answers, Ctx, answered, failure_code
+from layotto.core.sequencer import SequencerCore
+from layotto.core.sequencer import SequencerProblem as P
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
+Code = grpc.StatusCode
 _WEAK = pb.SequencerOptions.WEAK
 _STRONG = pb.SequencerOptions.STRONG
 
 
-def _failure_code(exc: ComponentError) -> grpc.StatusCode:
+def _failure_code(exc: BaseException) -> grpc.StatusCode:
     # Upstream returns component errors as plain Go errors (code Unknown).
-    return failure_code(exc, grpc.StatusCode.UNKNOWN)
+    return failure_code(exc, Code.UNKNOWN)
 
 
-class SequencerApi(ApiBase):
-    _sequencers: dict[str, tuple[Sequencer, str]]
+class SequencerApi(Answering[SequencerCore]):
+    ANSWERS: Answers = {
+        P.NO_STORES: (Code.FAILED_PRECONDITION, "Sequencer store is not configured"),
+        P.KEY_EMPTY: (Code.INVALID_ARGUMENT, "Key is empty in sequencer store {store}"),
+        P.BAD_INCREMENT: (Code.UNKNOWN, "Options.Increment is illegal."),
+        P.KEY_HAS_SEPARATOR: (Code.UNKNOWN, "input key/keyPrefix '{key}' can't contain '{separator}'"),
+        P.STORE_NOT_FOUND: (Code.INVALID_ARGUMENT, "Sequencer store {store} not found"),
+        P.NEXT_ID_FAILED: (_failure_code, "{error}"),
+    }
 
-    async def start_api(self) -> None:
-        self._sequencers = {}
-        for name, component in self.rt.components("sequencer").items():
-            if isinstance(component, Sequencer):
-                spec = self.rt.spec("sequencer", name)
-                strategy = prefix_strategy(Metadata(spec.metadata if spec else {}))
-                self._sequencers[name] = (component, strategy)
 
+    @answered
     async def GetNextId(self, request: pb.GetNextIdRequest, context: Ctx) -> pb.GetNextIdResponse:
-        stores: dict[str, tuple[Sequencer, str]] = getattr(self, "_sequencers", {})
-        if not stores:
-            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "Sequencer store is not configured")
-        store_name, key = request.store_name, request.key
-        if not key:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"Key is empty in sequencer store {store_name}")
         increment = request.options.increment if request.HasField("options") else _WEAK
-        if increment not in (_WEAK, _STRONG):
-            await abort(context, grpc.StatusCode.UNKNOWN, "Options.Increment is illegal.")
-        if SEPARATOR in key:
-            await abort(context, grpc.StatusCode.UNKNOWN, f"input key/keyPrefix '{key}' can't contain '{SEPARATOR}'")
-        found = stores.get(store_name)
-        if found is None:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"Sequencer store {store_name} not found")
-        store, strategy = found
-        full_key = stored_key(strategy, store_name, self.rt.app_id, key)
-        try:
-            next_id = await store.next_id(full_key, strong=increment == _STRONG, metadata=dict(request.metadata))
-        except ComponentError as exc:
-            await abort(context, _failure_code(exc), str(exc))
+        strong = {_WEAK: False, _STRONG: True}.get(increment)
+        next_id = await self.core.next_id(request.store_name, request.key, strong, dict(request.metadata))
         return pb.GetNextIdResponse(next_id=next_id)

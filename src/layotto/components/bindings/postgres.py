@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from layotto.components import sql
+from layotto.components._drivers import postgres, sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.bindings.base import InvokeRequest, InvokeResponse, OutputBinding
 from layotto.errors import BackendUnavailableError, ComponentError, InvalidArgumentError
@@ -53,18 +53,18 @@ class PostgresBinding(OutputBinding):
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         key = "url" if metadata.get_str("url") else "connectionString"
-        connect_args = sql.pg_connect_args(metadata.required(key), f"{metadata.where}.metadata.{key}")
+        connect_args = postgres.connect_args(metadata.required(key), f"{metadata.where}.metadata.{key}")
         self._timeout = sql.call_timeout(metadata, "timeout", "timeoutInSeconds")
-        self._describe = f"postgresql at {sql.pg_address(connect_args)}"
+        self._describe = f"postgresql at {postgres.address(connect_args)}"
         try:
             self._pool = await asyncpg.create_pool(
                 min_size=0,
                 max_size=metadata.get_int("maxConns", 10),
                 **{"timeout": metadata.get_duration("connectTimeout", 5.0), **connect_args},
             )
-            async with sql.guarded(self._pool, self._timeout, self._describe) as conn:
+            async with postgres.guarded(self._pool, self._timeout, self._describe) as conn:
                 await conn.execute("SELECT 1")
-        except (*sql.PG_CONNECTION_ERRORS, asyncpg.PostgresError, BackendUnavailableError) as exc:
+        except (*postgres.CONNECTION_ERRORS, asyncpg.PostgresError, BackendUnavailableError) as exc:
             await self.close()
             raise BackendUnavailableError(f"unable to ping the DB: {exc}") from exc
 
@@ -73,7 +73,7 @@ class PostgresBinding(OutputBinding):
 
     async def ping(self) -> None:
         assert self._pool is not None
-        async with sql.guarded(self._pool, self._timeout, self._describe) as conn:
+        async with postgres.guarded(self._pool, self._timeout, self._describe) as conn:
             await conn.execute("SELECT 1")
 
     async def invoke(self, request: InvokeRequest) -> InvokeResponse:
@@ -91,9 +91,9 @@ class PostgresBinding(OutputBinding):
         assert pool is not None, "init() was not called"
         data = b""
         try:
-            async with sql.guarded(pool, self._timeout, self._describe) as conn:
+            async with postgres.guarded(pool, self._timeout, self._describe) as conn:
                 if request.operation == "exec":
-                    metadata["rows-affected"] = str(sql.pg_rows(await conn.execute(statement, *params)))
+                    metadata["rows-affected"] = str(postgres.rows(await conn.execute(statement, *params)))
                 elif request.operation == "query":
                     rows = await conn.fetch(statement, *params)
                     data = json.dumps([list(row.values()) for row in rows], default=_json_value).encode()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from layotto.components import redisclient
+from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.bindings.base import InvokeRequest, InvokeResponse, OutputBinding
 from layotto.errors import BackendUnavailableError, ComponentError, InvalidArgumentError
@@ -28,11 +28,12 @@ class RedisBinding(OutputBinding):
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
-        self._address = metadata.get_str("redisHost")
-        self._client = redisclient.connect(metadata)
+        settings = redis_driver.RedisSettings.from_metadata(metadata)
+        self._address = settings.address
+        self._client = redis_driver.connect(settings)
         try:
             await self._client.ping()
-        except redisclient.UNAVAILABLE as exc:
+        except redis_driver.UNAVAILABLE as exc:
             await self.close()
             raise BackendUnavailableError(
                 f"redis binding: error connecting to redis at {self._address}: {exc}"
@@ -45,8 +46,8 @@ class RedisBinding(OutputBinding):
         assert self._client is not None
         try:
             await self._client.ping()
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self._address, exc) from exc
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self._address, exc) from exc
 
     async def invoke(self, request: InvokeRequest) -> InvokeResponse:
         client = self._client
@@ -57,8 +58,8 @@ class RedisBinding(OutputBinding):
         ttl = _ttl(request.metadata)
         try:
             return await self._run(client, request, key, ttl)
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self._address, exc) from exc
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self._address, exc) from exc
         except aioredis.RedisError as exc:
             raise ComponentError(f"redis binding: {exc}") from exc
 

@@ -12,12 +12,13 @@ subscriptions and buffering them per subscriber is shared here.
 from __future__ import annotations
 
 import asyncio
+import enum
 import uuid
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from layotto.components.base import Component
+from layotto.components.base import Component, Feature
 
 DEFAULT_GROUP = "default"
 DEFAULT_LABEL = "default"
@@ -197,13 +198,18 @@ class SubscriptionHub:
             sub.close()
 
 
+class ConfigurationFeature(Feature):
+    #: A new subscription first receives the current values of its keys (upstream's in-memory
+    #: store does); without it, a subscription receives changes only.
+    SNAPSHOT = enum.auto()
+
+
 class ConfigurationStore(Component):
     """A configuration backend. Group/label are already defaulted by the API layer."""
 
+    features: frozenset[ConfigurationFeature] = frozenset()
     default_group: str = DEFAULT_GROUP
     default_label: str = DEFAULT_LABEL
-    #: Whether a new subscription first receives the current values of its keys.
-    sends_snapshot: bool = False
 
     hub: SubscriptionHub
 
@@ -230,13 +236,6 @@ class ConfigurationStore(Component):
             return False
         sub.close()
         return True
-
-    def subscription_count(self) -> int:
-        return len(self.hub)
-
-    def watcher_count(self) -> int:
-        """Backend watches running for subscribers (0 once every subscription is closed)."""
-        return 0
 
 
 def metadata_dict(values: Mapping[str, str] | None) -> dict[str, str]:

@@ -25,7 +25,7 @@ from typing import Any
 import aetcd
 import aetcd.exceptions
 
-from layotto.components import etcdclient
+from layotto.components._drivers import etcd
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.configuration.base import (
     ConfigItem,
@@ -43,7 +43,7 @@ log = logging.getLogger("layotto.configuration.etcd")
 _RETRY_MIN = 0.05
 _RETRY_MAX = 1.0
 #: Watch streams also time out when etcd is gone.
-_UNAVAILABLE = (*etcdclient.UNAVAILABLE, aetcd.exceptions.WatchTimeoutError)
+_UNAVAILABLE = (*etcd.UNAVAILABLE, aetcd.exceptions.WatchTimeoutError)
 
 
 def _endpoints(metadata: Metadata) -> list[tuple[str, int]]:
@@ -53,7 +53,7 @@ def _endpoints(metadata: Metadata) -> list[tuple[str, int]]:
         raw = metadata.get_str("endpoints")
     if not isinstance(raw, (str, list)):
         raise ConfigError("'address' must be a list of host:port", where)
-    endpoints = etcdclient.parse_endpoints(raw, where)
+    endpoints = etcd.parse_endpoints(raw, where)
     if not endpoints:
         raise ConfigError("etcd config store needs 'address' (a list of host:port)", where)
     return endpoints
@@ -80,7 +80,7 @@ class EtcdConfigStore(ConfigurationStore):
 
     # ---- connection ----
     def _make_client(self) -> aetcd.Client:
-        return etcdclient.connect(self._endpoints[self._current], self._metadata, self._timeout)
+        return etcd.connect(self._endpoints[self._current], self._metadata, self._timeout)
 
     def _client_now(self) -> aetcd.Client:
         if self._client is None:
@@ -98,7 +98,7 @@ class EtcdConfigStore(ConfigurationStore):
             await current.close()
 
     def _where(self) -> str:
-        return etcdclient.address(self._endpoints[self._current : self._current + 1])
+        return etcd.address(self._endpoints[self._current : self._current + 1])
 
     async def _call(self, op: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         client = self._client_now()
@@ -106,7 +106,7 @@ class EtcdConfigStore(ConfigurationStore):
             return await fn(client, *args, **kwargs)
         except _UNAVAILABLE as exc:
             await self._failover(client)
-            raise etcdclient.unavailable(self._where(), exc) from exc
+            raise etcd.unavailable(self._where(), exc) from exc
         except aetcd.exceptions.ClientError as exc:
             raise ComponentError(f"etcd {op} failed: {exc}") from exc
 
@@ -210,9 +210,6 @@ class EtcdConfigStore(ConfigurationStore):
                     self._watch(app_id, revision + 1), name=f"etcd-config-watch-{app_id}"
                 )
         return self.hub.add(request)
-
-    def watcher_count(self) -> int:
-        return len(self._watchers)
 
     def _stop_watch(self, app_id: str) -> None:
         task = self._watchers.pop(app_id, None)

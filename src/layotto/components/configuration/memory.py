@@ -10,6 +10,7 @@ from __future__ import annotations
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.configuration.base import (
     ConfigItem,
+    ConfigurationFeature,
     ConfigurationStore,
     DeleteRequest,
     GetRequest,
@@ -23,7 +24,7 @@ _Scope = tuple[str, str, str]  # app_id, group, label
 
 
 class InMemoryConfigStore(ConfigurationStore):
-    sends_snapshot = True
+    features = frozenset({ConfigurationFeature.SNAPSHOT})
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from layotto.components import redisclient
+from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.configuration.base import (
     ConfigItem,
@@ -65,16 +66,18 @@ _Scope = tuple[str, str]  # group, label
 class RedisConfigStore(ConfigurationStore):
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
-        if not metadata.get_str("redisHost"):
+        host = metadata.get_str("redisHost")
+        if not host:
             address: Any = metadata.get("address") if "address" in metadata else None
             first = address[0] if isinstance(address, list) and address else address
-            if isinstance(first, str) and first:
-                metadata = metadata.with_values({"redisHost": first})
-        self._address = metadata.get_str("redisHost")
+            if isinstance(first, str):
+                host = first
+        settings = redis_driver.RedisSettings.from_metadata(metadata, address=host)
+        self._address = settings.address
         self._prefix = metadata.get_str("keyPrefix", "layotto-config")
-        self._client = redisclient.connect(metadata)
+        self._client = redis_driver.connect(settings)
         # The watcher must see every disconnect to re-read after it, so no hidden retries.
-        self._sub_client = redisclient.connect(metadata.with_values({"maxRetries": "0"}))
+        self._sub_client = redis_driver.connect(dataclasses.replace(settings, max_retries=0))
         self._delete = self._client.register_script(_DELETE_SCRIPT)
         self.hub = SubscriptionHub(context.name)
         self.hub.on_last = self._stop_watch
@@ -85,12 +88,12 @@ class RedisConfigStore(ConfigurationStore):
         await self.ping()
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
-        return redisclient.unavailable(self._address, exc)
+        return redis_driver.unavailable(self._address, exc)
 
     async def ping(self) -> None:
         try:
             await self._client.ping()
-        except redisclient.UNAVAILABLE as exc:
+        except redis_driver.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
 
     def _hash(self, app_id: str, group: str, label: str) -> str:
@@ -114,7 +117,7 @@ class RedisConfigStore(ConfigurationStore):
                     pipe.hgetall(name)
                     pipe.hgetall(name + ":tags")
                     found, tag_map = await pipe.execute()
-        except redisclient.UNAVAILABLE as exc:
+        except redis_driver.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
         items: list[ConfigItem] = []
         for raw_key, raw_content in found.items():
@@ -155,7 +158,7 @@ class RedisConfigStore(ConfigurationStore):
                     }
                     pipe.publish(self._channel(request.app_id), json.dumps(message))
                 await pipe.execute()
-        except redisclient.UNAVAILABLE as exc:
+        except redis_driver.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
 
     async def delete(self, request: DeleteRequest) -> None:
@@ -167,7 +170,7 @@ class RedisConfigStore(ConfigurationStore):
                 keys=[name, name + ":tags", self._channel(request.app_id)],
                 args=[request.group, request.label, *request.keys],
             )
-        except redisclient.UNAVAILABLE as exc:
+        except redis_driver.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
 
     # ---- subscriptions ----
@@ -190,9 +193,6 @@ class RedisConfigStore(ConfigurationStore):
             sub.close()
             raise
         return sub
-
-    def watcher_count(self) -> int:
-        return len(self._watchers)
 
     def _stop_watch(self, app_id: str) -> None:
         task = self._watchers.pop(app_id, None)
@@ -246,7 +246,7 @@ class RedisConfigStore(ConfigurationStore):
                         self._on_message(app_id, msg["data"])
             except asyncio.CancelledError:
                 raise
-            except (*redisclient.UNAVAILABLE, ComponentError) as exc:
+            except (*redis_driver.UNAVAILABLE, ComponentError) as exc:
                 log.warning("redis config watch of %r broke (%s); re-subscribing", app_id, exc)
                 ready = self._ready.get(app_id)
                 if ready is not None and not ready.done():

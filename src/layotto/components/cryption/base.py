@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass
 
 from layotto.components.base import Component
@@ -22,12 +23,12 @@ class Decrypted:
 
 
 class Cryption(Component):
+    @abstractmethod
     async def encrypt(self, plain_text: bytes, key_id: str) -> Encrypted:
         """Encrypt with `key_id` (the component's default key when empty). The cipher text
         identifies its key, so decrypt needs nothing else."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def decrypt(self, cipher_text: bytes) -> Decrypted:
         """Raises InvalidArgumentError when the cipher text is malformed, names an unknown key
         or fails authentication (tampered, or not made by this key)."""
-        raise NotImplementedError

@@ -4,13 +4,13 @@ DelayQueue API."""
 
 from __future__ import annotations
 
-import importlib
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from layotto.components.base import Metadata
-from layotto.components.pubsub.base import PubSub
+from layotto.components.pubsub.base import PubSub, PubSubFeature
 
 log = logging.getLogger("layotto.delay_queue")
 
@@ -27,21 +27,23 @@ class DelayedMessage:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-class DelayScheduler:
+class DelayScheduler(ABC):
     def __init__(self, pubsub: PubSub, name: str, metadata: Metadata) -> None:
         self.pubsub = pubsub
         self.name = name
         self.metadata = metadata
 
+    @abstractmethod
     async def start(self) -> None:
         """Begin publishing due messages (also those other sidecars scheduled, for shared backends)."""
 
+    @abstractmethod
     async def stop(self) -> None:
         """Stop publishing; messages not yet due stay scheduled where the backend keeps them."""
 
+    @abstractmethod
     async def schedule(self, message: DelayedMessage, delay: float) -> None:
         """Hold `message` for `delay` seconds. Raises BackendUnavailableError when it cannot be stored."""
-        raise NotImplementedError
 
     async def publish(self, message: DelayedMessage) -> bool:
         try:
@@ -53,13 +55,8 @@ class DelayScheduler:
 
 
 def scheduler_for(pubsub_type: str, pubsub: PubSub, name: str, metadata: Mapping[str, object]) -> DelayScheduler | None:
-    """The scheduler of a pub/sub component type, or None when the type cannot delay."""
-    from layotto.components.delay_queue import SCHEDULERS
-
-    target = SCHEDULERS.get(pubsub_type)
-    if target is None:
+    """The scheduler of a pub/sub component, or None when it cannot delay (no
+    PubSubFeature.DELAY). `pubsub_type` is not needed any more: the component says."""
+    if PubSubFeature.DELAY not in pubsub.features:
         return None
-    module_name, _, attr = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), attr)
-    scheduler: DelayScheduler = cls(pubsub, name, Metadata(metadata))
-    return scheduler
+    return pubsub.delay_scheduler(name, Metadata(metadata))

@@ -23,7 +23,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from layotto.components import redisclient
+from layotto.components._drivers import redis as redis_driver
 from layotto.components.delay_queue.base import RETRY_DELAY, DelayedMessage, DelayScheduler
 
 log = logging.getLogger("layotto.delay_queue.redis")
@@ -82,8 +82,9 @@ class RedisScheduler(DelayScheduler):
         self._keys = [prefix, f"{prefix}:msg"]
         self._lease_ms = int(self.metadata.get_duration("delayLease", 30.0) * 1000)
         self._poll = self.metadata.get_duration("delayPollInterval", 1.0)
-        self._address = self.metadata.get_str("redisHost")
-        self._client = redisclient.connect(self.metadata)
+        settings = redis_driver.RedisSettings.from_metadata(self.metadata)
+        self._address = settings.address
+        self._client = redis_driver.connect(settings)
         self._schedule = self._client.register_script(_SCHEDULE)
         self._claim = self._client.register_script(_CLAIM)
         self._done = self._client.register_script(_DONE)
@@ -108,8 +109,8 @@ class RedisScheduler(DelayScheduler):
         member = uuid.uuid4().hex
         try:
             await self._schedule(keys=self._keys, args=[member, max(0, int(delay * 1000)), json.dumps(doc)])
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self._address, exc) from None
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self._address, exc) from None
         self._wake.set()
 
     async def _run(self) -> None:
@@ -117,7 +118,7 @@ class RedisScheduler(DelayScheduler):
             self._wake.clear()
             try:
                 reply: list[Any] = await self._claim(keys=self._keys, args=[self._lease_ms, BATCH])
-            except (RedisError, *redisclient.UNAVAILABLE) as exc:
+            except (RedisError, *redis_driver.UNAVAILABLE) as exc:
                 log.warning("delay queue of %s cannot reach redis at %s: %s", self.name, self._address, exc)
                 await asyncio.sleep(RETRY_DELAY)  # backing off from a backend that is down
                 continue
@@ -153,7 +154,7 @@ class RedisScheduler(DelayScheduler):
     async def _finish(self, script: Any, member: str, *args: int) -> None:
         try:
             await script(keys=self._keys, args=[member, *args])
-        except (RedisError, *redisclient.UNAVAILABLE) as exc:
+        except (RedisError, *redis_driver.UNAVAILABLE) as exc:
             # The lease runs out and the message is published again: at least once.
             log.warning("delayed message %s not cleared from redis (it will be published again): %s", member, exc)
 

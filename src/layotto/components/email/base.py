@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass, field
 
 from layotto.components.base import Component
@@ -15,9 +16,10 @@ class Envelope:
 
 
 class EmailSender(Component):
+    @abstractmethod
     async def send(self, envelope: Envelope, subject: str, text: str) -> str:
         """Send a plain-text message; returns the request id (the Message-ID)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def send_template(self, envelope: Envelope, subject: str, template_id: str, params: dict[str, str]) -> str:
-        raise NotImplementedError
+        """Send the configured template `template_id` filled with `params`; returns the request id."""

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.hello.base import HelloService
+from layotto.components.hello.base import HelloFeature, HelloService
 
 
 class HelloWorld(HelloService):
     """Answers with the configured greeting, as upstream's helloworld component."""
 
+    features = frozenset({HelloFeature.LIFECYCLE})
     greeting = "greeting"
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:

@@ -8,7 +8,8 @@ Semantics every store keeps:
 - `try_lock` never waits: it returns True when the caller now holds the lock, False when the
   lock is held by anyone (the same owner included) and has not expired.
 - `unlock` deletes the lock only when `owner` holds it.
-- `keep_alive` sets the remaining life of a lock `owner` holds to `expire` seconds.
+- `keep_alive` (LockFeature.KEEP_ALIVE) sets the remaining life of a lock `owner` holds to
+  `expire` seconds.
 - A backend that cannot be reached raises BackendUnavailableError; other failures raise
   ComponentError. Neither changes the lock.
 """
@@ -19,7 +20,7 @@ import enum
 from abc import abstractmethod
 from dataclasses import dataclass
 
-from layotto.components.base import Component
+from layotto.components.base import Component, Feature, unsupported
 
 
 class LockStatus(enum.IntEnum):
@@ -53,8 +54,16 @@ class KeepAliveRequest:
     expire: int
 
 
+class LockFeature(Feature):
+    #: `keep_alive` renews a held lock (upstream's LockKeepAlive; Dapr's lock has no renewal).
+    #: Without it, `keep_alive` raises UnsupportedError.
+    KEEP_ALIVE = enum.auto()
+
+
 class LockStore(Component):
     """Base of every lock component."""
+
+    features: frozenset[LockFeature] = frozenset()
 
     @abstractmethod
     async def try_lock(self, request: TryLockRequest) -> bool:
@@ -64,6 +73,6 @@ class LockStore(Component):
     async def unlock(self, request: UnlockRequest) -> LockStatus:
         """SUCCESS, LOCK_UNEXIST (absent or expired) or LOCK_BELONG_TO_OTHERS."""
 
-    @abstractmethod
     async def keep_alive(self, request: KeepAliveRequest) -> LockStatus:
-        """Extend a held lock: SUCCESS, LOCK_UNEXIST or LOCK_BELONG_TO_OTHERS."""
+        """Extend a held lock: SUCCESS, LOCK_UNEXIST or LOCK_BELONG_TO_OTHERS (LockFeature.KEEP_ALIVE)."""
+        raise unsupported(self, LockFeature.KEEP_ALIVE, "keep_alive")

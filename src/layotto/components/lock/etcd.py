@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 import aetcd
 import aetcd.exceptions as etcd_errors
 
-from layotto.components import etcdclient
+from layotto.components._drivers import etcd
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock.base import (
     KeepAliveRequest,
+    LockFeature,
     LockStatus,
     LockStore,
     TryLockRequest,
@@ -34,18 +35,19 @@ _NOT_SENT = (etcd_errors.ConnectionFailedError,)
 
 
 class EtcdLock(LockStore):
+    features = frozenset({LockFeature.KEEP_ALIVE})
     _clients: list[aetcd.Client]
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         where = f"{metadata.where}.metadata.endpoints"
-        endpoints = etcdclient.parse_endpoints(metadata.get_str("endpoints"), where)
+        endpoints = etcd.parse_endpoints(metadata.get_str("endpoints"), where)
         if not endpoints:
             raise ConfigError("etcd lock error: missing endpoints address", where)
-        self._where = etcdclient.address(endpoints)
+        self._where = etcd.address(endpoints)
         timeout = metadata.get_duration("dialTimeout", 5.0)
         self._prefix = metadata.get_str("keyPrefixPath") or DEFAULT_PREFIX
-        self._clients = [etcdclient.connect(endpoint, metadata, timeout) for endpoint in endpoints]
+        self._clients = [etcd.connect(endpoint, metadata, timeout) for endpoint in endpoints]
         self._current = 0
         await self.ping()
 
@@ -59,12 +61,12 @@ class EtcdLock(LockStore):
             except _NOT_SENT as exc:
                 last = exc
                 self._current = (self._current + 1) % len(self._clients)
-            except etcdclient.UNAVAILABLE as exc:
-                raise etcdclient.unavailable(self._where, exc) from exc
+            except etcd.UNAVAILABLE as exc:
+                raise etcd.unavailable(self._where, exc) from exc
             except etcd_errors.ClientError as exc:
                 raise ComponentError(f"[etcdLock]: {exc}") from exc
         assert last is not None
-        raise etcdclient.unavailable(self._where, last) from last
+        raise etcd.unavailable(self._where, last) from last
 
     def _key(self, key: str) -> bytes:
         return (self._prefix + key).encode()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from layotto.components.lock.base import (
     KeepAliveRequest,
+    LockFeature,
     LockStatus,
     LockStore,
     TryLockRequest,
@@ -21,6 +22,8 @@ class _Held:
 
 
 class InMemoryLock(LockStore):
+    features = frozenset({LockFeature.KEEP_ALIVE})
+
     def __init__(self) -> None:
         self._locks: dict[str, _Held] = {}
 

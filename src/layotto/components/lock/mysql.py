@@ -12,11 +12,12 @@ from typing import Any
 import aiomysql
 import pymysql
 
-from layotto.components import sql
+from layotto.components._drivers import mysql, sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock import _sql
 from layotto.components.lock.base import (
     KeepAliveRequest,
+    LockFeature,
     LockStatus,
     LockStore,
     TryLockRequest,
@@ -26,12 +27,13 @@ from layotto.errors import BackendUnavailableError, ComponentError
 
 
 class MysqlLock(LockStore):
+    features = frozenset({LockFeature.KEEP_ALIVE})
     _pool: aiomysql.Pool | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         where = f"{metadata.where}.metadata.connectionString"
-        dsn = sql.parse_go_dsn(metadata.required("connectionString"), where)
+        dsn = mysql.parse_go_dsn(metadata.required("connectionString"), where)
         self._params = dsn.connect_args()
         self._describe = f"mysql at {dsn.unix_socket or f'{dsn.host}:{dsn.port}'}"
         self._timeout = sql.call_timeout(metadata, "timeout")
@@ -73,7 +75,7 @@ class MysqlLock(LockStore):
             except (pymysql.MySQLError, OSError) as exc:
                 raise self._failure(exc) from exc
             try:
-                async with sql.guarded(pool, self._timeout, self._describe) as conn, conn.cursor() as cur:
+                async with mysql.guarded(pool, self._timeout, self._describe) as conn, conn.cursor() as cur:
                     # Checked first: CREATE TABLE IF NOT EXISTS warns (a Python warning) when it exists.
                     if not await cur.execute(self._sql_exists, (self._table,)):
                         await cur.execute(self._sql_create)
@@ -86,7 +88,7 @@ class MysqlLock(LockStore):
         return self._pool
 
     def _failure(self, exc: Exception) -> ComponentError:
-        if sql.mysql_outage(exc):
+        if mysql.outage(exc):
             return BackendUnavailableError(f"{self._describe} is unavailable: {exc}")
         return ComponentError(f"mysql lock error: {exc}")
 
@@ -94,7 +96,7 @@ class MysqlLock(LockStore):
         """(affected rows, first row) of one autocommitted statement."""
         pool = await self._connect()
         try:
-            async with sql.guarded(pool, self._timeout, self._describe) as conn, conn.cursor() as cur:
+            async with mysql.guarded(pool, self._timeout, self._describe) as conn, conn.cursor() as cur:
                 rows = await cur.execute(statement, args)
                 return int(rows), await cur.fetchone()
         except pymysql.MySQLError as exc:

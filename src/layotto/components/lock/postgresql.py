@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncpg
 
-from layotto.components import sql
+from layotto.components._drivers import postgres, sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock import _sql
 from layotto.components.lock.base import (
     KeepAliveRequest,
+    LockFeature,
     LockStatus,
     LockStore,
     TryLockRequest,
@@ -24,15 +25,16 @@ from layotto.errors import BackendUnavailableError, ComponentError
 
 
 class PostgresqlLock(LockStore):
+    features = frozenset({LockFeature.KEEP_ALIVE})
     _pool: asyncpg.Pool | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         where = f"{metadata.where}.metadata.connectionString"
-        self._connect_args = sql.pg_connect_args(metadata.required("connectionString"), where)
+        self._connect_args = postgres.connect_args(metadata.required("connectionString"), where)
         self._timeout = sql.call_timeout(metadata, "timeout")
         self._connect_args.setdefault("timeout", self._timeout)
-        self._describe = f"postgresql at {sql.pg_address(self._connect_args)}"
+        self._describe = f"postgresql at {postgres.address(self._connect_args)}"
         t = sql.table_name(metadata, _sql.DEFAULT_TABLE)
         # Taking a free lock never touches a held row (DO NOTHING does not lock it), so
         # contenders do not queue behind the holder; an expired row is taken over by an
@@ -61,12 +63,12 @@ class PostgresqlLock(LockStore):
         if self._pool is None:
             try:
                 pool = await asyncpg.create_pool(min_size=1, max_size=10, **self._connect_args)
-            except sql.PG_UNAVAILABLE as exc:
+            except postgres.UNAVAILABLE as exc:
                 raise BackendUnavailableError(f"{self._describe} is unavailable: {exc}") from exc
             except asyncpg.PostgresError as exc:
                 raise ComponentError(f"postgresql lock error: {exc}") from exc
             try:
-                async with sql.guarded(pool, self._timeout, self._describe) as conn:
+                async with postgres.guarded(pool, self._timeout, self._describe) as conn:
                     await conn.execute(self._sql_create)
             except (asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
                 pass  # another sidecar created it at the same moment
@@ -81,7 +83,7 @@ class PostgresqlLock(LockStore):
     async def _execute(self, statement: str, *args: object) -> str:
         pool = await self._connect()
         try:
-            async with sql.guarded(pool, self._timeout, self._describe) as conn:
+            async with postgres.guarded(pool, self._timeout, self._describe) as conn:
                 return str(await conn.execute(statement, *args))
         except asyncpg.PostgresError as exc:
             raise ComponentError(f"postgresql lock error: {exc}") from exc
@@ -89,7 +91,7 @@ class PostgresqlLock(LockStore):
     async def _owner(self, key: str) -> str | None:
         pool = await self._connect()
         try:
-            async with sql.guarded(pool, self._timeout, self._describe) as conn:
+            async with postgres.guarded(pool, self._timeout, self._describe) as conn:
                 value = await conn.fetchval(self._sql_owner, key)
         except asyncpg.PostgresError as exc:
             raise ComponentError(f"postgresql lock error: {exc}") from exc
@@ -100,18 +102,18 @@ class PostgresqlLock(LockStore):
 
     async def try_lock(self, request: TryLockRequest) -> bool:
         args = (request.key, request.owner, float(request.expire))
-        if sql.pg_rows(await self._execute(self._sql_insert, *args)) > 0:
+        if postgres.rows(await self._execute(self._sql_insert, *args)) > 0:
             return True
-        return sql.pg_rows(await self._execute(self._sql_take_over, *args)) > 0
+        return postgres.rows(await self._execute(self._sql_take_over, *args)) > 0
 
     async def unlock(self, request: UnlockRequest) -> LockStatus:
-        if sql.pg_rows(await self._execute(self._sql_unlock, request.key, request.owner)) > 0:
+        if postgres.rows(await self._execute(self._sql_unlock, request.key, request.owner)) > 0:
             return LockStatus.SUCCESS
         return _sql.miss_status(await self._owner(request.key), request.owner)
 
     async def keep_alive(self, request: KeepAliveRequest) -> LockStatus:
         changed = await self._execute(self._sql_extend, request.key, request.owner, float(request.expire))
-        if sql.pg_rows(changed) > 0:
+        if postgres.rows(changed) > 0:
             return LockStatus.SUCCESS
         return _sql.miss_status(await self._owner(request.key), request.owner)
 

@@ -11,11 +11,12 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from layotto.components import redisclient
+from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock import _redis_scripts as scripts
 from layotto.components.lock.base import (
     KeepAliveRequest,
+    LockFeature,
     LockStatus,
     LockStore,
     TryLockRequest,
@@ -25,20 +26,22 @@ from layotto.errors import ComponentError
 
 
 class RedisLock(LockStore):
+    features = frozenset({LockFeature.KEEP_ALIVE})
     _client: aioredis.Redis
     _address: str
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
-        self._address = metadata.get_str("redisHost")
-        self._client = redisclient.connect(metadata, autopipeline=True)
+        settings = redis_driver.RedisSettings.from_metadata(metadata)
+        self._address = settings.address
+        self._client = redis_driver.connect(settings, autopipeline=True)
         self._unlock = self._client.register_script(scripts.UNLOCK)
         self._keep_alive = self._client.register_script(scripts.KEEP_ALIVE)
         await self.ping()
 
     def _error(self, exc: RedisError | OSError) -> ComponentError:
-        if isinstance(exc, redisclient.UNAVAILABLE):
-            return redisclient.unavailable(self._address, exc)
+        if isinstance(exc, redis_driver.UNAVAILABLE):
+            return redis_driver.unavailable(self._address, exc)
         return ComponentError(f"redis lock error: {exc}")
 
     async def _run(self, script: Any, keys: list[str], args: list[Any]) -> int:

@@ -18,11 +18,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from layotto.components import redisclient
+from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock import _redis_scripts as scripts
 from layotto.components.lock.base import (
     KeepAliveRequest,
+    LockFeature,
     LockStatus,
     LockStore,
     TryLockRequest,
@@ -42,6 +43,7 @@ class _Node:
 
 
 class RedisClusterLock(LockStore):
+    features = frozenset({LockFeature.KEEP_ALIVE})
     _nodes: list[_Node]
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
@@ -49,7 +51,8 @@ class RedisClusterLock(LockStore):
         hosts = metadata.get_list("redisHosts")
         if not hosts:
             raise ConfigError("redis store error: missing host address", f"{metadata.where}.metadata.redisHosts")
-        self._nodes = [_Node(h, redisclient.connect(metadata.with_values({"redisHost": h}))) for h in hosts]
+        nodes = [redis_driver.RedisSettings.from_metadata(metadata, address=h) for h in hosts]
+        self._nodes = [_Node(node.address, redis_driver.connect(node)) for node in nodes]
         self._quorum = len(self._nodes) // 2 + 1
         concurrency = metadata.get_int("concurrency", 0) or (os.cpu_count() or 1)
         self._slots = asyncio.Semaphore(max(1, concurrency))

@@ -13,11 +13,12 @@ import time
 
 import aiosqlite
 
-from layotto.components import sql
+from layotto.components._drivers import sql, sqlite
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock import _sql
 from layotto.components.lock.base import (
     KeepAliveRequest,
+    LockFeature,
     LockStatus,
     LockStore,
     TryLockRequest,
@@ -27,11 +28,12 @@ from layotto.errors import BackendUnavailableError, ComponentError
 
 
 class SqliteLock(LockStore):
+    features = frozenset({LockFeature.KEEP_ALIVE})
     _db: aiosqlite.Connection | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
-        self._path = await asyncio.to_thread(sql.sqlite_path, metadata.required("databasePath"))
+        self._path = await asyncio.to_thread(sqlite.database_path, metadata.required("databasePath"))
         self._busy_timeout = metadata.get_duration("timeout", 5.0)
         t = sql.table_name(metadata, _sql.DEFAULT_TABLE)
         self._sql_lock = (
@@ -50,8 +52,7 @@ class SqliteLock(LockStore):
     async def _connect(self) -> aiosqlite.Connection:
         if self._db is None:
             try:
-                db = await aiosqlite.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
-                await db.execute("PRAGMA journal_mode=WAL")
+                db = await sqlite.connect(self._path, self._busy_timeout)
                 await db.execute(self._sql_create)
             except (sqlite3.Error, OSError) as exc:
                 raise BackendUnavailableError(f"sqlite database {self._path} cannot be opened: {exc}") from exc

@@ -24,10 +24,11 @@ import aiozk
 from aiozk import exc as zk_errors
 from aiozk import protocol
 
-from layotto.components import zkclient
+from layotto.components._drivers import zookeeper
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock.base import (
     KeepAliveRequest,
+    LockFeature,
     LockStatus,
     LockStore,
     TryLockRequest,
@@ -65,11 +66,12 @@ def _decode(data: bytes | None, version: int) -> _Held:
 
 
 class ZookeeperLock(LockStore):
+    features = frozenset({LockFeature.KEEP_ALIVE})
     _client: aiozk.ZKClient | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
-        self._hosts = zkclient.hosts(metadata)
+        self._hosts = zookeeper.hosts(metadata)
         if not self._hosts:
             where = f"{metadata.where}.metadata.zookeeperHosts"
             raise ConfigError("zookeeper lock error: missing zookeeperHosts", where)
@@ -85,8 +87,8 @@ class ZookeeperLock(LockStore):
 
     async def _guard(self, call: Awaitable[T]) -> T:
         try:
-            return await zkclient.bounded(self._zk, call, self._timeout)
-        except zkclient.UNAVAILABLE as exc:
+            return await zookeeper.bounded(self._zk, call, self._timeout)
+        except zookeeper.UNAVAILABLE as exc:
             raise BackendUnavailableError(f"zookeeper at {self._hosts} is unavailable: {exc!r}") from exc
         except zk_errors.ZKError as exc:
             raise ComponentError(f"zookeeper lock error: {exc!r}") from exc

@@ -14,9 +14,9 @@ import time
 
 import redis.asyncio as aioredis
 
-from layotto.components import redisclient
+from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.nameresolution.base import FEATURE_REGISTRY, NameResolver
+from layotto.components.nameresolution.base import NameResolutionFeature, NameResolver
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
 
 log = logging.getLogger("layotto.nameresolution.redis")
@@ -44,13 +44,12 @@ class RedisResolver(NameResolver):
     """metadata: redisHost (+ the usual redis keys), keyPrefix ("layotto:nameresolution:"),
     ttl (10s), heartbeatInterval (ttl/3), cacheTTL (1s)."""
 
-    features = frozenset({FEATURE_REGISTRY})
+    features = frozenset({NameResolutionFeature.REGISTRY})
     _client: aioredis.Redis | None = None
     _heartbeat: asyncio.Task[None] | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
-        self._address = metadata.get_str("redisHost")
         self._prefix = metadata.get_str("keyPrefix", "layotto:nameresolution:")
         self._ttl = metadata.get_duration("ttl", 10.0)
         if self._ttl < 1.0:
@@ -61,14 +60,16 @@ class RedisResolver(NameResolver):
         self._cache_ttl = metadata.get_duration("cacheTTL", 1.0)
         self._cache: dict[str, tuple[float, list[str]]] = {}
         self._registered: tuple[str, str] | None = None
-        self._client = redisclient.connect(metadata)
+        settings = redis_driver.RedisSettings.from_metadata(metadata)
+        self._address = settings.address
+        self._client = redis_driver.connect(settings)
         self._register_script = self._client.register_script(_REGISTER)
         self._resolve_script = self._client.register_script(_RESOLVE)
         try:
             await self._client.ping()
-        except redisclient.UNAVAILABLE as exc:
+        except redis_driver.UNAVAILABLE as exc:
             await self.close()
-            raise redisclient.unavailable(self._address, exc) from exc
+            raise redis_driver.unavailable(self._address, exc) from exc
 
     def _key(self, app_id: str) -> str:
         return self._prefix + app_id
@@ -77,8 +78,8 @@ class RedisResolver(NameResolver):
         assert self._client is not None
         try:
             await self._client.ping()
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self._address, exc) from exc
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self._address, exc) from exc
 
     async def resolve(self, app_id: str) -> list[str]:
         cached = self._cache.get(app_id)
@@ -87,11 +88,11 @@ class RedisResolver(NameResolver):
             return list(cached[1])
         try:
             members = await self._resolve_script(keys=[self._key(app_id)])
-        except redisclient.UNAVAILABLE as exc:
+        except redis_driver.UNAVAILABLE as exc:
             if cached is not None:
                 # The registry is down: a stale answer beats none while it comes back.
                 return list(cached[1])
-            raise redisclient.unavailable(self._address, exc) from exc
+            raise redis_driver.unavailable(self._address, exc) from exc
         except aioredis.RedisError as exc:
             raise ComponentError(f"name resolution in redis failed: {exc}") from exc
         addresses = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
@@ -110,8 +111,8 @@ class RedisResolver(NameResolver):
     async def _announce(self, app_id: str, address: str) -> None:
         try:
             await self._register_script(keys=[self._key(app_id)], args=[address, int(self._ttl * 1000)])
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self._address, exc) from exc
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self._address, exc) from exc
         except aioredis.RedisError as exc:
             raise ComponentError(f"registering in redis failed: {exc}") from exc
 
@@ -144,7 +145,7 @@ class RedisResolver(NameResolver):
         app_id, address = registered
         try:
             await self._client.zrem(self._key(app_id), address)
-        except (aioredis.RedisError, *redisclient.UNAVAILABLE) as exc:
+        except (aioredis.RedisError, *redis_driver.UNAVAILABLE) as exc:
             # The entry expires by itself after `ttl`.
             log.warning("could not withdraw %s from name resolution: %s", address, exc)
 

@@ -1,16 +1,31 @@
 """The object storage component interface (S3-shaped, as upstream's `oss.Oss`).
 
-Operations a backend cannot give a meaning to raise UnsupportedError, which the API answers
-with UNIMPLEMENTED.
+Put, get, head, exists, delete and list are what every store does. The rest are `OssFeature`s
+a store names in `features`; without one, its operations raise UnsupportedError, which the API
+answers with UNIMPLEMENTED.
 """
 
 from __future__ import annotations
 
+import enum
+from abc import abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from layotto.components.base import Component
+from layotto.components.base import Component, Feature
 from layotto.errors import UnsupportedError
+
+
+class OssFeature(Feature):
+    #: `copy_object` (CopyObject).
+    COPY = enum.auto()
+    #: `put_tags` / `get_tags` (PutObjectTagging, GetObjectTagging).
+    TAGGING = enum.auto()
+    #: `append_object` (AppendObject; upstream's AWS store has none).
+    APPEND = enum.auto()
+    #: Multipart uploads: `create_multipart`, `upload_part`, `upload_part_copy`,
+    #: `complete_multipart`, `abort_multipart`, `list_uploads`, `list_parts`.
+    MULTIPART = enum.auto()
 
 
 @dataclass
@@ -97,58 +112,59 @@ class PartListing:
     next_part_number_marker: int
 
 
-def unsupported(what: str, store: str) -> UnsupportedError:
-    return UnsupportedError(f"{what} is not supported by the {store} object store")
+def unsupported(what: str, store: str, feature: OssFeature) -> UnsupportedError:
+    return UnsupportedError(f"{what} is not supported by the {store} object store", feature)
 
 
 class ObjectStore(Component):
+    features: frozenset[OssFeature] = frozenset()
     kind = "this"
 
-    async def put_object(self, bucket: str, key: str, body: AsyncIterator[bytes], opts: PutOptions) -> ObjectInfo:
-        raise unsupported("PutObject", self.kind)
+    @abstractmethod
+    async def put_object(self, bucket: str, key: str, body: AsyncIterator[bytes], opts: PutOptions) -> ObjectInfo: ...
 
+    @abstractmethod
     async def get_object(self, bucket: str, key: str, start: int, end: int) -> ObjectBody:
         """Bytes [start, end] (inclusive); end < 0 means to the end of the object."""
-        raise unsupported("GetObject", self.kind)
 
-    async def head_object(self, bucket: str, key: str) -> ObjectInfo:
-        raise unsupported("HeadObject", self.kind)
+    @abstractmethod
+    async def head_object(self, bucket: str, key: str) -> ObjectInfo: ...
 
-    async def exists(self, bucket: str, key: str) -> bool:
-        raise unsupported("IsObjectExist", self.kind)
+    @abstractmethod
+    async def exists(self, bucket: str, key: str) -> bool: ...
 
+    @abstractmethod
     async def delete_object(self, bucket: str, key: str) -> None:
         """Deleting a missing object succeeds, as in S3."""
-        raise unsupported("DeleteObject", self.kind)
 
     async def copy_object(
         self, src_bucket: str, src_key: str, bucket: str, key: str, replace: PutOptions | None, tags: dict[str, str]
     ) -> ObjectInfo:
         """`replace` None keeps the source's metadata; empty `tags` keeps the source's tags."""
-        raise unsupported("CopyObject", self.kind)
+        raise unsupported("CopyObject", self.kind, OssFeature.COPY)
 
-    async def list_objects(self, bucket: str, prefix: str, marker: str, max_keys: int, delimiter: str) -> Listing:
-        raise unsupported("ListObjects", self.kind)
+    @abstractmethod
+    async def list_objects(self, bucket: str, prefix: str, marker: str, max_keys: int, delimiter: str) -> Listing: ...
 
     async def put_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
-        raise unsupported("PutObjectTagging", self.kind)
+        raise unsupported("PutObjectTagging", self.kind, OssFeature.TAGGING)
 
     async def get_tags(self, bucket: str, key: str) -> dict[str, str]:
-        raise unsupported("GetObjectTagging", self.kind)
+        raise unsupported("GetObjectTagging", self.kind, OssFeature.TAGGING)
 
     async def append_object(
         self, bucket: str, key: str, position: int, body: AsyncIterator[bytes], opts: PutOptions
     ) -> int:
         """Appends at `position` (must be the object's length); returns the next position."""
-        raise unsupported("AppendObject", self.kind)
+        raise unsupported("AppendObject", self.kind, OssFeature.APPEND)
 
     async def create_multipart(self, bucket: str, key: str, opts: PutOptions) -> str:
-        raise unsupported("CreateMultipartUpload", self.kind)
+        raise unsupported("CreateMultipartUpload", self.kind, OssFeature.MULTIPART)
 
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, part_number: int, body: AsyncIterator[bytes]
     ) -> PartInfo:
-        raise unsupported("UploadPart", self.kind)
+        raise unsupported("UploadPart", self.kind, OssFeature.MULTIPART)
 
     async def upload_part_copy(
         self,
@@ -161,22 +177,22 @@ class ObjectStore(Component):
         start: int,
         size: int,
     ) -> PartInfo:
-        raise unsupported("UploadPartCopy", self.kind)
+        raise unsupported("UploadPartCopy", self.kind, OssFeature.MULTIPART)
 
     async def complete_multipart(
         self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
     ) -> ObjectInfo:
-        raise unsupported("CompleteMultipartUpload", self.kind)
+        raise unsupported("CompleteMultipartUpload", self.kind, OssFeature.MULTIPART)
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
-        raise unsupported("AbortMultipartUpload", self.kind)
+        raise unsupported("AbortMultipartUpload", self.kind, OssFeature.MULTIPART)
 
     async def list_uploads(
         self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, max_uploads: int
     ) -> UploadListing:
-        raise unsupported("ListMultipartUploads", self.kind)
+        raise unsupported("ListMultipartUploads", self.kind, OssFeature.MULTIPART)
 
     async def list_parts(
         self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
     ) -> PartListing:
-        raise unsupported("ListParts", self.kind)
+        raise unsupported("ListParts", self.kind, OssFeature.MULTIPART)

@@ -39,6 +39,7 @@ from layotto.components.oss.base import (
     ObjectBody,
     ObjectInfo,
     ObjectStore,
+    OssFeature,
     PartInfo,
     PartListing,
     PutOptions,
@@ -140,6 +141,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 class LocalObjectStore(ObjectStore):
+    features = frozenset({OssFeature.COPY, OssFeature.TAGGING, OssFeature.APPEND, OssFeature.MULTIPART})
     kind = "local"
     root: Path
 

@@ -2,7 +2,7 @@
 
 A component moves opaque bytes between publishers and subscribers through its backend.
 It knows nothing of CloudEvents (the runtime wraps and unwraps them, see
-`layotto.runtime.cloudevents`) nor of the app (see `layotto.runtime.delivery`).
+`layotto.core.cloudevents`) nor of the app (see `layotto.runtime.delivery`).
 
 Delivery contract:
 - `subscribe(topic, handler, metadata)` starts consuming and calls `handler(message)` for each
@@ -20,11 +20,16 @@ Delivery contract:
 
 from __future__ import annotations
 
+import enum
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from layotto.components.base import Component
+from layotto.components.base import Component, Feature, Metadata, unsupported
+
+if TYPE_CHECKING:
+    from layotto.components.delay_queue.base import DelayScheduler
 
 #: Metadata keys shared by every component (Dapr/upstream names).
 CONSUMER_ID = "consumerID"
@@ -65,14 +70,25 @@ class SubscribeOptions:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
 
 
+class PubSubFeature(Feature):
+    #: Delayed publishing (upstream's DelayQueue extension): `delay_scheduler` makes the
+    #: scheduler that keeps a message until it is due, then publishes it through this component.
+    #: Without it, `delay_scheduler` raises UnsupportedError and PublishDelayMessage does not
+    #: serve the component.
+    DELAY = enum.auto()
+
+
 class PubSub(Component):
     """Base of pubsub components. Subclasses implement publish/subscribe; close() must close
     every subscription still open."""
 
+    features: frozenset[PubSubFeature] = frozenset()
+
+    @abstractmethod
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         """Send `data` to `topic`. Raises BackendUnavailableError when the backend is down."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def subscribe(self, topic: str, handler: Handler, metadata: Mapping[str, str]) -> Subscription:
         """Start consuming `topic` for the consumer group in metadata (see module doc).
 
@@ -80,7 +96,11 @@ class PubSub(Component):
         published after this returns is delivered to it (for durable groups: also messages
         published while no consumer of the group was running).
         """
-        raise NotImplementedError
+
+    def delay_scheduler(self, name: str, metadata: Metadata) -> DelayScheduler:
+        """A (not yet started) scheduler of delayed messages for this component, `name` in
+        config with `metadata` (PubSubFeature.DELAY)."""
+        raise unsupported(self, PubSubFeature.DELAY, "delayed publishing")
 
 
 def subscribe_options(

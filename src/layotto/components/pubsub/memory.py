@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.pubsub.base import Handler, Message, PubSub, subscribe_options
+from layotto.components.delay_queue.base import DelayScheduler
+from layotto.components.delay_queue.memory import MemoryScheduler
+from layotto.components.pubsub.base import Handler, Message, PubSub, PubSubFeature, subscribe_options
 
 log = logging.getLogger("layotto.pubsub.memory")
 
@@ -59,6 +61,8 @@ class _MemorySubscription:
 
 
 class InMemoryPubSub(PubSub):
+    features = frozenset({PubSubFeature.DELAY})
+
     def __init__(self) -> None:
         self.groups: dict[tuple[str, str], _Group] = {}
         self._subscriptions: list[_MemorySubscription] = []
@@ -76,6 +80,9 @@ class InMemoryPubSub(PubSub):
         for (group_topic, _), group in self.groups.items():
             if group_topic == topic:
                 group.queue.put_nowait(Message(topic, data, id=message.id, delivery_count=1))
+
+    def delay_scheduler(self, name: str, metadata: Metadata) -> DelayScheduler:
+        return MemoryScheduler(self, name, metadata)
 
     def redeliver(self, group: _Group, message: Message) -> None:
         again = Message(message.topic, message.data, dict(message.metadata), message.id, message.delivery_count + 1)

@@ -8,7 +8,7 @@
   that died) and handles them again.
 
 Cost per message is what limits throughput, so: publishes, acks and the other short commands
-share one automatically pipelined connection (redis_autopipe); each subscription reads with
+share one automatically pipelined connection (_drivers/redis_autopipe); each subscription reads with
 a blocking XREADGROUP on a connection of its own (COUNT = free handler slots, replies parsed
 raw); acks of messages handled meanwhile go out together as one XACK.
 """
@@ -16,6 +16,7 @@ raw); acks of messages handled meanwhile go out together as one XACK.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping
@@ -23,12 +24,12 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from layotto.components import redisclient
+from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
+from layotto.components.delay_queue.base import DelayScheduler
+from layotto.components.delay_queue.redis import RedisScheduler
 from layotto.components.pubsub._consumer import InFlight, backoff_sleep
-from layotto.components.pubsub.base import Handler, Message, PubSub, subscribe_options
-from layotto.components.redis_autopipe import AutoPipelineRedis
-from layotto.components.redisclient import MultiplexedRedis, encode_command
+from layotto.components.pubsub.base import Handler, Message, PubSub, PubSubFeature, subscribe_options
 
 log = logging.getLogger("layotto.pubsub.redis")
 
@@ -133,7 +134,7 @@ class _StreamSubscription:
                 try:
                     await self.client.xack(self.topic, self.group, *ids)
                     return
-                except redisclient.UNAVAILABLE as exc:
+                except redis_driver.UNAVAILABLE as exc:
                     log.warning("XACK of %d entries on %s failed (%s); retrying", len(ids), self.topic, exc)
                     await backoff_sleep(attempt)
                 except Exception as exc:  # a bug must not stop the acks of this subscription
@@ -148,11 +149,11 @@ class _StreamSubscription:
         while True:
             try:
                 count = await self.inflight.wait_free()
-                command = encode_command(
+                command = redis_driver.encode_command(
                     "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
                     "BLOCK", READ_BLOCK_MS, "STREAMS", self.topic, ">",
                 )  # fmt: skip
-                reply: Any = await self.reader.execute_raw(command)
+                reply: Any = await self.reader.call(command)
                 failures = 0
                 for _, entries in reply or ():
                     for entry_id, fields in entries:
@@ -166,7 +167,7 @@ class _StreamSubscription:
                     log.warning("XREADGROUP on %s failed: %s", self.topic, exc)
                     await backoff_sleep(failures)
                     failures += 1
-            except redisclient.UNAVAILABLE as exc:
+            except redis_driver.UNAVAILABLE as exc:
                 log.warning("redis unavailable while reading %s: %s", self.topic, exc)
                 await backoff_sleep(failures)
                 failures += 1
@@ -174,7 +175,7 @@ class _StreamSubscription:
     async def _recreate_group(self) -> None:
         try:
             await self.ensure_group()
-        except (ResponseError, *redisclient.UNAVAILABLE) as exc:
+        except (ResponseError, *redis_driver.UNAVAILABLE) as exc:
             log.warning("cannot recreate consumer group %s on %s: %s", self.group, self.topic, exc)
             await asyncio.sleep(1.0)
 
@@ -207,7 +208,7 @@ class _StreamSubscription:
                     await self._recreate_group()
                 else:
                     log.warning("XAUTOCLAIM on %s failed: %s", self.topic, exc)
-            except redisclient.UNAVAILABLE as exc:
+            except redis_driver.UNAVAILABLE as exc:
                 log.warning("redis unavailable while reclaiming %s: %s", self.topic, exc)
 
     async def close(self) -> None:
@@ -227,13 +228,14 @@ class _StreamSubscription:
             )
             if not pending:
                 await self.client.xgroup_delconsumer(self.topic, self.group, self.consumer)
-        except (ResponseError, *redisclient.UNAVAILABLE):
+        except (ResponseError, *redis_driver.UNAVAILABLE):
             pass
         self.owner.subscriptions.discard(self)
 
 
 class RedisStreamsPubSub(PubSub):
-    client: AutoPipelineRedis
+    features = frozenset({PubSubFeature.DELAY})
+    client: redis_driver.AutoPipelineRedis
 
     def __init__(self) -> None:
         self.subscriptions: set[_StreamSubscription] = set()
@@ -241,40 +243,34 @@ class RedisStreamsPubSub(PubSub):
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         self.metadata = metadata
-        self.address = metadata.get_str("redisHost")
-        client = redisclient.connect(metadata, autopipeline=True)
-        assert isinstance(client, AutoPipelineRedis)
+        self.settings = redis_driver.RedisSettings.from_metadata(metadata)
+        self.address = self.settings.address
+        client = redis_driver.connect(self.settings, autopipeline=True)
+        assert isinstance(client, redis_driver.AutoPipelineRedis)
         self.client = client
         self.processing_timeout = metadata.get_duration("processingTimeout", 60.0)
         self.redeliver_interval = metadata.get_duration("redeliverInterval", 15.0)
         self.max_len = metadata.get_int("maxLenApprox", 0)
         try:
             await self.client.ping()
-        except redisclient.UNAVAILABLE as exc:
+        except redis_driver.UNAVAILABLE as exc:
             await self.client.aclose()
-            raise redisclient.unavailable(self.address, exc) from exc
+            raise redis_driver.unavailable(self.address, exc) from exc
 
-    def reader(self) -> MultiplexedRedis:
+    def delay_scheduler(self, name: str, metadata: Metadata) -> DelayScheduler:
+        return RedisScheduler(self, name, metadata)
+
+    def reader(self) -> redis_driver.SharedConnection:
         """A connection of its own for one subscription's blocking XREADGROUP (opened on first
         use); its read timeout leaves room for the block."""
-        host, port = redisclient.split_host(self.address)
-        md = self.metadata
-        return MultiplexedRedis(
-            host,
-            port,
-            db=md.get_int("redisDB", md.get_int("db", 0)),
-            username=md.get_str("redisUsername") or None,
-            password=md.get_str("redisPassword") or None,
-            ssl=md.get_bool("enableTLS", False),
-            connect_timeout=md.get_duration("dialTimeout", 5.0),
-            read_timeout=md.get_duration("readTimeout", 5.0) + READ_BLOCK_MS / 1000,
-        )
+        read_timeout = self.settings.read_timeout + READ_BLOCK_MS / 1000
+        return redis_driver.shared_connection(dataclasses.replace(self.settings, read_timeout=read_timeout))
 
     async def ping(self) -> None:
         try:
             await self.client.ping()
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self.address, exc) from exc
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self.address, exc) from exc
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         try:
@@ -282,8 +278,8 @@ class RedisStreamsPubSub(PubSub):
                 await self.client.xadd(topic, {"data": data}, maxlen=self.max_len, approximate=True)
             else:
                 await self.client.xadd(topic, {"data": data})
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self.address, exc) from exc
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self.address, exc) from exc
 
     async def subscribe(self, topic: str, handler: Handler, metadata: Mapping[str, str]) -> _StreamSubscription:
         options = subscribe_options(metadata, self.metadata, self.context.app_id)
@@ -292,8 +288,8 @@ class RedisStreamsPubSub(PubSub):
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self.address, exc) from exc
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self.address, exc) from exc
         subscription = _StreamSubscription(self, topic, options.consumer_id, handler, options.max_concurrency)
         self.subscriptions.add(subscription)
         return subscription

@@ -1,13 +1,22 @@
 from __future__ import annotations
 
+import enum
 from abc import abstractmethod
 from collections.abc import Mapping
 
-from layotto.components.base import Component
+from layotto.components.base import Component, Feature
 from layotto.errors import NotFoundError
 
 
+class SecretStoreFeature(Feature):
+    #: A secret may hold several named values (Dapr's MULTIPLE_KEY_VALUES_PER_SECRET); without
+    #: it, every secret is one value under the secret's own name: `{name: value}`.
+    MULTIPLE_KEY_VALUES_PER_SECRET = enum.auto()
+
+
 class SecretStore(Component):
+    features: frozenset[SecretStoreFeature] = frozenset()
+
     @abstractmethod
     async def get_secret(self, key: str, metadata: Mapping[str, str]) -> dict[str, str]:
         """The secret's values; raise NotFoundError when there is no such secret."""

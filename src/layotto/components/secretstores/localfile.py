@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.secretstores.base import SecretStore
+from layotto.components.secretstores.base import SecretStore, SecretStoreFeature
 from layotto.errors import ComponentError, ConfigError, NotFoundError
 
 
@@ -57,6 +57,8 @@ class LocalFileSecretStore(SecretStore):
         self._path = path
         self._separator = metadata.get_str("nestedSeparator", ":") or ":"
         self._multi = metadata.get_bool("multiValued", False)
+        if self._multi:
+            self.features = frozenset({SecretStoreFeature.MULTIPLE_KEY_VALUES_PER_SECRET})
         self._version: tuple[int, int, int] | None = None
         self._secrets: dict[str, dict[str, str]] = {}
         try:

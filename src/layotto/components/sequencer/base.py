@@ -3,9 +3,9 @@
 Two kinds of component:
 - `Sequencer`: anything that answers `next_id` (snowflake computes ids, it reserves nothing);
 - `RangeSequencer`: a backend counter that can atomically reserve `n` consecutive ids
-  (`reserve(key, n) -> first id`). Every such component gets, for free, the segment cache
-  (`segmentCacheEnable`, `segmentStep`) that serves WEAK requests from memory, and
-  `biggerThan` handling through `raise_to`.
+  (`reserve(key, n) -> first id`, SequencerFeature.SEGMENT). Every such component gets, for
+  free, the segment cache (`segmentCacheEnable`, `segmentStep`) that serves WEAK requests from
+  memory, and `biggerThan` handling through `raise_to`.
 
 Keys reaching a component are already the stored keys (`sequencer|||<app_id>||<key>`); the
 API layer builds them with `stored_key`, and `biggerThan` entries go through the same function.
@@ -14,11 +14,12 @@ API layer builds them with `stored_key`, and `biggerThan` entries go through the
 from __future__ import annotations
 
 import asyncio
+import enum
 from abc import abstractmethod
 from collections.abc import Mapping
 
 from layotto.components import keyprefix
-from layotto.components.base import Component, ComponentContext, Metadata
+from layotto.components.base import Component, ComponentContext, Feature, Metadata, unsupported
 from layotto.components.sequencer.segments import SegmentCache
 from layotto.errors import ConfigError, InvalidArgumentError
 
@@ -76,18 +77,33 @@ def bigger_than(metadata: Metadata, context: ComponentContext) -> dict[str, int]
     return out
 
 
+class SequencerFeature(Feature):
+    #: `reserve(key, n)` takes n consecutive ids of a per-key counter at once (upstream's
+    #: GetSegment): a key's first id is 1 and STRONG ids without a cache are consecutive.
+    #: Without it (snowflake computes ids), `reserve` raises UnsupportedError.
+    SEGMENT = enum.auto()
+
+
 class Sequencer(Component):
     """Hands out ids per key. `strong=True` (STRONG) ids are unique and strictly increasing
     across every sidecar sharing the backend; WEAK ids are unique and increase from one
     sidecar's view, but may skip."""
 
+    features: frozenset[SequencerFeature] = frozenset()
+
     @abstractmethod
     async def next_id(self, key: str, *, strong: bool, metadata: Mapping[str, str]) -> int: ...
+
+    async def reserve(self, key: str, count: int) -> int:
+        """Atomically take `count` consecutive ids; return the first (SequencerFeature.SEGMENT)."""
+        raise unsupported(self, SequencerFeature.SEGMENT, "reserve")
 
 
 class RangeSequencer(Sequencer):
     """A backend counter per key. Subclasses implement `reserve` and `raise_to`, and call
     `await super().init(metadata, context)` *after* their backend is reachable."""
+
+    features = frozenset({SequencerFeature.SEGMENT})
 
     #: Whether WEAK requests use the segment cache when `segmentCacheEnable` is not set.
     #: True where upstream caches (redis, in-memory), False where it calls the store.

@@ -15,7 +15,7 @@ import random
 
 import aetcd
 
-from layotto.components import etcdclient
+from layotto.components._drivers import etcd
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.sequencer.base import CasSequencer
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
@@ -37,23 +37,23 @@ class EtcdSequencer(CasSequencer):
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         where = f"{metadata.where}.metadata.endpoints"
-        endpoints = etcdclient.parse_endpoints(metadata.get_str("endpoints"), where)
+        endpoints = etcd.parse_endpoints(metadata.get_str("endpoints"), where)
         if not endpoints:
             raise ConfigError("required metadata 'endpoints' is missing", where)
-        self._endpoint = etcdclient.address(endpoints[:1])
+        self._endpoint = etcd.address(endpoints[:1])
         self._prefix = metadata.get_str("keyPrefixPath", "/layotto/")
-        self._client = etcdclient.connect(endpoints[0], metadata, metadata.get_duration("dialTimeout", 5.0))
+        self._client = etcd.connect(endpoints[0], metadata, metadata.get_duration("dialTimeout", 5.0))
         await self.ping()
         await super().init(metadata, context)
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
-        return etcdclient.unavailable(self._endpoint, exc)
+        return etcd.unavailable(self._endpoint, exc)
 
     async def ping(self) -> None:
         assert self._client is not None
         try:
             await self._client.status()
-        except etcdclient.UNAVAILABLE as exc:
+        except etcd.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
 
     async def _update(self, key: str, change: int, *, at_least: bool) -> int:
@@ -85,7 +85,7 @@ class EtcdSequencer(CasSequencer):
                 if attempt >= 3:
                     # Heavy contention: spread the retries out a little.
                     await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 20)))
-        except etcdclient.UNAVAILABLE as exc:
+        except etcd.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
         except aetcd.ClientError as exc:
             raise ComponentError(f"etcd sequencer failed on {key}: {exc}") from exc

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiomysql
 
-from layotto.components import sql
+from layotto.components._drivers import mysql, sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.sequencer.base import RangeSequencer, check_count
 from layotto.components.sequencer.sqltable import once_more_on_outage, table_name
@@ -26,7 +26,7 @@ class MysqlSequencer(RangeSequencer):
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         where = f"{metadata.where}.metadata.connectionString"
-        dsn = sql.parse_go_dsn(metadata.required("connectionString"), where)
+        dsn = mysql.parse_go_dsn(metadata.required("connectionString"), where)
         self._where = dsn.unix_socket or f"{dsn.host}:{dsn.port}"
         table = table_name(metadata)
         self._reserve_sql = (
@@ -68,7 +68,7 @@ class MysqlSequencer(RangeSequencer):
         async def run() -> int:
             try:
                 async with (
-                    sql.guarded(self._pool, self._timeout, f"mysql at {self._where}") as conn,
+                    mysql.guarded(self._pool, self._timeout, f"mysql at {self._where}") as conn,
                     conn.cursor() as cursor,
                 ):
                     await cursor.execute(statement, args)

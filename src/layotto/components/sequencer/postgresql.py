@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from layotto.components import sql
+from layotto.components._drivers import postgres, sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.sequencer.base import RangeSequencer, check_count
 from layotto.components.sequencer.sqltable import once_more_on_outage, table_name
@@ -23,8 +23,8 @@ class PostgresqlSequencer(RangeSequencer):
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         where = f"{metadata.where}.metadata.connectionString"
-        connect_args = sql.pg_connect_args(metadata.required("connectionString"), where)
-        self._address = sql.pg_address(connect_args)
+        connect_args = postgres.connect_args(metadata.required("connectionString"), where)
+        self._address = postgres.address(connect_args)
         table = table_name(metadata)
         self._reserve_sql = (
             f"INSERT INTO {table} AS t (seq_key, seq_value) VALUES ($1, $2)"
@@ -41,7 +41,7 @@ class PostgresqlSequencer(RangeSequencer):
             self._pool = await asyncpg.create_pool(
                 min_size=1, max_size=metadata.get_int("maxConns", 10), **connect_args
             )
-        except sql.PG_UNAVAILABLE as exc:
+        except postgres.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
         try:
             async with self._guarded() as conn:
@@ -57,7 +57,7 @@ class PostgresqlSequencer(RangeSequencer):
 
     def _guarded(self) -> AbstractAsyncContextManager[Any]:
         assert self._pool is not None, "init() was not called"
-        return sql.guarded(self._pool, self._timeout, f"postgresql at {self._address}")
+        return postgres.guarded(self._pool, self._timeout, f"postgresql at {self._address}")
 
     async def _fetchval(self, statement: str, key: str, value: int) -> int:
         async def run() -> int:

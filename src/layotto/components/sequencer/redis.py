@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from layotto.components import redisclient
+from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.sequencer.base import RangeSequencer, check_count
 from layotto.errors import ComponentError
@@ -31,23 +31,24 @@ class RedisSequencer(RangeSequencer):
     _address: str
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
-        self._client = redisclient.connect(metadata, autopipeline=True)
-        self._address = metadata.get_str("redisHost")
+        settings = redis_driver.RedisSettings.from_metadata(metadata)
+        self._client = redis_driver.connect(settings, autopipeline=True)
+        self._address = settings.address
         await self.ping()
         await super().init(metadata, context)
 
     async def ping(self) -> None:
         try:
             await self._client.ping()
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self._address, exc) from exc
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self._address, exc) from exc
 
     async def reserve(self, key: str, count: int) -> int:
         check_count(count)
         try:
             last = int(await self._client.incrby(key, count))
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self._address, exc) from exc
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self._address, exc) from exc
         except ResponseError as exc:
             raise ComponentError(f"redis sequencer cannot increment {key}: {exc}") from exc
         return last - count + 1
@@ -55,8 +56,8 @@ class RedisSequencer(RangeSequencer):
     async def raise_to(self, key: str, floor: int) -> None:
         try:
             await self._client.eval(_RAISE_TO, 1, key, floor)
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self._address, exc) from exc
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self._address, exc) from exc
         except ResponseError as exc:
             raise ComponentError(str(exc)) from exc
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import aiomysql
 
-from layotto.components import sql
+from layotto.components._drivers import mysql, sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.sequencer.base import Sequencer, bigger_than
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
@@ -135,7 +135,7 @@ async def _register_worker(metadata: Metadata) -> int:
     # Upstream insists on a non-empty password; a password-less account works here.
     password = metadata.get_str("password")
     try:
-        address, port = sql.split_host_port(host)
+        address, port = mysql.split_host_port(host)
     except ValueError as exc:
         raise ConfigError(str(exc), f"{metadata.where}.metadata.mysqlHost") from None
     table = sql.table_name(metadata, DEFAULT_TABLE)

@@ -7,7 +7,7 @@ import asyncio
 
 import aiosqlite
 
-from layotto.components import sql
+from layotto.components._drivers import sqlite
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.sequencer.base import RangeSequencer, check_count
 from layotto.components.sequencer.sqltable import table_name
@@ -18,7 +18,7 @@ class SqliteSequencer(RangeSequencer):
     _db: aiosqlite.Connection | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
-        self._path = await asyncio.to_thread(sql.sqlite_path, metadata.required("databasePath"))
+        self._path = await asyncio.to_thread(sqlite.database_path, metadata.required("databasePath"))
         table = table_name(metadata)
         self._reserve_sql = (
             f"INSERT INTO {table} (seq_key, seq_value) VALUES (?, ?)"
@@ -29,12 +29,9 @@ class SqliteSequencer(RangeSequencer):
             f"INSERT INTO {table} (seq_key, seq_value) VALUES (?, ?)"
             " ON CONFLICT (seq_key) DO UPDATE SET seq_value = max(seq_value, excluded.seq_value)"
         )
-        busy_ms = int(metadata.get_duration("timeout", 5.0) * 1000)
+        busy_timeout = metadata.get_duration("timeout", 5.0)
         try:
-            # isolation_level=None: each statement commits on its own, no open transaction.
-            self._db = await aiosqlite.connect(self._path, isolation_level=None)
-            await self._db.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            await self._db.execute("PRAGMA journal_mode = WAL")
+            self._db = await sqlite.connect(self._path, busy_timeout)
             await self._db.execute(
                 f"CREATE TABLE IF NOT EXISTS {table} (seq_key TEXT PRIMARY KEY, seq_value INTEGER NOT NULL)"
             )

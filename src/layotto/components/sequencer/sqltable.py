@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from layotto.components import sql
+from layotto.components._drivers import sql
 from layotto.components.base import Metadata
 from layotto.errors import BackendUnavailableError
 

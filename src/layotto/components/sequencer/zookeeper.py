@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import aiozk
 from aiozk import exc as zkexc
 
-from layotto.components import zkclient
+from layotto.components._drivers import zookeeper
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.sequencer.base import CasSequencer
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
@@ -40,7 +40,7 @@ class ZookeeperSequencer(CasSequencer):
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         # Upstream reads these keys case-sensitively; ours are case-insensitive, a superset.
-        self._hosts = zkclient.hosts(metadata)
+        self._hosts = zookeeper.hosts(metadata)
         if not self._hosts:
             raise ConfigError(
                 "required metadata 'zookeeperHosts' is missing", f"{metadata.where}.metadata.zookeeperHosts"
@@ -66,8 +66,8 @@ class ZookeeperSequencer(CasSequencer):
 
     async def _call(self, operation: Awaitable[T]) -> T:
         try:
-            return await zkclient.bounded(self._client, operation, self._timeout + 1.0)
-        except zkclient.UNAVAILABLE as exc:
+            return await zookeeper.bounded(self._client, operation, self._timeout + 1.0)
+        except zookeeper.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
 
     def _path(self, key: str) -> str:

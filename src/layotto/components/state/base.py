@@ -1,29 +1,43 @@
 """The State block's interface, shaped after Dapr's state.Store.
 
-The required surface is small (get/set/delete); bulk operations have a default that loops,
-and transactions are an optional capability announced in `features`.
+The required surface is small (get/set/delete); bulk operations have a default that loops.
+Optional powers are `StateFeature`s a store names in `features`; see that enum for what each
+one promises and what a store without it does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from layotto.components.base import Component
-from layotto.errors import ComponentError, ETagInvalidError, InvalidArgumentError, UnsupportedError
+from layotto.components.base import Component, Feature, unsupported
+from layotto.errors import ComponentError, ETagInvalidError, InvalidArgumentError
 
 FIRST_WRITE = "first-write"
 LAST_WRITE = "last-write"
 EVENTUAL = "eventual"
 STRONG = "strong"
 
-#: Features a store may announce.
-FEATURE_ETAG = "etag"
-FEATURE_TRANSACTIONAL = "transactional"
-FEATURE_TTL = "ttl"
-FEATURE_QUERY = "query"
+
+class StateFeature(Feature):
+    """Optional powers of a state store: Dapr's state.Feature (ETAG, TRANSACTIONAL, TTL,
+    QUERY_API). A store without a feature refuses its operation with UnsupportedError rather
+    than ignoring part of a request."""
+
+    #: Optimistic concurrency: `set`/`delete` with an etag fail with ETagMismatchError when the
+    #: stored version differs (without it: UnsupportedError for a request carrying an etag).
+    ETAG = enum.auto()
+    #: `multi` applies a batch of sets and deletes atomically (without it: UnsupportedError).
+    TRANSACTIONAL = enum.auto()
+    #: `ttlInSeconds` metadata on `set` makes the key expire (without it: UnsupportedError).
+    TTL = enum.auto()
+    #: `query` runs Dapr's state query language (without it: UnsupportedError).
+    QUERY = enum.auto()
+
 
 TTL_METADATA = "ttlInSeconds"
 
@@ -63,6 +77,30 @@ class DeleteRequest:
 
 
 @dataclass(slots=True)
+class QueryRequest:
+    """Dapr's state query: `query` is the JSON document (filter, sort, page)."""
+
+    query: dict[str, Any]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class QueryItem:
+    key: str
+    data: bytes
+    etag: str | None = None
+    error: str = ""
+
+
+@dataclass(slots=True)
+class QueryResponse:
+    results: list[QueryItem]
+    #: Where the next page starts ("" on the last page).
+    token: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class BulkGetItem:
     key: str
     response: GetResponse | None
@@ -92,6 +130,8 @@ def parse_version(etag: str) -> int:
 
 
 class StateStore(Component):
+    features: frozenset[StateFeature] = frozenset()
+
     @abstractmethod
     async def get(self, request: GetRequest) -> GetResponse | None:
         """The stored value, or None when the key does not exist."""
@@ -125,5 +165,9 @@ class StateStore(Component):
             await self.delete(req)
 
     async def multi(self, operations: Sequence[Operation], metadata: dict[str, str]) -> None:
-        """Apply all operations atomically (stores with FEATURE_TRANSACTIONAL)."""
-        raise UnsupportedError("transactions are not supported")
+        """Apply all operations atomically, or none (StateFeature.TRANSACTIONAL)."""
+        raise unsupported(self, StateFeature.TRANSACTIONAL, "transactions")
+
+    async def query(self, request: QueryRequest) -> QueryResponse:
+        """The items matching a Dapr state query (StateFeature.QUERY)."""
+        raise unsupported(self, StateFeature.QUERY, "queries")

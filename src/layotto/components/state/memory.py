@@ -7,15 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from layotto.components.state.base import (
-    FEATURE_ETAG,
-    FEATURE_TRANSACTIONAL,
-    FEATURE_TTL,
     FIRST_WRITE,
     DeleteRequest,
     GetRequest,
     GetResponse,
     Operation,
     SetRequest,
+    StateFeature,
     StateStore,
     ttl_seconds,
 )
@@ -30,7 +28,7 @@ class _Entry:
 
 
 class InMemoryStateStore(StateStore):
-    features = frozenset({FEATURE_ETAG, FEATURE_TRANSACTIONAL, FEATURE_TTL})
+    features = frozenset({StateFeature.ETAG, StateFeature.TRANSACTIONAL, StateFeature.TTL})
 
     def __init__(self) -> None:
         self._items: dict[str, _Entry] = {}

@@ -22,12 +22,9 @@ from typing import Any, TypeVar
 import aiomysql
 import pymysql
 
-from layotto.components import sql
+from layotto.components._drivers import mysql, sql
 from layotto.components.base import ComponentContext, Metadata, parse_duration
 from layotto.components.state.base import (
-    FEATURE_ETAG,
-    FEATURE_TRANSACTIONAL,
-    FEATURE_TTL,
     FIRST_WRITE,
     BulkGetItem,
     DeleteRequest,
@@ -35,6 +32,7 @@ from layotto.components.state.base import (
     GetResponse,
     Operation,
     SetRequest,
+    StateFeature,
     StateStore,
     parse_version,
     ttl_seconds,
@@ -66,7 +64,7 @@ def _tls(value: str) -> ssl.SSLContext | None:
 
 
 class MysqlStateStore(StateStore):
-    features = frozenset({FEATURE_ETAG, FEATURE_TRANSACTIONAL, FEATURE_TTL})
+    features = frozenset({StateFeature.ETAG, StateFeature.TRANSACTIONAL, StateFeature.TTL})
 
     def __init__(self) -> None:
         self._pool: aiomysql.Pool | None = None
@@ -79,7 +77,7 @@ class MysqlStateStore(StateStore):
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         where = f"{metadata.where}.metadata"
-        dsn = sql.parse_go_dsn(metadata.required("connectionString"), f"{where}.connectionString")
+        dsn = mysql.parse_go_dsn(metadata.required("connectionString"), f"{where}.connectionString")
         schema = metadata.get_str("schemaName", "dapr_state_store")
         table = metadata.get_str("tableName", "state")
         for key, name in (("schemaName", schema), ("tableName", table)):
@@ -179,7 +177,7 @@ class MysqlStateStore(StateStore):
         attempts = 3
         for attempt in range(1, attempts + 1):
             try:
-                async with sql.guarded(self.pool, self._timeout, self._describe) as conn:
+                async with mysql.guarded(self.pool, self._timeout, self._describe) as conn:
                     if not transaction:
                         async with conn.cursor() as cur:
                             return await fn(cur)
@@ -200,7 +198,7 @@ class MysqlStateStore(StateStore):
                     continue
                 raise
             except pymysql.err.MySQLError as exc:
-                if sql.mysql_error_code(exc) in _RETRYABLE and attempt < attempts:
+                if mysql.error_code(exc) in _RETRYABLE and attempt < attempts:
                     continue
                 raise ComponentError(f"mysql error: {exc}") from exc
         raise AssertionError("unreachable")
@@ -250,7 +248,7 @@ class MysqlStateStore(StateStore):
                 try:
                     await cur.execute(self._sql_insert, (op.key, op.value.hex(), ttl))
                 except pymysql.err.IntegrityError as exc:
-                    if sql.mysql_error_code(exc) != _DUPLICATE_KEY:
+                    if mysql.error_code(exc) != _DUPLICATE_KEY:
                         raise
                     raise ETagMismatchError(f"possible etag mismatch: key {op.key} exists") from None
             else:

@@ -19,12 +19,9 @@ from typing import TypeVar
 
 import asyncpg
 
-from layotto.components import sql
+from layotto.components._drivers import postgres, sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.state.base import (
-    FEATURE_ETAG,
-    FEATURE_TRANSACTIONAL,
-    FEATURE_TTL,
     FIRST_WRITE,
     BulkGetItem,
     DeleteRequest,
@@ -32,6 +29,7 @@ from layotto.components.state.base import (
     GetResponse,
     Operation,
     SetRequest,
+    StateFeature,
     StateStore,
     parse_version,
     ttl_seconds,
@@ -51,7 +49,7 @@ def _quote(table: str) -> str:
 
 
 class PostgresqlStateStore(StateStore):
-    features = frozenset({FEATURE_ETAG, FEATURE_TRANSACTIONAL, FEATURE_TTL})
+    features = frozenset({StateFeature.ETAG, StateFeature.TRANSACTIONAL, StateFeature.TTL})
 
     def __init__(self) -> None:
         self._pool: asyncpg.Pool | None = None
@@ -64,14 +62,14 @@ class PostgresqlStateStore(StateStore):
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         where = f"{metadata.where}.metadata"
-        args = sql.pg_connect_args(metadata.required("connectionString"), f"{where}.connectionString")
+        args = postgres.connect_args(metadata.required("connectionString"), f"{where}.connectionString")
         self._table = metadata.get_str("tableName", "state")
         if not _TABLE_NAME.match(self._table):
             raise ConfigError(f"invalid table name {self._table!r}", f"{where}.tableName")
         self._default_ttl = ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
         args.setdefault("timeout", metadata.get_duration("connectTimeout", 10.0))
         self._timeout = sql.call_timeout(metadata, "timeoutInSeconds", "timeout")
-        self._describe = f"postgresql at {sql.pg_address(args)}"
+        self._describe = f"postgresql at {postgres.address(args)}"
         self._build_statements()
         try:
             # No command_timeout: sql.guarded bounds every call, and asyncpg's own timeout
@@ -83,7 +81,7 @@ class PostgresqlStateStore(StateStore):
         except BackendUnavailableError:
             await self.close()
             raise
-        except sql.PG_UNAVAILABLE as exc:
+        except postgres.UNAVAILABLE as exc:
             await self.close()
             raise BackendUnavailableError(f"{self._describe} is unavailable: {exc}") from exc
         except asyncpg.PostgresError as exc:
@@ -130,7 +128,7 @@ class PostgresqlStateStore(StateStore):
             " expiredate timestamp with time zone NULL)"
         )
         try:
-            async with sql.guarded(self._pool, self._timeout, self._describe) as conn:
+            async with postgres.guarded(self._pool, self._timeout, self._describe) as conn:
                 await conn.execute(ddl)
         except (asyncpg.exceptions.UniqueViolationError, asyncpg.exceptions.DuplicateTableError):
             pass  # another sidecar created it at the same moment
@@ -151,7 +149,7 @@ class PostgresqlStateStore(StateStore):
         """
         for attempt in (1, 2):
             try:
-                async with sql.guarded(self.pool, self._timeout, self._describe) as conn:
+                async with postgres.guarded(self.pool, self._timeout, self._describe) as conn:
                     return await fn(conn)
             except sql.NoAnswerError:
                 raise
@@ -190,11 +188,11 @@ class PostgresqlStateStore(StateStore):
                 status = await conn.execute(self._sql_insert_new, op.key, op.value, ttl)
             else:
                 status = await conn.execute(self._sql_upsert, op.key, op.value, ttl)
-            if sql.pg_rows(status) == 0:
+            if postgres.rows(status) == 0:
                 raise ETagMismatchError(f"possible etag mismatch: key {op.key} was not saved")
         elif op.etag:
             status = await conn.execute(self._sql_delete_if, op.key, parse_version(op.etag))
-            if sql.pg_rows(status) == 0:
+            if postgres.rows(status) == 0:
                 raise ETagMismatchError(f"possible etag mismatch: key {op.key} was not deleted")
         else:
             await conn.execute(self._sql_delete, [op.key])

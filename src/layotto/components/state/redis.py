@@ -17,12 +17,9 @@ from typing import cast
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError, WatchError
 
-from layotto.components import redisclient
+from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.state.base import (
-    FEATURE_ETAG,
-    FEATURE_TRANSACTIONAL,
-    FEATURE_TTL,
     FIRST_WRITE,
     STRONG,
     BulkGetItem,
@@ -31,6 +28,7 @@ from layotto.components.state.base import (
     GetResponse,
     Operation,
     SetRequest,
+    StateFeature,
     StateStore,
     parse_version,
     ttl_seconds,
@@ -90,29 +88,31 @@ class _Known:
 
 
 class RedisStateStore(StateStore):
-    features = frozenset({FEATURE_ETAG, FEATURE_TRANSACTIONAL, FEATURE_TTL})
+    features = frozenset({StateFeature.ETAG, StateFeature.TRANSACTIONAL, StateFeature.TTL})
 
     def __init__(self) -> None:
         self._client: aioredis.Redis | None = None
-        self._fast = redisclient.MultiplexedRedis("127.0.0.1", 6379)
+        # Never None, so the hot path needs no check; init replaces it before any use.
+        self._fast = redis_driver.SharedConnection("127.0.0.1", 6379)
         self._address = ""
         self._default_ttl: int | None = None
         self._replicas = 0
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
-        self._client = redisclient.connect(metadata)
-        self._fast = redisclient.connect_multiplexed(metadata)
-        self._address = metadata.get_str("redisHost")
+        settings = redis_driver.RedisSettings.from_metadata(metadata)
+        self._client = redis_driver.connect(settings)
+        self._fast = redis_driver.shared_connection(settings)
+        self._address = settings.address
         self._default_ttl = ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
         self._set = self._client.register_script(SET_SCRIPT)
         self._delete = self._client.register_script(DELETE_SCRIPT)
         try:
             await self._client.ping()
             info = await self._client.info("replication")
-        except redisclient.UNAVAILABLE as exc:
+        except redis_driver.UNAVAILABLE as exc:
             await self.close()
-            raise redisclient.unavailable(self._address, exc) from exc
+            raise redis_driver.unavailable(self._address, exc) from exc
         self._replicas = int(info.get("connected_slaves", 0) or 0)
 
     @property
@@ -145,10 +145,10 @@ class RedisStateStore(StateStore):
                 raise ComponentError(str(exc)) from exc
             try:
                 return await self._plain_get(request.key)
-            except redisclient.UNAVAILABLE as exc2:
-                raise redisclient.unavailable(self._address, exc2) from exc2
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self._address, exc) from exc
+            except redis_driver.UNAVAILABLE as exc2:
+                raise redis_driver.unavailable(self._address, exc2) from exc2
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self._address, exc) from exc
         fields = cast(list[bytes], reply)
         if not fields:
             return None
@@ -189,8 +189,8 @@ class RedisStateStore(StateStore):
                 except ComponentError as exc:
                     items.append(BulkGetItem(req.key, None, str(exc)))
             return items
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self._address, exc) from exc
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self._address, exc) from exc
 
     # ---- writes ----
     def _set_args(self, request: SetRequest) -> list[bytes | str | int]:
@@ -223,8 +223,8 @@ class RedisStateStore(StateStore):
             await self._wait_replicas(request.consistency)
         except ResponseError as exc:
             raise self._failure(exc) from exc
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self._address, exc) from exc
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self._address, exc) from exc
 
     async def delete(self, request: DeleteRequest) -> None:
         args = self._delete_args(request)
@@ -233,8 +233,8 @@ class RedisStateStore(StateStore):
             await self._wait_replicas(request.consistency)
         except ResponseError as exc:
             raise self._failure(exc) from exc
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self._address, exc) from exc
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self._address, exc) from exc
 
     async def _pipelined(self, calls: list[tuple[bool, str, list[bytes | str | int]]]) -> None:
         """Run scripts in one round trip (not atomic, as upstream's bulk calls); raise the first failure."""
@@ -243,8 +243,8 @@ class RedisStateStore(StateStore):
                 for is_set, key, args in calls:
                     await (self._set if is_set else self._delete)(keys=[key], args=args, client=pipe)
                 replies = await pipe.execute(raise_on_error=False)
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self._address, exc) from exc
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self._address, exc) from exc
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise self._failure(reply)
@@ -304,8 +304,8 @@ class RedisStateStore(StateStore):
                     raise ComponentError("transaction aborted: its keys kept changing under concurrent writers")
         except ResponseError as exc:
             raise self._failure(exc) from exc
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self._address, exc) from exc
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self._address, exc) from exc
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise self._failure(reply)
@@ -313,8 +313,8 @@ class RedisStateStore(StateStore):
     async def ping(self) -> None:
         try:
             await self.client.ping()
-        except redisclient.UNAVAILABLE as exc:
-            raise redisclient.unavailable(self._address, exc) from exc
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self._address, exc) from exc
 
     async def close(self) -> None:
         await self._fast.close()

@@ -16,12 +16,9 @@ from collections.abc import AsyncIterator, Sequence
 
 import aiosqlite
 
-from layotto.components import sql
+from layotto.components._drivers import sql, sqlite
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.state.base import (
-    FEATURE_ETAG,
-    FEATURE_TRANSACTIONAL,
-    FEATURE_TTL,
     FIRST_WRITE,
     BulkGetItem,
     DeleteRequest,
@@ -29,6 +26,7 @@ from layotto.components.state.base import (
     GetResponse,
     Operation,
     SetRequest,
+    StateFeature,
     StateStore,
     parse_version,
     ttl_seconds,
@@ -42,7 +40,7 @@ _MAX_PARAMS = 900
 
 
 class SqliteStateStore(StateStore):
-    features = frozenset({FEATURE_ETAG, FEATURE_TRANSACTIONAL, FEATURE_TTL})
+    features = frozenset({StateFeature.ETAG, StateFeature.TRANSACTIONAL, StateFeature.TTL})
 
     def __init__(self) -> None:
         self._reader: aiosqlite.Connection | None = None
@@ -67,10 +65,9 @@ class SqliteStateStore(StateStore):
             # A private in-memory database must be one connection, or the reader sees nothing.
             self._path = raw_path
         else:
-            self._path = await asyncio.to_thread(sql.sqlite_path, raw_path)
+            self._path = await asyncio.to_thread(sqlite.database_path, raw_path)
         try:
             self._writer = await self._open(busy)
-            await self._writer.execute("PRAGMA journal_mode=WAL")
             await self._writer.execute(
                 f'CREATE TABLE IF NOT EXISTS "{self._table}" ('
                 " key TEXT PRIMARY KEY NOT NULL,"
@@ -87,7 +84,7 @@ class SqliteStateStore(StateStore):
         )
 
     async def _open(self, busy_timeout: float) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self._path, isolation_level=None, timeout=busy_timeout)
+        conn = await sqlite.connect(self._path, busy_timeout)
         await conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 

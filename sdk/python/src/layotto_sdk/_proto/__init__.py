@@ -1,1 +1,0 @@
-"""Generated protobuf/gRPC stubs; regenerate with scripts/gen-protos."""

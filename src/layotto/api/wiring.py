@@ -1,0 +1,109 @@
+"""Block cores built from the started runtime's components, for the API adapters.
+
+Each core gets its components (and their key layout) here, once the runtime has built them;
+the adapters get the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
+
+from layotto.components.base import Component, Metadata
+from layotto.components.bindings.base import OutputBinding
+from layotto.components.configuration.base import ConfigurationStore
+from layotto.components.file.base import FileStore
+from layotto.components.lock.base import LockStore
+from layotto.components.pubsub.base import PubSub
+from layotto.components.secretstores.base import SecretStore
+from layotto.components.sequencer.base import Sequencer
+from layotto.components.state.base import StateStore
+from layotto.core.bindings import BindingsCore
+from layotto.core.configuration import ConfigurationCore
+from layotto.core.file import FileCore
+from layotto.core.lock import STRATEGY_KEY, LockCore, bind_locks
+from layotto.core.problems import Checks
+from layotto.core.pubsub import PublishStyle, PubSubCore
+from layotto.core.secrets import SecretsCore
+from layotto.core.sequencer import SequencerCore, bind_sequencers
+from layotto.core.state import StateCore, bind_stores
+from layotto.runtime.runtime import Runtime
+
+C = TypeVar("C", bound=Component)
+
+
+def typed(rt: Runtime, block: str, kind: type[C]) -> dict[str, C]:
+    """The block's components that implement `kind` (a block interface), by name."""
+    return {name: c for name, c in rt.components(block).items() if isinstance(c, kind)}
+
+
+# Block interfaces are abstract classes, which mypy will not take for `type[C]`.
+_StateStore: type[StateStore] = StateStore  # type: ignore[type-abstract]
+
+
+
+def metadata_values(rt: Runtime, block: str, names: Mapping[str, object], key: str) -> dict[str, object]:
+    """Each named component's metadata value `key`, where it has one."""
+    out: dict[str, object] = {}
+    for name in names:
+        spec = rt.spec(block, name)
+        if spec is not None and key in spec.metadata:
+            out[name] = spec.metadata[key]
+    return out
+
+
+def state_core(rt: Runtime, checks: Checks) -> StateCore:
+    stores = typed(rt, "state", _StateStore)
+    strategies = {n: str(v) for n, v in metadata_values(rt, "state", stores, "keyPrefix").items()}
+    return StateCore(bind_stores(stores, strategies, rt.app_id), checks)
+
+
+_LockStore: type[LockStore] = LockStore  # type: ignore[type-abstract]
+_SecretStore: type[SecretStore] = SecretStore  # type: ignore[type-abstract]
+_OutputBinding: type[OutputBinding] = OutputBinding  # type: ignore[type-abstract]
+
+
+def lock_core(rt: Runtime, checks: Checks) -> LockCore:
+    stores = typed(rt, "lock", _LockStore)
+    return LockCore(bind_locks(stores, metadata_values(rt, "lock", stores, STRATEGY_KEY)), rt.app_id, checks)
+
+
+def secrets_core(rt: Runtime) -> SecretsCore:
+    return SecretsCore(typed(rt, "secretstores", _SecretStore))
+
+
+def bindings_core(rt: Runtime, checks: Checks) -> BindingsCore:
+    return BindingsCore(typed(rt, "bindings", _OutputBinding), checks)
+
+
+_PubSub: type[PubSub] = PubSub  # type: ignore[type-abstract]
+
+
+def pubsub_core(rt: Runtime, checks: Checks, style: PublishStyle) -> PubSubCore:
+    return PubSubCore(typed(rt, "pubsub", _PubSub), checks, style)
+
+
+_ConfigurationStore: type[ConfigurationStore] = ConfigurationStore  # type: ignore[type-abstract]
+
+
+def configuration_core(rt: Runtime) -> ConfigurationCore:
+    return ConfigurationCore(typed(rt, "configuration", _ConfigurationStore), rt.app_id)
+
+
+_Sequencer: type[Sequencer] = Sequencer  # type: ignore[type-abstract]
+
+
+def sequencer_core(rt: Runtime) -> SequencerCore:
+    stores = typed(rt, "sequencer", _Sequencer)
+    metadata = {}
+    for name in stores:
+        spec = rt.spec("sequencer", name)
+        metadata[name] = Metadata(spec.metadata if spec else {})
+    return SequencerCore(bind_sequencers(stores, metadata), rt.app_id)
+
+
+_FileStore: type[FileStore] = FileStore  # type: ignore[type-abstract]
+
+
+def file_core(rt: Runtime) -> FileCore:
+    return FileCore(typed(rt, "file", _FileStore))

@@ -1,0 +1,117 @@
+"""PostgreSQL through asyncpg, for the state, lock, sequencer and binding components: reading a
+connection string, telling an outage from a failed statement, and bounded calls (sql.guarded)."""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+from typing import Any
+
+import asyncpg
+
+from layotto.components._drivers import sql
+from layotto.errors import ConfigError
+
+#: asyncpg's errors for "the server or the connection is gone" (refused, reset, admin shutdown,
+#: cannot connect now, too slow).
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+#: The same plus InterfaceError ("connection is closed", "pool is closing"), for statements of
+#: the component's own: asyncpg also raises InterfaceError for a wrong number of arguments,
+#: which for SQL an app sent is the app's error, not an outage.
+UNAVAILABLE: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.exceptions.InterfaceError)
+
+#: libpq keyword -> asyncpg.connect argument.
+_KEYWORDS = {
+    "host": "host",
+    "port": "port",
+    "user": "user",
+    "password": "password",
+    "dbname": "database",
+    "database": "database",
+    "sslmode": "ssl",
+    "connect_timeout": "timeout",
+}
+
+
+def connect_args(connection_string: str, where: str) -> dict[str, Any]:
+    """asyncpg.connect/create_pool arguments from a `postgres://` URL or a libpq `key=value ...`
+    string (Dapr's examples use both); `where` names the metadata key."""
+    text = connection_string.strip()
+    if text.startswith(("postgres://", "postgresql://")):
+        return {"dsn": text}
+    args: dict[str, Any] = {}
+    try:
+        for part in shlex.split(text):
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise ValueError("expected key=value pairs (quote a value that holds spaces)")
+            target = _KEYWORDS.get(key.lower())
+            if target == "port":
+                args[target] = int(value)
+            elif target == "timeout":
+                args[target] = float(value)
+            elif target is not None:  # pgx-only options (pool_max_conns, ...) have no asyncpg equivalent
+                args[target] = value
+    except ValueError as exc:
+        raise ConfigError(f"connectionString is not a PostgreSQL URL or key=value list: {exc}", where) from None
+    return args
+
+
+def address(args: dict[str, Any]) -> str:
+    """Where `args` (from connect_args) connect to, for messages: never the password."""
+    if "dsn" in args:
+        return str(args["dsn"]).rpartition("@")[2].partition("?")[0]
+    host = args.get("host", "localhost")
+    return f"{host}:{args.get('port', 5432)}/{args.get('database', '')}"
+
+
+def rows(status: str) -> int:
+    """Rows a statement touched, from asyncpg's command tag ("INSERT 0 3", "DELETE 2"); 0 if none."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+def _closed(conn: Any) -> bool:
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.exceptions.InterfaceError:
+        return True  # a lost connection detaches its proxy from the pool: every call raises
+
+
+class _Pool:
+    """asyncpg's side of sql.guarded: a pooled connection is a PoolConnectionProxy."""
+
+    async def acquire(self, pool: Any) -> Any:
+        return await pool.acquire()
+
+    async def release(self, pool: Any, conn: Any, budget: float) -> None:
+        # A reset that fails or overruns makes asyncpg terminate the connection; the pool
+        # dials a new one when needed, and the call itself has its answer already.
+        with contextlib.suppress(Exception):
+            await pool.release(conn, timeout=budget)
+
+    def cut(self, conn: Any) -> None:
+        # terminate(), not close(): close() waits for the server's goodbye, and a query timeout
+        # would send its cancel request over a NEW connection to the same hung server.
+        if not _closed(conn):
+            conn.terminate()
+
+    def outage(self, exc: BaseException, conn: Any) -> bool:
+        if isinstance(exc, CONNECTION_ERRORS):
+            return True
+        # "connection is closed" / "pool is closing"; with an open connection an InterfaceError
+        # is the statement's fault (a wrong number of arguments), not an outage.
+        return isinstance(exc, asyncpg.exceptions.InterfaceError) and (conn is None or _closed(conn))
+
+
+_POOL = _Pool()
+
+
+def guarded(pool: asyncpg.Pool, seconds: float, describe: str) -> contextlib.AbstractAsyncContextManager[Any]:
+    """sql.guarded on an asyncpg pool: a connection for one call that must end within `seconds`."""
+    return sql.guarded(pool, seconds, describe, _POOL)

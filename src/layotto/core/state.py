@@ -1,0 +1,175 @@
+"""The State block: store lookup, key layout and checks, calls to the store.
+
+Keys are stored as `<prefix><app key>`, the prefix coming from the store's `keyPrefix`
+strategy (worked out once, when the sidecar is wired), so every API reads and writes the same
+data. Requests arrive as the component's own request types carrying the app's key; the core
+checks the key and puts the prefix before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from layotto.components.keyprefix import SEPARATOR, key_prefix
+from layotto.components.state.base import (
+    BulkGetItem,
+    DeleteRequest,
+    GetRequest,
+    GetResponse,
+    Operation,
+    SetRequest,
+    StateFeature,
+    StateStore,
+)
+from layotto.core.problems import Checks, Problem
+from layotto.errors import ComponentError
+
+__all__ = ["DELETE", "UPSERT", "BoundStore", "StateCore", "StateProblem", "bind_stores"]
+
+UPSERT = "upsert"
+DELETE = "delete"
+
+
+class StateProblem(Enum):
+    NO_STORES = "no state store is configured"
+    STORE_NOT_FOUND = "state store not found"  # facts: store
+    KEY_HAS_SEPARATOR = "key contains the separator"  # facts: key, separator
+    KEY_EMPTY = "key is empty"  # facts: store
+    NO_TRANSACTIONS = "store has no transactions"  # facts: store
+    BAD_OPERATION = "unknown transaction operation"  # facts: operation
+    QUERY_UNSUPPORTED = "store has no query"  # facts: store
+    GET_FAILED = "get failed"  # facts: store, key
+    BULK_GET_FAILED = "bulk get failed"  # facts: store
+    SAVE_FAILED = "save failed"  # facts: store
+    DELETE_FAILED = "delete failed"  # facts: store, key
+    BULK_DELETE_FAILED = "bulk delete failed"  # facts: store
+    TRANSACTION_FAILED = "transaction failed"  # facts: store
+
+
+@dataclass(frozen=True, slots=True)
+class BoundStore:
+    """A state store with the key prefix of its `keyPrefix` strategy."""
+
+    name: str
+    store: StateStore
+    prefix: str
+
+
+def bind_stores(
+    stores: Mapping[str, StateStore], strategies: Mapping[str, str], app_id: str
+) -> dict[str, BoundStore]:
+    """name -> bound store; `strategies` holds each store's `keyPrefix` metadata (may be absent)."""
+    return {
+        name: BoundStore(name, store, key_prefix(strategies.get(name, ""), name, app_id))
+        for name, store in stores.items()
+    }
+
+
+class StateCore:
+    """State for one API: built with the `Checks` that API makes."""
+
+    def __init__(self, stores: Mapping[str, BoundStore], checks: Checks) -> None:
+        self._stores = stores
+        self._checks = checks
+
+    def bound(self, name: str) -> BoundStore:
+        found = self._stores.get(name)
+        if found is None:
+            raise Problem(StateProblem.STORE_NOT_FOUND if self._stores else StateProblem.NO_STORES, store=name)
+        return found
+
+    def _key(self, bound: BoundStore, key: str) -> str:
+        if not key or SEPARATOR in key:
+            found = []
+            if SEPARATOR in key:
+                found.append(Problem(StateProblem.KEY_HAS_SEPARATOR, key=key, separator=SEPARATOR))
+            if not key:
+                found.append(Problem(StateProblem.KEY_EMPTY, store=bound.name))
+            self._checks.refuse(found)
+        return bound.prefix + key
+
+    def _prefixed(self, bound: BoundStore, requests: Sequence[GetRequest | Operation]) -> None:
+        for request in requests:
+            request.key = self._key(bound, request.key)
+
+    async def get(self, store_name: str, request: GetRequest) -> GetResponse | None:
+        bound = self.bound(store_name)
+        key = request.key
+        request.key = self._key(bound, key)
+        try:
+            return await bound.store.get(request)
+        except ComponentError as exc:
+            raise Problem(StateProblem.GET_FAILED, exc, store=store_name, key=key) from exc
+
+    async def bulk_get(self, store_name: str, requests: Sequence[GetRequest], parallelism: int) -> list[BulkGetItem]:
+        """One item per request, in order (an item's `key` is the stored key)."""
+        bound = self.bound(store_name)
+        self._prefixed(bound, requests)
+        try:
+            return await bound.store.bulk_get(requests, parallelism)
+        except ComponentError as exc:
+            raise Problem(StateProblem.BULK_GET_FAILED, exc, store=store_name) from exc
+
+    async def save(self, store_name: str, requests: Sequence[SetRequest]) -> None:
+        bound = self.bound(store_name)
+        self._prefixed(bound, requests)
+        if not requests:
+            return
+        try:
+            if len(requests) == 1:
+                await bound.store.set(requests[0])
+            else:
+                await bound.store.bulk_set(requests)
+        except ComponentError as exc:
+            raise Problem(StateProblem.SAVE_FAILED, exc, store=store_name) from exc
+
+    async def delete(self, store_name: str, request: DeleteRequest) -> None:
+        bound = self.bound(store_name)
+        key = request.key
+        request.key = self._key(bound, key)
+        try:
+            await bound.store.delete(request)
+        except ComponentError as exc:
+            raise Problem(StateProblem.DELETE_FAILED, exc, store=store_name, key=key) from exc
+
+    async def bulk_delete(self, store_name: str, requests: Sequence[DeleteRequest]) -> None:
+        bound = self.bound(store_name)
+        self._prefixed(bound, requests)
+        try:
+            await bound.store.bulk_delete(requests)
+        except ComponentError as exc:
+            raise Problem(StateProblem.BULK_DELETE_FAILED, exc, store=store_name) from exc
+
+    async def transact(
+        self, store_name: str, operations: Sequence[tuple[str, Operation]], metadata: dict[str, str]
+    ) -> None:
+        """Run `operations` atomically; each is (operation type, request): an `UPSERT` carries a
+        SetRequest, a `DELETE` a DeleteRequest, any other type is refused."""
+        bound = self.bound(store_name)
+        if StateFeature.TRANSACTIONAL not in bound.store.features:
+            raise Problem(StateProblem.NO_TRANSACTIONS, store=store_name)
+        requests: list[Operation] = []
+        for kind, request in operations:
+            known = (kind == UPSERT and isinstance(request, SetRequest)) or (
+                kind == DELETE and isinstance(request, DeleteRequest)
+            )
+            if not known or not request.key or SEPARATOR in request.key:
+                found = [] if known else [Problem(StateProblem.BAD_OPERATION, operation=kind)]
+                try:
+                    self._key(bound, request.key)
+                except Problem as problem:
+                    found.append(problem)
+                self._checks.refuse(found)
+            request.key = bound.prefix + request.key
+            requests.append(request)
+        try:
+            await bound.store.multi(requests, metadata)
+        except ComponentError as exc:
+            raise Problem(StateProblem.TRANSACTION_FAILED, exc, store=store_name) from exc
+
+    def query(self, store_name: str) -> None:
+        """No state component here implements Dapr's query language yet."""
+        self.bound(store_name)
+        raise Problem(StateProblem.QUERY_UNSUPPORTED, store=store_name)

@@ -1,0 +1,243 @@
+"""Runs the sidecar: components, the gRPC server, the actuator, and graceful shutdown.
+
+The assembly point, above every layer (see `[tool.importlinter]` in pyproject.toml): it builds
+the runtime, the one tracer, the APIs and their interceptors, and wires them together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import signal
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import grpc
+
+from layotto.config.model import RuntimeConfig
+from layotto.errors import ConfigError
+from layotto.runtime.appchannel import open_app_channel
+from layotto.runtime.invoke import Invoker
+from layotto.runtime.runtime import Runtime, ServiceFactory
+
+if TYPE_CHECKING:
+    from layotto.observability.tracing.tracer import Tracer
+    from layotto.runtime.appchannel import AppChannel, AppChannelFactory
+
+log = logging.getLogger("layotto.server")
+
+
+class Api(Protocol):
+    async def start_api(self) -> None: ...
+    async def stop_api(self) -> None: ...
+
+
+def _register_apis(server: grpc.aio.Server, rt: Runtime, invoker: Invoker) -> list[Api]:
+    """Serve every API on `server` over the started runtime; each returns its start/stop hooks."""
+    from layotto.api.dapr import register as register_dapr
+    from layotto.api.extension import register as register_extension
+    from layotto.api.health import register as register_health
+    from layotto.api.layotto import register as register_layotto
+    from layotto.api.layotto.lifecycle import register as register_lifecycle
+
+    return [
+        register_layotto(server, rt, invoker),
+        register_lifecycle(server, rt),
+        register_dapr(server, rt, invoker),
+        register_extension(server, rt),
+        register_health(server, rt),
+    ]
+
+
+def _app_channels() -> dict[str, AppChannelFactory]:
+    """The channel to the app for each `app.callback_api`."""
+    from layotto.api.dapr.appchannel import DaprAppChannel
+    from layotto.runtime.appchannel import LayottoAppChannel
+
+    return {"layotto": LayottoAppChannel, "dapr": DaprAppChannel}
+
+
+def _service_factories(channel: AppChannel | None, tracer: Tracer | None) -> list[ServiceFactory]:
+    """Background services of the blocks (event delivery, watchers), started after components."""
+    from layotto.runtime.delivery import delivery_services
+
+    return [functools.partial(delivery_services, channel=channel, tracer=tracer)]
+
+
+def _tracer(config: RuntimeConfig) -> Tracer | None:
+    """The sidecar's one tracer (None with tracing off), shared by the server's interceptor and
+    event delivery."""
+    from layotto.observability.tracing.tracer import build
+
+    return build(config)
+
+
+def _interceptors(config: RuntimeConfig, tracer: Tracer | None) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
+    from layotto.api import auth, filters
+
+    tracing: list[grpc.aio.ServerInterceptor[Any, Any]] = []
+    if tracer is not None:
+        from layotto.observability.tracing.interceptor import interceptors
+
+        tracing = interceptors(tracer)
+    # The token check first: a refused call must not count against flow control, nor be traced.
+    return [*auth.interceptors(config.api_token), *tracing, *filters.from_config(config.stream_filters)]
+
+
+async def _close_interceptors(interceptors: list[grpc.aio.ServerInterceptor[Any, Any]]) -> None:
+    """The stop hook of interceptors that have one, run once calls and event deliveries are
+    over."""
+    for interceptor in interceptors:
+        close = getattr(interceptor, "close", None)
+        if close is None:
+            continue
+        try:
+            await close()
+        except Exception:
+            log.exception("stopping an interceptor failed")
+
+
+def _serve_registered_methods_generically(server: grpc.aio.Server) -> None:
+    """Route the generated stubs' "registered methods" through generic handler lookup.
+
+    grpc.aio keeps a pending core request per registered method, and the cost shows on every
+    call: with the ~200 methods of the Layotto, Dapr and extension services it was ~0.05
+    CPU-ms per unary call (docs/benchmarks.md). The generated `add_*Servicer_to_server`
+    functions register a generic handler for the same methods as well, so nothing is lost;
+    a hand-written registration gets one here in case it has none.
+    """
+
+    def add_as_generic(service_name: str, method_handlers: dict[str, Any]) -> None:
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service_name, method_handlers),))
+
+    cast(Any, server).add_registered_method_handlers = add_as_generic
+
+
+class Sidecar:
+    def __init__(self, config: RuntimeConfig) -> None:
+        self.config = config
+        self.rt = Runtime(config, app_channels=_app_channels())
+        self.server: grpc.aio.Server | None = None
+        self.apis: list[Api] = []
+        self.interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = []
+        self.tracer: Tracer | None = None
+        #: The one channel to the app, shared by event delivery and the invocation engine.
+        self.app_channel: AppChannel | None = None
+        self.invoker: Invoker | None = None
+        self.actuator: object | None = None
+        self.port = 0
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        from layotto.actuator.http import Actuator
+
+        cfg = self.config
+        # Before any listener: a bad `tracing` block is a config error with nothing to undo.
+        self.tracer = _tracer(cfg)
+        actuator: Actuator | None = None
+        if cfg.actuator_address:
+            actuator = Actuator(self.rt, cfg.actuator_address)
+            try:
+                await actuator.start()
+            except OSError as exc:
+                raise ConfigError(
+                    f"actuator cannot listen on {cfg.actuator_address}: {exc.strerror}", cfg.source
+                ) from None
+            from layotto.observability.metrics import render as render_metrics
+
+            actuator.routes["/metrics"] = render_metrics
+            from layotto.api.dapr.healthz import routes as dapr_health_routes
+
+            actuator.routes.update(dapr_health_routes(self.rt))
+            self.actuator = actuator
+        options = [
+            ("grpc.max_receive_message_length", cfg.max_message_bytes),
+            ("grpc.max_send_message_length", cfg.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        self.interceptors = _interceptors(cfg, self.tracer)
+        server = grpc.aio.server(options=options, interceptors=self.interceptors)
+        _serve_registered_methods_generically(server)
+        target = f"unix:{cfg.grpc_address}" if cfg.grpc_network == "unix" else cfg.grpc_address
+        try:
+            self.port = server.add_insecure_port(target)
+        except RuntimeError as exc:
+            self.port = 0
+            detail = str(exc)
+        else:
+            detail = "address in use or not available"
+        if cfg.grpc_network != "unix" and self.port == 0:
+            if actuator is not None:
+                await actuator.stop()
+            raise ConfigError(f"cannot listen on {cfg.grpc_address}: {detail}", cfg.source)
+        self.server = server
+        try:
+            self.app_channel = open_app_channel(self.rt)
+            await self.rt.start(_service_factories(self.app_channel, self.tracer))
+            self.invoker = Invoker(self.rt, self.app_channel)
+            await self.invoker.start()
+            # The APIs are built on the started components (each block's core binds them), and
+            # registered before the server takes its first call.
+            self.apis = _register_apis(server, self.rt, self.invoker)
+            for api in self.apis:
+                await api.start_api()
+        except BaseException:
+            await self._close_parts()
+            if actuator is not None:
+                await actuator.stop()
+            raise
+        await server.start()
+        for warning in cfg.warnings:
+            log.warning("%s", warning)
+        log.info("layotto listening on %s (app id %r)", cfg.grpc_address, self.rt.app_id)
+
+    async def stop(self) -> None:
+        """Stop taking calls, let in-flight ones finish (up to the grace period), close all."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.rt.status = "DOWN"
+        if self.server is not None:
+            await self.server.stop(self.config.shutdown_grace)
+        await self._close_parts()
+        await _close_interceptors(self.interceptors)
+        if self.tracer is not None:  # flushes the exporters (never raises): every span is finished by now
+            await self.tracer.close()
+        if self.actuator is not None:
+            from layotto.actuator.http import Actuator
+
+            assert isinstance(self.actuator, Actuator)
+            await self.actuator.stop()
+        log.info("layotto stopped")
+
+    async def _close_parts(self) -> None:
+        """APIs, then the invocation engine (it withdraws from name resolution while the
+        components are up), then the components and their services, then the app channel."""
+        apis, self.apis = self.apis, []
+        for api in apis:
+            try:
+                await api.stop_api()
+            except Exception:
+                log.exception("stopping an API failed")
+        invoker, self.invoker = self.invoker, None
+        if invoker is not None:
+            await invoker.close()
+        await self.rt.close()
+        channel, self.app_channel = self.app_channel, None
+        if channel is not None:
+            await channel.close()
+
+    async def wait(self) -> None:
+        await self._stopped.wait()
+
+
+async def serve(config: RuntimeConfig) -> None:
+    sidecar = Sidecar(config)
+    await sidecar.start()
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stopping.append(asyncio.ensure_future(sidecar.stop())))
+    await sidecar.wait()
+    for task in stopping:
+        await task
