@@ -6,12 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from layotto.config.model import (
-    DEFAULT_CALLBACK_HOST,
-    AppConfig,
-    ComponentSpec,
-    RuntimeConfig,
-)
+from layotto.config.model import DEFAULT_CALLBACK_HOST, AppConfig, ComponentSpec, RuntimeConfig
 from layotto.errors import ConfigError
 
 #: grpc_config key -> block, for entries shaped {name: {type, metadata, ...}}.

@@ -9,13 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from enum import Enum
 
-from layotto.components.configuration.base import (
-    ConfigItem,
-    ConfigurationStore,
-    GetRequest,
-    SetRequest,
-    Subscription,
-)
+from layotto.components.configuration.base import ConfigItem, ConfigurationStore, GetRequest, SetRequest, Subscription
 from layotto.core.problems import Problem
 from layotto.errors import ComponentError
 
