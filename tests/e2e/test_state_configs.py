@@ -26,6 +26,6 @@ async def test_shipped_config_starts(name: str, tmp_path: Path, monkeypatch: pyt
     try:
         health = await runtime.health()
         assert health and set(health.values()) == {"UP"}, health
-        assert "state_demo" in health
+        assert ("state", "state_demo") in health
     finally:
         await runtime.close()

@@ -57,8 +57,11 @@ class Actuator:
         reason = {"INIT": "starting", "DOWN": "shutdown"}.get(self.rt.status, "")
         components: dict[str, object] = {"runtime_startup": {"status": self.rt.status, "details": {"reason": reason}}}
         if kind == "readiness" and self.rt.status == "UP":
-            for name, status in (await self.rt.health()).items():
-                components[name] = {"status": status}
+            health = await self.rt.health()
+            names = [name for _, name in health]
+            for (block, name), status in health.items():
+                # Upstream keys components by name; a name two blocks share is told apart by block.
+                components[name if names.count(name) == 1 else f"{block}.{name}"] = {"status": status}
         statuses = [str(c["status"]) for c in components.values() if isinstance(c, dict)]
         overall = _combine(statuses)
         # Upstream answers 500 for INIT/DOWN; a component that is down is 503, which is what

@@ -41,7 +41,8 @@ class Runtime:
         self.services: list[Service] = []
         #: "INIT" until start() completes, then "UP"; "DOWN" once shutdown begins.
         self.status = "INIT"
-        self.component_health: dict[str, str] = {}
+        #: (block, name) -> "UP" | "DOWN": a state store and a lock may share a name.
+        self.component_health: dict[tuple[str, str], str] = {}
 
     # ---- lookup, used by the API layer ----
     def components(self, block: str) -> dict[str, Component]:
@@ -100,7 +101,7 @@ class Runtime:
                 f"{spec.block} component '{spec.name}' ({spec.type}) cannot reach its backend: {exc}", spec.source
             ) from exc
         self.add(spec, component)
-        self.component_health[spec.name] = "UP"
+        self.component_health[(spec.block, spec.name)] = "UP"
         log.info("initialised %s component %r of type %r", spec.block, spec.name, spec.type)
 
     async def _resolve_secret_refs(self, spec: ComponentSpec) -> dict[str, object]:
@@ -125,18 +126,18 @@ class Runtime:
             metadata[str(ref.get("inject_as", "") or sub_key)] = value
         return metadata
 
-    async def health(self) -> dict[str, str]:
-        """Ping every component; returns name -> "UP" | "DOWN"."""
+    async def health(self) -> dict[tuple[str, str], str]:
+        """Ping every component; returns (block, name) -> "UP" | "DOWN"."""
 
-        async def probe(name: str, component: Component) -> tuple[str, str]:
+        async def probe(block: str, name: str, component: Component) -> tuple[tuple[str, str], str]:
             try:
                 await asyncio.wait_for(component.ping(), timeout=2.0)
-                return name, "UP"
+                return (block, name), "UP"
             except Exception as exc:  # any failure is a DOWN component, reported, not raised
-                log.warning("health probe of %r failed: %s", name, exc)
-                return name, "DOWN"
+                log.warning("health probe of %s %r failed: %s", block, name, exc)
+                return (block, name), "DOWN"
 
-        checks = [probe(n, c) for by_name in self._components.values() for n, c in by_name.items()]
+        checks = [probe(b, n, c) for b, by_name in self._components.items() for n, c in by_name.items()]
         results = dict(await asyncio.gather(*checks))
         self.component_health.update(results)
         return results
