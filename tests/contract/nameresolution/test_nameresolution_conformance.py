@@ -1,5 +1,5 @@
 """One suite for every name resolver, through the block interface: each backend is a row of
-ROWS (tests/support/rows.BackendRow), not new test code."""
+backends.ROWS (tests/support/rows.BackendRow), not new test code."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -16,46 +15,8 @@ from layotto.components.base import ComponentContext, Metadata
 from layotto.components.nameresolution.base import NameResolutionFeature, NameResolver
 from layotto.errors import BackendUnavailableError, UnsupportedError
 from layotto.runtime import registry
-from tests.support.rows import BackendRow, params
-from tests.support.sidecar import free_port
-
-
-@dataclass(frozen=True)
-class NameResolutionTraits:
-    #: Metadata pointing at a registry that is not there (resolvers without a backend: None).
-    dead_metadata: Callable[[], dict[str, Any]] | None = None
-
-
-#: A row's metadata is a function of (table, namespace): a resolver without a registry is given
-#: `table` (app id -> address); one with a registry gets `namespace` to keep tests apart, and
-#: learns the table by register().
-Row = BackendRow[NameResolutionTraits]
-
-ROWS: list[Row] = [
-    BackendRow(
-        block="nameresolution",
-        type="static",
-        metadata=lambda table, ns: {"apps": table},
-        traits=NameResolutionTraits(),
-    ),
-    BackendRow(
-        block="nameresolution",
-        type="redis",
-        metadata=lambda table, ns: {
-            "redisHost": "127.0.0.1:6379",
-            "keyPrefix": f"layotto-test-nr:{ns}:",
-            "ttl": "1s",
-            "heartbeatInterval": "200ms",
-            "cacheTTL": "100ms",
-        },
-        requires=("redis",),
-        features=frozenset({NameResolutionFeature.REGISTRY}),
-        traits=NameResolutionTraits(
-            dead_metadata=lambda: {"redisHost": f"127.0.0.1:{free_port()}", "maxRetries": "0", "dialTimeout": "1s"}
-        ),
-    ),
-]
-REGISTRIES = [b for b in ROWS if NameResolutionFeature.REGISTRY in b.features]
+from tests.contract.nameresolution.backends import REGISTRIES, ROWS, Row
+from tests.support.rows import params
 
 
 def _chosen(request: pytest.FixtureRequest) -> Row:
