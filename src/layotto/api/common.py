@@ -14,7 +14,6 @@ import grpc
 from layotto.core.problems import Checks, Problem
 from layotto.errors import BackendTimeoutError, BackendUnavailableError
 
-T = TypeVar("T")
 S = TypeVar("S")
 R = TypeVar("R")
 V = TypeVar("V")
@@ -27,17 +26,6 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 async def abort(context: Ctx, code: grpc.StatusCode, message: str) -> NoReturn:
     await context.abort(code, message)
     raise AssertionError("unreachable: context.abort raises")
-
-
-async def find(components: Mapping[str, T], name: str, context: Ctx, *, none_configured: str, not_found: str) -> T:
-    """The component `name`; FAILED_PRECONDITION when the block has none, INVALID_ARGUMENT
-    when it has others (both APIs check in this order)."""
-    if not components:
-        await abort(context, grpc.StatusCode.FAILED_PRECONDITION, none_configured)
-    found = components.get(name)
-    if found is None:
-        await abort(context, grpc.StatusCode.INVALID_ARGUMENT, not_found)
-    return found
 
 
 def failure_code(exc: BaseException, default: grpc.StatusCode = grpc.StatusCode.INTERNAL) -> grpc.StatusCode:

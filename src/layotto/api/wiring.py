@@ -37,11 +37,6 @@ def typed(rt: Runtime, block: str, kind: type[C]) -> dict[str, C]:
     return {name: c for name, c in rt.components(block).items() if isinstance(c, kind)}
 
 
-# Block interfaces are abstract classes, which mypy will not take for `type[C]`.
-_StateStore: type[StateStore] = StateStore  # type: ignore[type-abstract]
-
-
-
 def metadata_values(rt: Runtime, block: str, names: Mapping[str, object], key: str) -> dict[str, object]:
     """Each named component's metadata value `key`, where it has one."""
     out: dict[str, object] = {}
@@ -53,48 +48,34 @@ def metadata_values(rt: Runtime, block: str, names: Mapping[str, object], key: s
 
 
 def state_core(rt: Runtime, checks: Checks) -> StateCore:
-    stores = typed(rt, "state", _StateStore)
+    stores = typed(rt, "state", StateStore)
     strategies = {n: str(v) for n, v in metadata_values(rt, "state", stores, "keyPrefix").items()}
     return StateCore(bind_stores(stores, strategies, rt.app_id), checks)
 
 
-_LockStore: type[LockStore] = LockStore  # type: ignore[type-abstract]
-_SecretStore: type[SecretStore] = SecretStore  # type: ignore[type-abstract]
-_OutputBinding: type[OutputBinding] = OutputBinding  # type: ignore[type-abstract]
-
-
 def lock_core(rt: Runtime, checks: Checks) -> LockCore:
-    stores = typed(rt, "lock", _LockStore)
+    stores = typed(rt, "lock", LockStore)
     return LockCore(bind_locks(stores, metadata_values(rt, "lock", stores, STRATEGY_KEY)), rt.app_id, checks)
 
 
 def secrets_core(rt: Runtime) -> SecretsCore:
-    return SecretsCore(typed(rt, "secretstores", _SecretStore))
+    return SecretsCore(typed(rt, "secretstores", SecretStore))
 
 
 def bindings_core(rt: Runtime, checks: Checks) -> BindingsCore:
-    return BindingsCore(typed(rt, "bindings", _OutputBinding), checks)
-
-
-_PubSub: type[PubSub] = PubSub  # type: ignore[type-abstract]
+    return BindingsCore(typed(rt, "bindings", OutputBinding), checks)
 
 
 def pubsub_core(rt: Runtime, checks: Checks, style: PublishStyle) -> PubSubCore:
-    return PubSubCore(typed(rt, "pubsub", _PubSub), checks, style)
-
-
-_ConfigurationStore: type[ConfigurationStore] = ConfigurationStore  # type: ignore[type-abstract]
+    return PubSubCore(typed(rt, "pubsub", PubSub), checks, style)
 
 
 def configuration_core(rt: Runtime) -> ConfigurationCore:
-    return ConfigurationCore(typed(rt, "configuration", _ConfigurationStore), rt.app_id)
-
-
-_Sequencer: type[Sequencer] = Sequencer  # type: ignore[type-abstract]
+    return ConfigurationCore(typed(rt, "configuration", ConfigurationStore), rt.app_id)
 
 
 def sequencer_core(rt: Runtime) -> SequencerCore:
-    stores = typed(rt, "sequencer", _Sequencer)
+    stores = typed(rt, "sequencer", Sequencer)
     metadata = {}
     for name in stores:
         spec = rt.spec("sequencer", name)
@@ -102,8 +83,5 @@ def sequencer_core(rt: Runtime) -> SequencerCore:
     return SequencerCore(bind_sequencers(stores, metadata), rt.app_id)
 
 
-_FileStore: type[FileStore] = FileStore  # type: ignore[type-abstract]
-
-
 def file_core(rt: Runtime) -> FileCore:
-    return FileCore(typed(rt, "file", _FileStore))
+    return FileCore(typed(rt, "file", FileStore))

@@ -43,9 +43,6 @@ class Checks:
     def __init__(self, kinds: Iterable[Enum]) -> None:
         self._rank = {kind: i for i, kind in enumerate(kinds)}
 
-    def __contains__(self, kind: Enum) -> bool:
-        return kind in self._rank
-
     def refuse(self, found: Sequence[Problem]) -> None:
         """Raise the problem of `found` this API checks first; return if it checks none."""
         ranked = [p for p in found if p.kind in self._rank]
