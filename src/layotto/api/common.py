@@ -1,6 +1,5 @@
-"""What the Layotto and Dapr APIs do alike: look a component up by name, classify component
-failures, read the caller's trace. Each API keeps its own codes and
-messages; they are passed in."""
+"""What every API adapter does alike: answer a core's problem from the API's table (see
+`layotto.api.answers`), classify component failures, read the caller's trace."""
 
 from __future__ import annotations
 
@@ -75,24 +74,26 @@ Handler = Callable[[S, Any, Ctx], Awaitable[R]]
 
 class Answering(Generic[K]):
     """A servicer part over a block core `K`, whose handlers answer the core's problems from
-    `ANSWERS` (see `answered`)."""
+    `answers` (see `answered`): the API's table for that block."""
 
-    ANSWERS: Answers
-
-    def __init__(self, core: K) -> None:
+    def __init__(self, core: K, answers: Answers) -> None:
         self.core = core
+        self.answers = answers
 
 
-def answered(handler: Handler[S, R]) -> Handler[S, R]:
+A = TypeVar("A", bound=Answering[Any])
+
+
+def answered(handler: Handler[A, R]) -> Handler[A, R]:
     """Decorate an RPC handler of an `Answering` servicer: a `Problem` its core raises ends the
     call with the servicer's answer to it."""
 
     @functools.wraps(handler)
-    async def run(self: S, request: Any, context: Ctx) -> R:
+    async def run(self: A, request: Any, context: Ctx) -> R:
         try:
             return await handler(self, request, context)
         except Problem as problem:
-            await abort(context, *message_of(getattr(self, "ANSWERS"), problem))  # noqa: B009
+            await abort(context, *message_of(self.answers, problem))
 
     return run
 

@@ -13,16 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from layotto.components.keyprefix import SEPARATOR, key_prefix
-from layotto.components.state.base import (
-    BulkGetItem,
-    DeleteRequest,
-    GetRequest,
-    GetResponse,
-    Operation,
-    SetRequest,
-    StateFeature,
-    StateStore,
-)
+from layotto.components.state import base as state
 from layotto.core.problems import Checks, Problem
 from layotto.errors import ComponentError
 
@@ -53,12 +44,12 @@ class BoundStore:
     """A state store with the key prefix of its `keyPrefix` strategy."""
 
     name: str
-    store: StateStore
+    store: state.StateStore
     prefix: str
 
 
 def bind_stores(
-    stores: Mapping[str, StateStore], strategies: Mapping[str, str], app_id: str
+    stores: Mapping[str, state.StateStore], strategies: Mapping[str, str], app_id: str
 ) -> dict[str, BoundStore]:
     """name -> bound store; `strategies` holds each store's `keyPrefix` metadata (may be absent)."""
     return {
@@ -90,11 +81,11 @@ class StateCore:
             self._checks.refuse(found)
         return bound.prefix + key
 
-    def _prefixed(self, bound: BoundStore, requests: Sequence[GetRequest | Operation]) -> None:
+    def _prefixed(self, bound: BoundStore, requests: Sequence[state.GetRequest | state.Operation]) -> None:
         for request in requests:
             request.key = self._key(bound, request.key)
 
-    async def get(self, store_name: str, request: GetRequest) -> GetResponse | None:
+    async def get(self, store_name: str, request: state.GetRequest) -> state.GetResponse | None:
         bound = self.bound(store_name)
         key = request.key
         request.key = self._key(bound, key)
@@ -103,7 +94,9 @@ class StateCore:
         except ComponentError as exc:
             raise Problem(StateProblem.GET_FAILED, exc, store=store_name, key=key) from exc
 
-    async def bulk_get(self, store_name: str, requests: Sequence[GetRequest], parallelism: int) -> list[BulkGetItem]:
+    async def bulk_get(
+        self, store_name: str, requests: Sequence[state.GetRequest], parallelism: int
+    ) -> list[state.BulkGetItem]:
         """One item per request, in order (an item's `key` is the stored key)."""
         bound = self.bound(store_name)
         self._prefixed(bound, requests)
@@ -112,7 +105,7 @@ class StateCore:
         except ComponentError as exc:
             raise Problem(StateProblem.BULK_GET_FAILED, exc, store=store_name) from exc
 
-    async def save(self, store_name: str, requests: Sequence[SetRequest]) -> None:
+    async def save(self, store_name: str, requests: Sequence[state.SetRequest]) -> None:
         bound = self.bound(store_name)
         self._prefixed(bound, requests)
         if not requests:
@@ -125,7 +118,7 @@ class StateCore:
         except ComponentError as exc:
             raise Problem(StateProblem.SAVE_FAILED, exc, store=store_name) from exc
 
-    async def delete(self, store_name: str, request: DeleteRequest) -> None:
+    async def delete(self, store_name: str, request: state.DeleteRequest) -> None:
         bound = self.bound(store_name)
         key = request.key
         request.key = self._key(bound, key)
@@ -134,7 +127,7 @@ class StateCore:
         except ComponentError as exc:
             raise Problem(StateProblem.DELETE_FAILED, exc, store=store_name, key=key) from exc
 
-    async def bulk_delete(self, store_name: str, requests: Sequence[DeleteRequest]) -> None:
+    async def bulk_delete(self, store_name: str, requests: Sequence[state.DeleteRequest]) -> None:
         bound = self.bound(store_name)
         self._prefixed(bound, requests)
         try:
@@ -143,17 +136,17 @@ class StateCore:
             raise Problem(StateProblem.BULK_DELETE_FAILED, exc, store=store_name) from exc
 
     async def transact(
-        self, store_name: str, operations: Sequence[tuple[str, Operation]], metadata: dict[str, str]
+        self, store_name: str, operations: Sequence[tuple[str, state.Operation]], metadata: dict[str, str]
     ) -> None:
         """Run `operations` atomically; each is (operation type, request): an `UPSERT` carries a
         SetRequest, a `DELETE` a DeleteRequest, any other type is refused."""
         bound = self.bound(store_name)
-        if StateFeature.TRANSACTIONAL not in bound.store.features:
+        if state.StateFeature.TRANSACTIONAL not in bound.store.features:
             raise Problem(StateProblem.NO_TRANSACTIONS, store=store_name)
-        requests: list[Operation] = []
+        requests: list[state.Operation] = []
         for kind, request in operations:
-            known = (kind == UPSERT and isinstance(request, SetRequest)) or (
-                kind == DELETE and isinstance(request, DeleteRequest)
+            known = (kind == UPSERT and isinstance(request, state.SetRequest)) or (
+                kind == DELETE and isinstance(request, state.DeleteRequest)
             )
             if not known or not request.key or SEPARATOR in request.key:
                 found = [] if known else [Problem(StateProblem.BAD_OPERATION, operation=kind)]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import grpc
 
-from layotto.api.common import Parts, checks
+from layotto.api.answers import load_answers
+from layotto.api.common import Parts
 from layotto.api.dapr import base as _base  # noqa: F401  (first: it silences dapr's import warning)
 from layotto.api.dapr.bindings import DaprBindingsApi
 from layotto.api.dapr.configuration import DaprConfigurationApi
@@ -28,15 +29,18 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc  # isort: skip  (after base: it 
 
 def register(server: grpc.aio.Server, rt: Runtime, invoker: Invoker) -> Parts[dapr_pb2_grpc.DaprServicer]:
     """Serve Dapr's gRPC API on `server` over the started runtime's components."""
+    answers = load_answers(__name__)
     parts = Parts(
         dapr_pb2_grpc.DaprServicer,
         [
-            DaprStateApi(state_core(rt, checks(DaprStateApi.ANSWERS))),
-            DaprPubSubApi(pubsub_core(rt, checks(DaprPubSubApi.ANSWERS), DaprPubSubApi.style(rt.app_id))),
-            DaprSecretsApi(secrets_core(rt)),
-            DaprBindingsApi(bindings_core(rt, checks(DaprBindingsApi.ANSWERS))),
-            DaprLockApi(lock_core(rt, checks(DaprLockApi.ANSWERS))),
-            DaprConfigurationApi(configuration_core(rt)),
+            DaprStateApi(state_core(rt, answers.checks("state")), answers["state"]),
+            DaprPubSubApi(
+                pubsub_core(rt, answers.checks("pubsub"), DaprPubSubApi.style(rt.app_id)), answers["pubsub"]
+            ),
+            DaprSecretsApi(secrets_core(rt), answers["secrets"]),
+            DaprBindingsApi(bindings_core(rt, answers.checks("bindings")), answers["bindings"]),
+            DaprLockApi(lock_core(rt, answers.checks("lock")), answers["lock"]),
+            DaprConfigurationApi(configuration_core(rt), answers["configuration"]),
             DaprInvokeApi(invoker),
             DaprMetadataApi(rt),
         ],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 
-from layotto.api.common import failure_code as code_of
 from layotto.api.layotto.base import ApiBase, Ctx, abort
 
 with warnings.catch_warnings():
@@ -13,4 +12,4 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
     import dapr  # noqa: F401
 
-__all__ = ["ApiBase", "Ctx", "abort", "code_of"]
+__all__ = ["ApiBase", "Ctx", "abort"]

@@ -13,12 +13,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import grpc
 from dapr.proto.common.v1 import common_pb2
 from dapr.proto.runtime.v1 import configuration_pb2 as pb
 
 from layotto.api.common import Answering, Answers, Ctx, answered
-from layotto.api.dapr.base import code_of
 from layotto.components.configuration.base import ConfigItem, GetRequest, Subscription
 from layotto.core.configuration import ConfigurationCore
 from layotto.core.configuration import ConfigurationProblem as P
@@ -28,7 +26,6 @@ from layotto.errors import ComponentError
 log = logging.getLogger("layotto.api.dapr")
 
 VERSION_KEY = "version"
-Code = grpc.StatusCode
 
 
 def _item(item: ConfigItem) -> common_pb2.ConfigurationItem:
@@ -38,16 +35,8 @@ def _item(item: ConfigItem) -> common_pb2.ConfigurationItem:
 
 
 class DaprConfigurationApi(Answering[ConfigurationCore]):
-    ANSWERS: Answers = {
-        P.NO_STORES: (Code.FAILED_PRECONDITION, "configuration stores not configured"),
-        P.STORE_NOT_FOUND: (Code.INVALID_ARGUMENT, "configuration store {store} not found"),
-        P.GET_FAILED: (code_of, "failed to get {keys} from Configuration store {store}: {error}"),
-        P.SUBSCRIBE_FAILED: (code_of, "failed to subscribe {keys} from Configuration store {store}: {error}"),
-        P.SUBSCRIPTION_ENDED: (code_of, "configuration subscription {id} ended: {error}"),
-    }
-
-    def __init__(self, core: ConfigurationCore) -> None:
-        super().__init__(core)
+    def __init__(self, core: ConfigurationCore, answers: Answers) -> None:
+        super().__init__(core, answers)
         #: Open subscription streams by id, with the store each belongs to.
         self._streams: dict[str, tuple[str, Subscription]] = {}
 

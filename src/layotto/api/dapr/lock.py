@@ -1,4 +1,4 @@
-"""Dapr's distributed lock API (TryLockAlpha1, UnlockAlpha1) with daprd's codes and messages.
+"""Dapr's distributed lock API (TryLockAlpha1, UnlockAlpha1).
 
 Locks are stored under the Layotto API's key layout (the store's `keyPrefix` strategy), so a
 lock taken through one API is seen as held through the other.
@@ -6,17 +6,12 @@ lock taken through one API is seen as held through the other.
 
 from __future__ import annotations
 
-import grpc
 from dapr.proto.runtime.v1 import lock_pb2 as pb
 
 from layotto.api.common import Answering, Ctx, answered
-from layotto.api.dapr.base import code_of
-from layotto.api.lock import lock_answers
 from layotto.components.lock.base import LockStatus
 from layotto.core.lock import LockCore
-from layotto.core.lock import LockProblem as P
 
-Code = grpc.StatusCode
 _UNLOCK_STATUS = {
     LockStatus.SUCCESS: pb.UnlockResponse.SUCCESS,
     LockStatus.LOCK_UNEXIST: pb.UnlockResponse.LOCK_DOES_NOT_EXIST,
@@ -26,16 +21,6 @@ _UNLOCK_STATUS = {
 
 
 class DaprLockApi(Answering[LockCore]):
-    ANSWERS = lock_answers(
-        "ExpiryInSeconds",
-        Code.INVALID_ARGUMENT,
-        {
-            P.TRY_LOCK_FAILED: (code_of, "failed to try acquiring lock: {error}"),
-            P.UNLOCK_FAILED: (code_of, "failed to release lock: {error}"),
-        },
-    )
-
-
     @answered
     async def TryLockAlpha1(self, request: pb.TryLockRequest, context: Ctx) -> pb.TryLockResponse:
         ok = await self.core.try_lock(

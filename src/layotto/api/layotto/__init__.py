@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import grpc
 
-from layotto.api.common import Parts, checks
+from layotto.api.answers import load_answers
+from layotto.api.common import Parts
 from layotto.api.layotto.bindings import BindingsApi
 from layotto.api.layotto.configuration import ConfigurationApi
 from layotto.api.layotto.file import FileApi
@@ -35,19 +36,20 @@ from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 
 def register(server: grpc.aio.Server, rt: Runtime, invoker: Invoker) -> Parts[runtime_pb2_grpc.RuntimeServicer]:
     """Serve the Layotto API on `server` over the started runtime's components."""
+    answers = load_answers(__name__)
     parts = Parts(
         runtime_pb2_grpc.RuntimeServicer,  # type: ignore[type-abstract]
         [
             HelloApi(rt),
-            StateApi(state_core(rt, checks(StateApi.ANSWERS))),
-            LockApi(lock_core(rt, checks(LockApi.ANSWERS))),
-            SequencerApi(sequencer_core(rt)),
-            PubSubApi(pubsub_core(rt, checks(PubSubApi.ANSWERS), PubSubApi.STYLE), rt),
-            ConfigurationApi(configuration_core(rt)),
-            SecretsApi(secrets_core(rt)),
-            BindingsApi(bindings_core(rt, checks(BindingsApi.ANSWERS))),
+            StateApi(state_core(rt, answers.checks("state")), answers["state"]),
+            LockApi(lock_core(rt, answers.checks("lock")), answers["lock"]),
+            SequencerApi(sequencer_core(rt), answers["sequencer"]),
+            PubSubApi(pubsub_core(rt, answers.checks("pubsub"), PubSubApi.STYLE), answers["pubsub"], rt),
+            ConfigurationApi(configuration_core(rt), answers["configuration"]),
+            SecretsApi(secrets_core(rt), answers["secrets"]),
+            BindingsApi(bindings_core(rt, answers.checks("bindings")), answers["bindings"]),
             InvokeApi(invoker),
-            FileApi(file_core(rt)),
+            FileApi(file_core(rt), answers["file"], answers["file-get"]),
         ],
     )
     runtime_pb2_grpc.add_RuntimeServicer_to_server(parts.servicer, server)

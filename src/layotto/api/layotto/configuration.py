@@ -1,4 +1,4 @@
-"""Configuration API: upstream Layotto's codes and messages, and a bidi subscribe stream whose
+"""Configuration API: Get/Save/DeleteConfiguration, and a bidi subscribe stream whose
 subscriptions live exactly as long as the stream (upstream stops every subscription of the
 store when any stream ends; we clean up only that stream's)."""
 
@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from layotto.api.common import Answering, Answers, Ctx, abort, answered, failure_code, message_of
+from layotto.api.common import Answering, Ctx, abort, answered, message_of
 from layotto.components.configuration.base import ChangeEvent, ConfigItem, GetRequest, Subscription
 from layotto.core.configuration import ConfigurationCore
 from layotto.core.configuration import ConfigurationProblem as P
@@ -24,7 +24,6 @@ from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 log = logging.getLogger("layotto.api.configuration")
 
 _EMPTY = empty_pb2.Empty()
-Code = grpc.StatusCode
 
 
 def _given(text: str) -> str:
@@ -38,26 +37,7 @@ def _to_pb(item: ConfigItem) -> pb.ConfigurationItem:
     )
 
 
-def _code(exc: BaseException) -> grpc.StatusCode:
-    return failure_code(exc, Code.UNKNOWN)
-
-
-_NO_STORE = "configure store [{store}] don't support now"
-
-
 class ConfigurationApi(Answering[ConfigurationCore]):
-    ANSWERS: Answers = {
-        P.NO_STORES: (Code.UNKNOWN, _NO_STORE),
-        P.STORE_NOT_FOUND: (Code.UNKNOWN, _NO_STORE),
-        P.GET_FAILED: (_code, "get configuration failed with error: {error}"),
-        # Upstream returns the component's error as it is: code Unknown with its text.
-        P.SAVE_FAILED: (_code, "{error}"),
-        P.DELETE_FAILED: (_code, "{error}"),
-        P.SUBSCRIBE_FAILED: (_code, "subscribe configuration failed with error: {error}"),
-        P.SUBSCRIPTION_ENDED: (_code, "subscribe configuration failed with error: {error}"),
-    }
-
-
     def _scope(self, request: Any) -> GetRequest:
         return self.core.scope(
             self.core.store(request.store_name),
@@ -106,14 +86,14 @@ class ConfigurationApi(Answering[ConfigurationCore]):
                 async for event in sub:
                     await outbox.put(event)
             except ComponentError as exc:
-                await outbox.put(message_of(self.ANSWERS, Problem(P.SUBSCRIPTION_ENDED, exc, id=sub.id)))
+                await outbox.put(message_of(self.answers, Problem(P.SUBSCRIPTION_ENDED, exc, id=sub.id)))
 
         async def read_requests() -> None:
             async for req in request_iterator:
                 try:
                     sub = await self.core.subscribe(req.store_name, self._scope(req))
                 except Problem as problem:
-                    await outbox.put(message_of(self.ANSWERS, problem))
+                    await outbox.put(message_of(self.answers, problem))
                     return
                 subscriptions.append(sub)
                 task = asyncio.create_task(pump(sub))

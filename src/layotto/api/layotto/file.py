@@ -1,58 +1,25 @@
-"""File API: streamed GetFile/PutFile, ListFile, DelFile, GetFileMeta with upstream's codes.
-
-Upstream words the unknown-store error two ways (`not supported store type` for GetFile,
-`not support store type` for the rest); both are kept, since SDK tests match them."""
+"""File API: streamed GetFile/PutFile, ListFile, DelFile, GetFileMeta."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import grpc
 from google.protobuf import empty_pb2
 
 from layotto.api.common import Answering, Answers, Ctx, abort, answered, message_of
 from layotto.core.file import FileCore
 from layotto.core.file import FileProblem as P
 from layotto.core.problems import Problem
-from layotto.errors import AlreadyExistsError, BackendUnavailableError, InvalidArgumentError, NotFoundError
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 _EMPTY = empty_pb2.Empty()
-Code = grpc.StatusCode
-
-
-def _code(exc: BaseException) -> grpc.StatusCode:
-    if isinstance(exc, InvalidArgumentError):
-        return Code.INVALID_ARGUMENT
-    if isinstance(exc, NotFoundError):
-        return Code.NOT_FOUND
-    if isinstance(exc, AlreadyExistsError):
-        return Code.ALREADY_EXISTS
-    if isinstance(exc, PermissionError):
-        return Code.PERMISSION_DENIED
-    if isinstance(exc, BackendUnavailableError):
-        return Code.UNAVAILABLE
-    return Code.INTERNAL
-
-
-def _get_code(exc: BaseException) -> grpc.StatusCode:
-    return Code.UNAVAILABLE if isinstance(exc, BackendUnavailableError) else Code.INTERNAL
 
 
 class FileApi(Answering[FileCore]):
-    ANSWERS: Answers = {
-        P.REQUEST_MISSING: (Code.INVALID_ARGUMENT, "request can't be nil"),
-        P.STORE_NOT_FOUND: (Code.INVALID_ARGUMENT, "not support store type: {store}"),
-        P.PUT_FAILED: (_code, "{error}"),
-        P.LIST_FAILED: (_code, "{error}"),
-        P.DELETE_FAILED: (_code, "{error}"),
-        P.STAT_FAILED: (_code, "{error}"),
-    }
-    GET_ANSWERS: Answers = {
-        P.STORE_NOT_FOUND: (Code.INVALID_ARGUMENT, "not supported store type: {store}"),
-        P.GET_FAILED: (_get_code, "get file fail,err: {error}"),
-    }
-
+    def __init__(self, core: FileCore, answers: Answers, get_answers: Answers) -> None:
+        super().__init__(core, answers)
+        #: Upstream words GetFile's problems apart from the other file RPCs'.
+        self.get_answers = get_answers
 
     async def GetFile(self, request: pb.GetFileRequest, context: Ctx) -> AsyncIterator[pb.GetFileResponse]:
         # A streamed reply: problems are answered here, `answered` wraps unary handlers only.
@@ -60,7 +27,7 @@ class FileApi(Answering[FileCore]):
             async for chunk in self.core.get(request.store_name, request.name, dict(request.metadata)):
                 yield pb.GetFileResponse(data=chunk)
         except Problem as problem:
-            await abort(context, *message_of(self.GET_ANSWERS, problem))
+            await abort(context, *message_of(self.get_answers, problem))
 
     @answered
     async def PutFile(self, request_iterator: AsyncIterator[pb.PutFileRequest], context: Ctx) -> empty_pb2.Empty:

@@ -1,4 +1,4 @@
-"""Pub/Sub API: PublishEvent and SubscribeTopicEvents, with upstream's codes and messages."""
+"""Pub/Sub API: PublishEvent and SubscribeTopicEvents."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-import grpc
-
-from layotto.api.common import Answers, Ctx, answered, failure_code
+from layotto.api.common import Answers, Ctx, answered
 from layotto.api.pubsub import PublishRpcs
 from layotto.components.pubsub.base import Subscription
 from layotto.core import cloudevents
@@ -21,30 +19,13 @@ from layotto.runtime.runtime import Runtime
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 log = logging.getLogger("layotto.api.pubsub")
-Code = grpc.StatusCode
-
 
 
 class PubSubApi(PublishRpcs):
-    #: In upstream's order (it has no "none configured" check).
-    ANSWERS: Answers = {
-        P.NAME_EMPTY: (Code.INVALID_ARGUMENT, "pubsub name is empty"),
-        P.TOPIC_EMPTY: (Code.INVALID_ARGUMENT, "topic is empty in pubsub {name}"),
-        P.NOT_FOUND: (Code.INVALID_ARGUMENT, "pubsub {name} not found"),
-        P.BAD_CLOUDEVENT: (Code.INVALID_ARGUMENT, "cannot create cloudevent: {error}"),
-        # Upstream answers 13 for every failure; an unreachable backend is UNAVAILABLE here
-        # so clients can retry, with upstream's text.
-        P.PUBLISH_FAILED: (failure_code, "error when publish to topic {topic} in pubsub {name}: {error}"),
-        P.SUBSCRIBE_FAILED: (failure_code, "error when subscribe to topic {topic} in pubsub {name}: {error}"),
-        P.INITIAL_REQUEST_MISSING: (
-            Code.INVALID_ARGUMENT,
-            "initial request is required as the first message of SubscribeTopicEvents",
-        ),
-    }
     STYLE = PublishStyle()
 
-    def __init__(self, core: PubSubCore, rt: Runtime) -> None:
-        super().__init__(core)
+    def __init__(self, core: PubSubCore, answers: Answers, rt: Runtime) -> None:
+        super().__init__(core, answers)
         self.rt = rt
         #: Counters of the app-opened streams (SubscribeTopicEvents).
         self.stream_stats = DeliveryStats()

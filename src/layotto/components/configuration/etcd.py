@@ -27,15 +27,7 @@ import aetcd.exceptions
 
 from layotto.components._drivers import etcd
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.configuration.base import (
-    ConfigItem,
-    ConfigurationStore,
-    DeleteRequest,
-    GetRequest,
-    SetRequest,
-    Subscription,
-    SubscriptionHub,
-)
+from layotto.components.configuration import base as configuration
 from layotto.errors import ComponentError, ConfigError, InvalidArgumentError
 
 log = logging.getLogger("layotto.configuration.etcd")
@@ -64,7 +56,7 @@ def _valid_segment(what: str, value: str) -> None:
         raise InvalidArgumentError(f"{what} '{value}' can't contain '/'")
 
 
-class EtcdConfigStore(ConfigurationStore):
+class EtcdConfigStore(configuration.ConfigurationStore):
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         self._endpoints = _endpoints(metadata)
@@ -73,7 +65,7 @@ class EtcdConfigStore(ConfigurationStore):
         self._metadata = metadata
         self._current = 0
         self._client: aetcd.Client | None = None
-        self.hub = SubscriptionHub(context.name)
+        self.hub = configuration.SubscriptionHub(context.name)
         self.hub.on_last = self._stop_watch
         self._watchers: dict[str, asyncio.Task[None]] = {}
         await self.ping()
@@ -129,17 +121,17 @@ class EtcdConfigStore(ConfigurationStore):
         pairs = [(kv.key.decode(), kv.value.decode()) for kv in resp.kvs]
         return int(resp.header.revision), pairs
 
-    async def get(self, request: GetRequest) -> list[ConfigItem]:
+    async def get(self, request: configuration.GetRequest) -> list[configuration.ConfigItem]:
         for what, value in (("app_id", request.app_id), ("group", request.group), ("label", request.label)):
             _valid_segment(what, value)
         prefix = self._scope(request.app_id, request.group, request.label)
         _, pairs = await self._range(prefix)
-        items: dict[str, ConfigItem] = {}
+        items: dict[str, configuration.ConfigItem] = {}
         tags: list[tuple[str, str, str]] = []
         for path, value in pairs:
             rest = path[len(prefix) :].split("/")
             if len(rest) == 1:
-                items[rest[0]] = ConfigItem(rest[0], value, request.group, request.label)
+                items[rest[0]] = configuration.ConfigItem(rest[0], value, request.group, request.label)
             elif len(rest) == 2:
                 tags.append((rest[0], rest[1], value))
         for key, tag, value in tags:
@@ -149,7 +141,7 @@ class EtcdConfigStore(ConfigurationStore):
             return list(items.values())
         return [items[k] for k in request.keys if k in items]
 
-    async def set(self, request: SetRequest) -> None:
+    async def set(self, request: configuration.SetRequest) -> None:
         if not request.items:
             raise InvalidArgumentError("params illegal:item is empty")
         _valid_segment("app_id", request.app_id)
@@ -178,7 +170,7 @@ class EtcdConfigStore(ConfigurationStore):
 
         await self._call("save", txn)
 
-    async def delete(self, request: DeleteRequest) -> None:
+    async def delete(self, request: configuration.DeleteRequest) -> None:
         for what, value in (("app_id", request.app_id), ("group", request.group), ("label", request.label)):
             _valid_segment(what, value)
         scope = self._scope(request.app_id, request.group, request.label)
@@ -197,7 +189,7 @@ class EtcdConfigStore(ConfigurationStore):
         await self._call("delete", txn)
 
     # ---- subscriptions ----
-    async def subscribe(self, request: GetRequest) -> Subscription:
+    async def subscribe(self, request: configuration.GetRequest) -> configuration.Subscription:
         for what, value in (("app_id", request.app_id), ("group", request.group), ("label", request.label)):
             _valid_segment(what, value)
         app_id = request.app_id
@@ -220,7 +212,7 @@ class EtcdConfigStore(ConfigurationStore):
         parts = path[len(app_id) + 2 :].split("/")
         # Only the items themselves: a tag change comes with its item in the same transaction.
         if len(parts) == 3:
-            self.hub.publish(app_id, [ConfigItem(parts[2], value, parts[0], parts[1])])
+            self.hub.publish(app_id, [configuration.ConfigItem(parts[2], value, parts[0], parts[1])])
 
     async def _watch(self, app_id: str, start_revision: int) -> None:
         prefix = f"/{app_id}/".encode()

@@ -29,15 +29,7 @@ import redis.asyncio as aioredis
 
 from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.configuration.base import (
-    ConfigItem,
-    ConfigurationStore,
-    DeleteRequest,
-    GetRequest,
-    SetRequest,
-    Subscription,
-    SubscriptionHub,
-)
+from layotto.components.configuration import base as configuration
 from layotto.errors import BackendUnavailableError, ComponentError, InvalidArgumentError
 
 log = logging.getLogger("layotto.configuration.redis")
@@ -63,7 +55,7 @@ return #deleted
 _Scope = tuple[str, str]  # group, label
 
 
-class RedisConfigStore(ConfigurationStore):
+class RedisConfigStore(configuration.ConfigurationStore):
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         host = metadata.get_str("redisHost")
@@ -79,7 +71,7 @@ class RedisConfigStore(ConfigurationStore):
         # The watcher must see every disconnect to re-read after it, so no hidden retries.
         self._sub_client = redis_driver.connect(dataclasses.replace(settings, max_retries=0))
         self._delete = self._client.register_script(_DELETE_SCRIPT)
-        self.hub = SubscriptionHub(context.name)
+        self.hub = configuration.SubscriptionHub(context.name)
         self.hub.on_last = self._stop_watch
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
@@ -102,7 +94,7 @@ class RedisConfigStore(ConfigurationStore):
     def _channel(self, app_id: str) -> str:
         return f"{self._prefix}:{app_id}"
 
-    async def _read_scope(self, app_id: str, group: str, label: str, keys: list[str]) -> list[ConfigItem]:
+    async def _read_scope(self, app_id: str, group: str, label: str, keys: list[str]) -> list[configuration.ConfigItem]:
         name = self._hash(app_id, group, label)
         try:
             if keys:
@@ -119,22 +111,22 @@ class RedisConfigStore(ConfigurationStore):
                     found, tag_map = await pipe.execute()
         except redis_driver.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
-        items: list[ConfigItem] = []
+        items: list[configuration.ConfigItem] = []
         for raw_key, raw_content in found.items():
             key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
-            items.append(ConfigItem(key, _text(raw_content), group, label, _tags(tag_map.get(raw_key))))
+            items.append(configuration.ConfigItem(key, _text(raw_content), group, label, _tags(tag_map.get(raw_key))))
         if keys:
             order = {k: i for i, k in enumerate(keys)}
             items.sort(key=lambda i: order[i.key])
         return items
 
-    async def get(self, request: GetRequest) -> list[ConfigItem]:
+    async def get(self, request: configuration.GetRequest) -> list[configuration.ConfigItem]:
         return await self._read_scope(request.app_id, request.group, request.label, request.keys)
 
-    async def set(self, request: SetRequest) -> None:
+    async def set(self, request: configuration.SetRequest) -> None:
         if not request.items:
             raise InvalidArgumentError("params illegal:item is empty")
-        by_scope: dict[_Scope, list[ConfigItem]] = {}
+        by_scope: dict[_Scope, list[configuration.ConfigItem]] = {}
         for item in request.items:
             if not item.key:
                 raise InvalidArgumentError("configuration key is empty")
@@ -161,7 +153,7 @@ class RedisConfigStore(ConfigurationStore):
         except redis_driver.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
 
-    async def delete(self, request: DeleteRequest) -> None:
+    async def delete(self, request: configuration.DeleteRequest) -> None:
         if not request.keys:
             return
         name = self._hash(request.app_id, request.group, request.label)
@@ -174,7 +166,7 @@ class RedisConfigStore(ConfigurationStore):
             raise self._unavailable(exc) from exc
 
     # ---- subscriptions ----
-    async def subscribe(self, request: GetRequest) -> Subscription:
+    async def subscribe(self, request: configuration.GetRequest) -> configuration.Subscription:
         app_id = request.app_id
         sub = self.hub.add(request)
         try:
@@ -212,7 +204,7 @@ class RedisConfigStore(ConfigurationStore):
                 known[key] = content
             else:
                 known.pop(key, None)
-            items.append(ConfigItem(key, content, scope[0], scope[1]))
+            items.append(configuration.ConfigItem(key, content, scope[0], scope[1]))
         self.hub.publish(app_id, items)
 
     async def _resync(self, app_id: str) -> None:

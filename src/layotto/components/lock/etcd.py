@@ -17,14 +17,7 @@ import aetcd.exceptions as etcd_errors
 
 from layotto.components._drivers import etcd
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.lock.base import (
-    KeepAliveRequest,
-    LockFeature,
-    LockStatus,
-    LockStore,
-    TryLockRequest,
-    UnlockRequest,
-)
+from layotto.components.lock import base as lock
 from layotto.errors import ComponentError, ConfigError
 
 T = TypeVar("T")
@@ -34,8 +27,8 @@ DEFAULT_PREFIX = "/layotto/"
 _NOT_SENT = (etcd_errors.ConnectionFailedError,)
 
 
-class EtcdLock(LockStore):
-    features = frozenset({LockFeature.KEEP_ALIVE})
+class EtcdLock(lock.LockStore):
+    features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _clients: list[aetcd.Client]
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
@@ -74,7 +67,7 @@ class EtcdLock(LockStore):
     async def ping(self) -> None:
         await self._call(lambda c: c.status())
 
-    async def try_lock(self, request: TryLockRequest) -> bool:
+    async def try_lock(self, request: lock.TryLockRequest) -> bool:
         key = self._key(request.key)
         lease = await self._call(lambda c: c.lease(request.expire))
 
@@ -105,12 +98,12 @@ class EtcdLock(LockStore):
         return await self._call(lambda c: c.get(key))
 
     @staticmethod
-    def _status(held: Any, owner: str) -> LockStatus:
+    def _status(held: Any, owner: str) -> lock.LockStatus:
         if held is None:
-            return LockStatus.LOCK_UNEXIST
-        return LockStatus.SUCCESS if held.value == owner.encode() else LockStatus.LOCK_BELONG_TO_OTHERS
+            return lock.LockStatus.LOCK_UNEXIST
+        return lock.LockStatus.SUCCESS if held.value == owner.encode() else lock.LockStatus.LOCK_BELONG_TO_OTHERS
 
-    async def unlock(self, request: UnlockRequest) -> LockStatus:
+    async def unlock(self, request: lock.UnlockRequest) -> lock.LockStatus:
         key = self._key(request.key)
         owner = request.owner.encode()
 
@@ -123,22 +116,22 @@ class EtcdLock(LockStore):
 
         succeeded, responses = await self._call(txn)
         if succeeded:
-            return LockStatus.SUCCESS
-        return LockStatus.LOCK_BELONG_TO_OTHERS if responses and responses[0] else LockStatus.LOCK_UNEXIST
+            return lock.LockStatus.SUCCESS
+        return lock.LockStatus.LOCK_BELONG_TO_OTHERS if responses and responses[0] else lock.LockStatus.LOCK_UNEXIST
 
-    async def keep_alive(self, request: KeepAliveRequest) -> LockStatus:
+    async def keep_alive(self, request: lock.KeepAliveRequest) -> lock.LockStatus:
         key = self._key(request.key)
         # Retried only when the same owner changed the key meanwhile (a concurrent keep-alive).
         for _ in range(3):
             held = await self._holder(key)
             status = self._status(held, request.owner)
-            if status is not LockStatus.SUCCESS:
+            if status is not lock.LockStatus.SUCCESS:
                 return status
             if await self._move_to_new_lease(key, held, request):
-                return LockStatus.SUCCESS
+                return lock.LockStatus.SUCCESS
         raise ComponentError(f"[etcdLock]: keep-alive of {request.key} kept racing with other updates")
 
-    async def _move_to_new_lease(self, key: bytes, held: Any, request: KeepAliveRequest) -> bool:
+    async def _move_to_new_lease(self, key: bytes, held: Any, request: lock.KeepAliveRequest) -> bool:
         lease = await self._call(lambda c: c.lease(request.expire))
 
         async def txn(c: aetcd.Client) -> Any:

@@ -5,14 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from layotto.components.lock.base import (
-    KeepAliveRequest,
-    LockFeature,
-    LockStatus,
-    LockStore,
-    TryLockRequest,
-    UnlockRequest,
-)
+from layotto.components.lock import base as lock
 
 
 @dataclass(slots=True)
@@ -21,8 +14,8 @@ class _Held:
     expires_at: float
 
 
-class InMemoryLock(LockStore):
-    features = frozenset({LockFeature.KEEP_ALIVE})
+class InMemoryLock(lock.LockStore):
+    features = frozenset({lock.LockFeature.KEEP_ALIVE})
 
     def __init__(self) -> None:
         self._locks: dict[str, _Held] = {}
@@ -35,26 +28,26 @@ class InMemoryLock(LockStore):
         return held
 
     # Nothing below awaits, so each operation is atomic with respect to the event loop.
-    async def try_lock(self, request: TryLockRequest) -> bool:
+    async def try_lock(self, request: lock.TryLockRequest) -> bool:
         if self._live(request.key) is not None:
             return False
         self._locks[request.key] = _Held(request.owner, time.monotonic() + request.expire)
         return True
 
-    async def unlock(self, request: UnlockRequest) -> LockStatus:
+    async def unlock(self, request: lock.UnlockRequest) -> lock.LockStatus:
         held = self._live(request.key)
         if held is None:
-            return LockStatus.LOCK_UNEXIST
+            return lock.LockStatus.LOCK_UNEXIST
         if held.owner != request.owner:
-            return LockStatus.LOCK_BELONG_TO_OTHERS
+            return lock.LockStatus.LOCK_BELONG_TO_OTHERS
         del self._locks[request.key]
-        return LockStatus.SUCCESS
+        return lock.LockStatus.SUCCESS
 
-    async def keep_alive(self, request: KeepAliveRequest) -> LockStatus:
+    async def keep_alive(self, request: lock.KeepAliveRequest) -> lock.LockStatus:
         held = self._live(request.key)
         if held is None:
-            return LockStatus.LOCK_UNEXIST
+            return lock.LockStatus.LOCK_UNEXIST
         if held.owner != request.owner:
-            return LockStatus.LOCK_BELONG_TO_OTHERS
+            return lock.LockStatus.LOCK_BELONG_TO_OTHERS
         held.expires_at = time.monotonic() + request.expire
-        return LockStatus.SUCCESS
+        return lock.LockStatus.SUCCESS

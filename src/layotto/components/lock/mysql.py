@@ -15,19 +15,12 @@ import pymysql
 from layotto.components._drivers import mysql, sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock import _sql
-from layotto.components.lock.base import (
-    KeepAliveRequest,
-    LockFeature,
-    LockStatus,
-    LockStore,
-    TryLockRequest,
-    UnlockRequest,
-)
+from layotto.components.lock import base as lock
 from layotto.errors import BackendUnavailableError, ComponentError
 
 
-class MysqlLock(LockStore):
-    features = frozenset({LockFeature.KEEP_ALIVE})
+class MysqlLock(lock.LockStore):
+    features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _pool: aiomysql.Pool | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
@@ -109,21 +102,21 @@ class MysqlLock(LockStore):
     async def ping(self) -> None:
         await self._execute("SELECT 1", ())
 
-    async def try_lock(self, request: TryLockRequest) -> bool:
+    async def try_lock(self, request: lock.TryLockRequest) -> bool:
         # 1: inserted, 2: an expired row was taken over, 0: held (the row was left as it was).
         changed, _ = await self._execute(self._sql_lock, (request.key, request.owner, request.expire))
         return changed > 0
 
-    async def unlock(self, request: UnlockRequest) -> LockStatus:
+    async def unlock(self, request: lock.UnlockRequest) -> lock.LockStatus:
         changed, _ = await self._execute(self._sql_unlock, (request.key, request.owner))
         if changed > 0:
-            return LockStatus.SUCCESS
+            return lock.LockStatus.SUCCESS
         return _sql.miss_status(await self._owner(request.key), request.owner)
 
-    async def keep_alive(self, request: KeepAliveRequest) -> LockStatus:
+    async def keep_alive(self, request: lock.KeepAliveRequest) -> lock.LockStatus:
         changed, _ = await self._execute(self._sql_extend, (request.expire, request.key, request.owner))
         if changed > 0:
-            return LockStatus.SUCCESS
+            return lock.LockStatus.SUCCESS
         return _sql.miss_status(await self._owner(request.key), request.owner)
 
     async def close(self) -> None:

@@ -13,19 +13,12 @@ import asyncpg
 from layotto.components._drivers import postgres, sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock import _sql
-from layotto.components.lock.base import (
-    KeepAliveRequest,
-    LockFeature,
-    LockStatus,
-    LockStore,
-    TryLockRequest,
-    UnlockRequest,
-)
+from layotto.components.lock import base as lock
 from layotto.errors import BackendUnavailableError, ComponentError
 
 
-class PostgresqlLock(LockStore):
-    features = frozenset({LockFeature.KEEP_ALIVE})
+class PostgresqlLock(lock.LockStore):
+    features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _pool: asyncpg.Pool | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
@@ -100,21 +93,21 @@ class PostgresqlLock(LockStore):
     async def ping(self) -> None:
         await self._execute("SELECT 1")
 
-    async def try_lock(self, request: TryLockRequest) -> bool:
+    async def try_lock(self, request: lock.TryLockRequest) -> bool:
         args = (request.key, request.owner, float(request.expire))
         if postgres.rows(await self._execute(self._sql_insert, *args)) > 0:
             return True
         return postgres.rows(await self._execute(self._sql_take_over, *args)) > 0
 
-    async def unlock(self, request: UnlockRequest) -> LockStatus:
+    async def unlock(self, request: lock.UnlockRequest) -> lock.LockStatus:
         if postgres.rows(await self._execute(self._sql_unlock, request.key, request.owner)) > 0:
-            return LockStatus.SUCCESS
+            return lock.LockStatus.SUCCESS
         return _sql.miss_status(await self._owner(request.key), request.owner)
 
-    async def keep_alive(self, request: KeepAliveRequest) -> LockStatus:
+    async def keep_alive(self, request: lock.KeepAliveRequest) -> lock.LockStatus:
         changed = await self._execute(self._sql_extend, request.key, request.owner, float(request.expire))
         if postgres.rows(changed) > 0:
-            return LockStatus.SUCCESS
+            return lock.LockStatus.SUCCESS
         return _sql.miss_status(await self._owner(request.key), request.owner)
 
     async def close(self) -> None:

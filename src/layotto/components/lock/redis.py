@@ -14,19 +14,12 @@ from redis.exceptions import RedisError
 from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock import _redis_scripts as scripts
-from layotto.components.lock.base import (
-    KeepAliveRequest,
-    LockFeature,
-    LockStatus,
-    LockStore,
-    TryLockRequest,
-    UnlockRequest,
-)
+from layotto.components.lock import base as lock
 from layotto.errors import ComponentError
 
 
-class RedisLock(LockStore):
-    features = frozenset({LockFeature.KEEP_ALIVE})
+class RedisLock(lock.LockStore):
+    features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _client: aioredis.Redis
     _address: str
 
@@ -56,16 +49,16 @@ class RedisLock(LockStore):
         except (RedisError, OSError) as exc:
             raise self._error(exc) from exc
 
-    async def try_lock(self, request: TryLockRequest) -> bool:
+    async def try_lock(self, request: lock.TryLockRequest) -> bool:
         try:
             return bool(await self._client.set(request.key, request.owner, ex=request.expire, nx=True))
         except (RedisError, OSError) as exc:
             raise self._error(exc) from exc
 
-    async def unlock(self, request: UnlockRequest) -> LockStatus:
+    async def unlock(self, request: lock.UnlockRequest) -> lock.LockStatus:
         return scripts.status_of(await self._run(self._unlock, [request.key], [request.owner]))
 
-    async def keep_alive(self, request: KeepAliveRequest) -> LockStatus:
+    async def keep_alive(self, request: lock.KeepAliveRequest) -> lock.LockStatus:
         return scripts.status_of(await self._run(self._keep_alive, [request.key], [request.owner, request.expire]))
 
     async def close(self) -> None:

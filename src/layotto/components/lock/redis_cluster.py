@@ -21,14 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock import _redis_scripts as scripts
-from layotto.components.lock.base import (
-    KeepAliveRequest,
-    LockFeature,
-    LockStatus,
-    LockStore,
-    TryLockRequest,
-    UnlockRequest,
-)
+from layotto.components.lock import base as lock
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
 
 T = TypeVar("T")
@@ -42,8 +35,8 @@ class _Node:
         self.keep_alive = client.register_script(scripts.KEEP_ALIVE)
 
 
-class RedisClusterLock(LockStore):
-    features = frozenset({LockFeature.KEEP_ALIVE})
+class RedisClusterLock(lock.LockStore):
+    features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _nodes: list[_Node]
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
@@ -105,7 +98,7 @@ class RedisClusterLock(LockStore):
         if len(answers) < self._quorum:
             raise self._unavailable(errors)
 
-    async def try_lock(self, request: TryLockRequest) -> bool:
+    async def try_lock(self, request: lock.TryLockRequest) -> bool:
         started = time.monotonic()
         allowance = request.expire / 10
         results = await self._on_all(
@@ -134,30 +127,30 @@ class RedisClusterLock(LockStore):
             return []
         return await self._on_all(lambda n: n.unlock(keys=[key], args=[owner]), nodes=chosen)
 
-    async def unlock(self, request: UnlockRequest) -> LockStatus:
+    async def unlock(self, request: lock.UnlockRequest) -> lock.LockStatus:
         answers, errors = self._split(await self._release(request.key, request.owner))
         statuses = [scripts.status_of(int(a)) for a in answers]
-        if LockStatus.SUCCESS in statuses:
-            return LockStatus.SUCCESS
+        if lock.LockStatus.SUCCESS in statuses:
+            return lock.LockStatus.SUCCESS
         if len(answers) < self._quorum:
             raise self._unavailable(errors)
-        if LockStatus.LOCK_BELONG_TO_OTHERS in statuses:
-            return LockStatus.LOCK_BELONG_TO_OTHERS
-        return LockStatus.LOCK_UNEXIST
+        if lock.LockStatus.LOCK_BELONG_TO_OTHERS in statuses:
+            return lock.LockStatus.LOCK_BELONG_TO_OTHERS
+        return lock.LockStatus.LOCK_UNEXIST
 
-    async def keep_alive(self, request: KeepAliveRequest) -> LockStatus:
+    async def keep_alive(self, request: lock.KeepAliveRequest) -> lock.LockStatus:
         results = await self._on_all(
             lambda n: n.keep_alive(keys=[request.key], args=[request.owner, request.expire]),
             within=request.expire / 10,
         )
         answers, errors = self._split(results)
         statuses = [scripts.status_of(int(a)) for a in answers]
-        if statuses.count(LockStatus.SUCCESS) >= self._quorum:
-            return LockStatus.SUCCESS
+        if statuses.count(lock.LockStatus.SUCCESS) >= self._quorum:
+            return lock.LockStatus.SUCCESS
         if len(answers) < self._quorum:
             raise self._unavailable(errors)
-        others = statuses.count(LockStatus.LOCK_BELONG_TO_OTHERS)
-        return LockStatus.LOCK_BELONG_TO_OTHERS if others >= self._quorum else LockStatus.LOCK_UNEXIST
+        others = statuses.count(lock.LockStatus.LOCK_BELONG_TO_OTHERS)
+        return lock.LockStatus.LOCK_BELONG_TO_OTHERS if others >= self._quorum else lock.LockStatus.LOCK_UNEXIST
 
     async def close(self) -> None:
         for node in getattr(self, "_nodes", []):

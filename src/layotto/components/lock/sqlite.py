@@ -16,19 +16,12 @@ import aiosqlite
 from layotto.components._drivers import sql, sqlite
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.lock import _sql
-from layotto.components.lock.base import (
-    KeepAliveRequest,
-    LockFeature,
-    LockStatus,
-    LockStore,
-    TryLockRequest,
-    UnlockRequest,
-)
+from layotto.components.lock import base as lock
 from layotto.errors import BackendUnavailableError, ComponentError
 
 
-class SqliteLock(LockStore):
-    features = frozenset({LockFeature.KEEP_ALIVE})
+class SqliteLock(lock.LockStore):
+    features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _db: aiosqlite.Connection | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
@@ -77,22 +70,22 @@ class SqliteLock(LockStore):
     async def ping(self) -> None:
         await self._run("SELECT 1", ())
 
-    async def try_lock(self, request: TryLockRequest) -> bool:
+    async def try_lock(self, request: lock.TryLockRequest) -> bool:
         now = time.time()
         changed, _ = await self._run(self._sql_lock, (request.key, request.owner, now + request.expire, now))
         return changed > 0
 
-    async def unlock(self, request: UnlockRequest) -> LockStatus:
+    async def unlock(self, request: lock.UnlockRequest) -> lock.LockStatus:
         changed, _ = await self._run(self._sql_unlock, (request.key, request.owner, time.time()))
         if changed > 0:
-            return LockStatus.SUCCESS
+            return lock.LockStatus.SUCCESS
         return _sql.miss_status(await self._owner(request.key), request.owner)
 
-    async def keep_alive(self, request: KeepAliveRequest) -> LockStatus:
+    async def keep_alive(self, request: lock.KeepAliveRequest) -> lock.LockStatus:
         now = time.time()
         changed, _ = await self._run(self._sql_extend, (now + request.expire, request.key, request.owner, now))
         if changed > 0:
-            return LockStatus.SUCCESS
+            return lock.LockStatus.SUCCESS
         return _sql.miss_status(await self._owner(request.key), request.owner)
 
     async def close(self) -> None:

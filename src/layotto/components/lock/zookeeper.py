@@ -26,14 +26,7 @@ from aiozk import protocol
 
 from layotto.components._drivers import zookeeper
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.lock.base import (
-    KeepAliveRequest,
-    LockFeature,
-    LockStatus,
-    LockStore,
-    TryLockRequest,
-    UnlockRequest,
-)
+from layotto.components.lock import base as lock
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
 
 T = TypeVar("T")
@@ -65,8 +58,8 @@ def _decode(data: bytes | None, version: int) -> _Held:
         return _Held((data or b"").decode(errors="replace"), 2**62, "", version)
 
 
-class ZookeeperLock(LockStore):
-    features = frozenset({LockFeature.KEEP_ALIVE})
+class ZookeeperLock(lock.LockStore):
+    features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _client: aiozk.ZKClient | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
@@ -125,7 +118,7 @@ class ZookeeperLock(LockStore):
     async def ping(self) -> None:
         await self._guard(self._zk.exists("/"))
 
-    async def try_lock(self, request: TryLockRequest) -> bool:
+    async def try_lock(self, request: lock.TryLockRequest) -> bool:
         path = self._path(request.key)
         nonce = uuid.uuid4().hex
         for _ in range(2):
@@ -147,34 +140,34 @@ class ZookeeperLock(LockStore):
             return await self._send(protocol.SetDataRequest(path=normalized, data=data, version=held.version))
         return False
 
-    async def unlock(self, request: UnlockRequest) -> LockStatus:
+    async def unlock(self, request: lock.UnlockRequest) -> lock.LockStatus:
         path = self._path(request.key)
         for _ in range(3):
             held = await self._read(path)
             if held is None:
-                return LockStatus.LOCK_UNEXIST
+                return lock.LockStatus.LOCK_UNEXIST
             delete = protocol.DeleteRequest(path=self._zk.normalize_path(path), version=held.version)
             if not held.live:
                 await self._send(delete)  # tidy up an expired znode; nobody holds it
-                return LockStatus.LOCK_UNEXIST
+                return lock.LockStatus.LOCK_UNEXIST
             if held.owner != request.owner:
-                return LockStatus.LOCK_BELONG_TO_OTHERS
+                return lock.LockStatus.LOCK_BELONG_TO_OTHERS
             if await self._send(delete):
-                return LockStatus.SUCCESS
+                return lock.LockStatus.SUCCESS
         raise ComponentError(f"zookeeper lock: unlock of {request.key} kept racing with other updates")
 
-    async def keep_alive(self, request: KeepAliveRequest) -> LockStatus:
+    async def keep_alive(self, request: lock.KeepAliveRequest) -> lock.LockStatus:
         path = self._path(request.key)
         for _ in range(3):
             held = await self._read(path)
             if held is None or not held.live:
-                return LockStatus.LOCK_UNEXIST
+                return lock.LockStatus.LOCK_UNEXIST
             if held.owner != request.owner:
-                return LockStatus.LOCK_BELONG_TO_OTHERS
+                return lock.LockStatus.LOCK_BELONG_TO_OTHERS
             data = _encode(request.owner, request.expire, held.nonce)
             update = protocol.SetDataRequest(path=self._zk.normalize_path(path), data=data, version=held.version)
             if await self._send(update):
-                return LockStatus.SUCCESS
+                return lock.LockStatus.SUCCESS
         raise ComponentError(f"zookeeper lock: keep-alive of {request.key} kept racing with other updates")
 
     async def close(self) -> None:

@@ -34,18 +34,7 @@ from typing import IO, Any
 from urllib.parse import quote, unquote
 
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.oss.base import (
-    Listing,
-    ObjectBody,
-    ObjectInfo,
-    ObjectStore,
-    OssFeature,
-    PartInfo,
-    PartListing,
-    PutOptions,
-    UploadInfo,
-    UploadListing,
-)
+from layotto.components.oss import base as oss
 from layotto.errors import InvalidArgumentError, NotFoundError
 
 #: Upstream sends GetObject bodies in messages of up to 1 MiB.
@@ -58,7 +47,7 @@ _MAX_QUOTED = 245
 _DATA, _META = ".data", ".meta"
 
 
-def _opts_dict(opts: PutOptions) -> dict[str, Any]:
+def _opts_dict(opts: oss.PutOptions) -> dict[str, Any]:
     return {
         "content_type": opts.content_type,
         "cache_control": opts.cache_control,
@@ -72,8 +61,8 @@ def _opts_dict(opts: PutOptions) -> dict[str, Any]:
     }
 
 
-def _info(bucket: str, key: str, doc: dict[str, Any]) -> ObjectInfo:
-    return ObjectInfo(
+def _info(bucket: str, key: str, doc: dict[str, Any]) -> oss.ObjectInfo:
+    return oss.ObjectInfo(
         bucket=bucket,
         key=key,
         size=int(doc.get("size", 0)),
@@ -140,8 +129,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-class LocalObjectStore(ObjectStore):
-    features = frozenset({OssFeature.COPY, OssFeature.TAGGING, OssFeature.APPEND, OssFeature.MULTIPART})
+class LocalObjectStore(oss.ObjectStore):
+    features = frozenset({oss.OssFeature.COPY, oss.OssFeature.TAGGING, oss.OssFeature.APPEND, oss.OssFeature.MULTIPART})
     kind = "local"
     root: Path
 
@@ -216,7 +205,7 @@ class LocalObjectStore(ObjectStore):
             raise NotFoundError(f"NoSuchKey: object {bucket}/{key} does not exist")
         return doc
 
-    async def _commit_object(self, bucket: str, key: str, writer: _Writer, doc: dict[str, Any]) -> ObjectInfo:
+    async def _commit_object(self, bucket: str, key: str, writer: _Writer, doc: dict[str, Any]) -> oss.ObjectInfo:
         data_path, meta_path = self._paths(bucket, key)
         doc.update(key=key, size=writer.size, last_modified=int(time.time()))
         async with self._lock(bucket, key):
@@ -229,14 +218,16 @@ class LocalObjectStore(ObjectStore):
         return _info(bucket, key, doc)
 
     # ---- objects ----
-    async def put_object(self, bucket: str, key: str, body: AsyncIterator[bytes], opts: PutOptions) -> ObjectInfo:
+    async def put_object(
+        self, bucket: str, key: str, body: AsyncIterator[bytes], opts: oss.PutOptions
+    ) -> oss.ObjectInfo:
         self._paths(bucket, key)
         writer = await self._stream_to(body)
         doc = _opts_dict(opts)
         doc["etag"] = writer.md5.hexdigest()
         return await self._commit_object(bucket, key, writer, doc)
 
-    async def get_object(self, bucket: str, key: str, start: int, end: int) -> ObjectBody:
+    async def get_object(self, bucket: str, key: str, start: int, end: int) -> oss.ObjectBody:
         data_path, _ = self._paths(bucket, key)
         doc = await self._meta(bucket, key)
         try:
@@ -270,9 +261,9 @@ class LocalObjectStore(ObjectStore):
                 handle.close()
 
         content_range = f"bytes {start}-{last}/{total}" if ranged else ""
-        return ObjectBody(info=_info(bucket, key, doc), chunks=chunks(), content_range=content_range, length=length)
+        return oss.ObjectBody(info=_info(bucket, key, doc), chunks=chunks(), content_range=content_range, length=length)
 
-    async def head_object(self, bucket: str, key: str) -> ObjectInfo:
+    async def head_object(self, bucket: str, key: str) -> oss.ObjectInfo:
         return _info(bucket, key, await self._meta(bucket, key))
 
     async def exists(self, bucket: str, key: str) -> bool:
@@ -291,8 +282,8 @@ class LocalObjectStore(ObjectStore):
             await asyncio.to_thread(remove)
 
     async def copy_object(
-        self, src_bucket: str, src_key: str, bucket: str, key: str, replace: PutOptions | None, tags: dict[str, str]
-    ) -> ObjectInfo:
+        self, src_bucket: str, src_key: str, bucket: str, key: str, replace: oss.PutOptions | None, tags: dict[str, str]
+    ) -> oss.ObjectInfo:
         source = await self.get_object(src_bucket, src_key, 0, -1)
         self._paths(bucket, key)
         writer = await self._stream_to(source.chunks)
@@ -301,17 +292,17 @@ class LocalObjectStore(ObjectStore):
         doc["etag"] = writer.md5.hexdigest()
         return await self._commit_object(bucket, key, writer, doc)
 
-    async def list_objects(self, bucket: str, prefix: str, marker: str, max_keys: int, delimiter: str) -> Listing:
+    async def list_objects(self, bucket: str, prefix: str, marker: str, max_keys: int, delimiter: str) -> oss.Listing:
         folder = self._bucket(bucket)
         limit = MAX_KEYS if max_keys <= 0 else min(max_keys, MAX_KEYS)
 
-        def scan() -> Listing:
+        def scan() -> oss.Listing:
             try:
                 names = os.listdir(folder)
             except FileNotFoundError:
                 names = []
             keys = sorted(unquote(n[: -len(_META)]) for n in names if n.endswith(_META))
-            objects: list[ObjectInfo] = []
+            objects: list[oss.ObjectInfo] = []
             prefixes: list[str] = []
             last = ""
             truncated = False
@@ -340,7 +331,7 @@ class LocalObjectStore(ObjectStore):
                     continue  # deleted while listing
                 objects.append(_info(bucket, key, doc))
                 last = key
-            return Listing(objects, prefixes, truncated, last if truncated else "")
+            return oss.Listing(objects, prefixes, truncated, last if truncated else "")
 
         return await asyncio.to_thread(scan)
 
@@ -355,7 +346,7 @@ class LocalObjectStore(ObjectStore):
         return dict((await self._meta(bucket, key)).get("tags", {}))
 
     async def append_object(
-        self, bucket: str, key: str, position: int, body: AsyncIterator[bytes], opts: PutOptions
+        self, bucket: str, key: str, position: int, body: AsyncIterator[bytes], opts: oss.PutOptions
     ) -> int:
         data_path, meta_path = self._paths(bucket, key)
         async with self._lock(bucket, key):
@@ -386,7 +377,7 @@ class LocalObjectStore(ObjectStore):
         return size
 
     # ---- multipart ----
-    async def create_multipart(self, bucket: str, key: str, opts: PutOptions) -> str:
+    async def create_multipart(self, bucket: str, key: str, opts: oss.PutOptions) -> str:
         self._paths(bucket, key)
         upload_id = uuid.uuid4().hex
         folder = self._upload_dir(bucket, upload_id)
@@ -407,8 +398,8 @@ class LocalObjectStore(ObjectStore):
         if not 1 <= part_number <= MAX_PARTS:
             raise InvalidArgumentError(f"part number {part_number} is not between 1 and {MAX_PARTS}")
 
-    async def _save_part(self, folder: Path, part_number: int, writer: _Writer) -> PartInfo:
-        part = PartInfo(part_number, writer.md5.hexdigest(), writer.size, int(time.time()))
+    async def _save_part(self, folder: Path, part_number: int, writer: _Writer) -> oss.PartInfo:
+        part = oss.PartInfo(part_number, writer.md5.hexdigest(), writer.size, int(time.time()))
         try:
             await asyncio.to_thread(writer.commit, folder / f"part-{part_number:05d}.data")
         except BaseException:
@@ -420,7 +411,7 @@ class LocalObjectStore(ObjectStore):
 
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, part_number: int, body: AsyncIterator[bytes]
-    ) -> PartInfo:
+    ) -> oss.PartInfo:
         self._check_part(part_number)
         folder, _ = await self._upload(bucket, key, upload_id)
         writer = await self._stream_to(body)
@@ -436,7 +427,7 @@ class LocalObjectStore(ObjectStore):
         src_key: str,
         start: int,
         size: int,
-    ) -> PartInfo:
+    ) -> oss.PartInfo:
         self._check_part(part_number)
         folder, _ = await self._upload(bucket, key, upload_id)
         end = start + size - 1 if size > 0 else -1
@@ -444,18 +435,20 @@ class LocalObjectStore(ObjectStore):
         writer = await self._stream_to(source.chunks)
         return await self._save_part(folder, part_number, writer)
 
-    def _parts(self, folder: Path) -> list[PartInfo]:
+    def _parts(self, folder: Path) -> list[oss.PartInfo]:
         parts = []
         for name in sorted(os.listdir(folder)):
             if name.startswith("part-") and name.endswith(".json"):
                 doc = _read_json(folder / name)
                 if doc is not None:
-                    parts.append(PartInfo(int(name[5:10]), doc["etag"], int(doc["size"]), int(doc["last_modified"])))
+                    parts.append(
+                        oss.PartInfo(int(name[5:10]), doc["etag"], int(doc["size"]), int(doc["last_modified"]))
+                    )
         return parts
 
     async def complete_multipart(
         self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
-    ) -> ObjectInfo:
+    ) -> oss.ObjectInfo:
         folder, upload = await self._upload(bucket, key, upload_id)
         if not parts:
             raise InvalidArgumentError("MalformedXML: the upload must name at least one part")
@@ -494,42 +487,42 @@ class LocalObjectStore(ObjectStore):
 
     async def list_uploads(
         self, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, max_uploads: int
-    ) -> UploadListing:
+    ) -> oss.UploadListing:
         self._bucket(bucket)
         folder = self.root / ".uploads" / bucket
         limit = MAX_KEYS if max_uploads <= 0 else min(max_uploads, MAX_KEYS)
 
-        def scan() -> UploadListing:
+        def scan() -> oss.UploadListing:
             try:
                 ids = os.listdir(folder)
             except FileNotFoundError:
                 ids = []
-            found: list[UploadInfo] = []
+            found: list[oss.UploadInfo] = []
             for upload_id in ids:
                 doc = _read_json(folder / upload_id / "upload.json")
                 if doc is not None and str(doc["key"]).startswith(prefix):
-                    found.append(UploadInfo(upload_id, str(doc["key"]), int(doc["initiated"])))
+                    found.append(oss.UploadInfo(upload_id, str(doc["key"]), int(doc["initiated"])))
             found.sort(key=lambda u: (u.key, u.initiated, u.upload_id))
             after = [u for u in found if _after(u, key_marker, upload_id_marker)]
             page = after[:limit]
             truncated = len(after) > limit
             last = page[-1] if truncated and page else None
-            return UploadListing(page, truncated, last.key if last else "", last.upload_id if last else "")
+            return oss.UploadListing(page, truncated, last.key if last else "", last.upload_id if last else "")
 
         return await asyncio.to_thread(scan)
 
     async def list_parts(
         self, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
-    ) -> PartListing:
+    ) -> oss.PartListing:
         folder, _ = await self._upload(bucket, key, upload_id)
         limit = MAX_KEYS if max_parts <= 0 else min(max_parts, MAX_KEYS)
         parts = [p for p in await asyncio.to_thread(self._parts, folder) if p.part_number > part_number_marker]
         page = parts[:limit]
         truncated = len(parts) > limit
-        return PartListing(page, truncated, page[-1].part_number if truncated and page else 0)
+        return oss.PartListing(page, truncated, page[-1].part_number if truncated and page else 0)
 
 
-def _after(upload: UploadInfo, key_marker: str, upload_id_marker: str) -> bool:
+def _after(upload: oss.UploadInfo, key_marker: str, upload_id_marker: str) -> bool:
     if not key_marker:
         return True
     if upload.key != key_marker:
@@ -538,8 +531,8 @@ def _after(upload: UploadInfo, key_marker: str, upload_id_marker: str) -> bool:
     return bool(upload_id_marker) and upload.upload_id > upload_id_marker
 
 
-def _options_of(info: ObjectInfo) -> PutOptions:
-    return PutOptions(
+def _options_of(info: oss.ObjectInfo) -> oss.PutOptions:
+    return oss.PutOptions(
         meta=dict(info.meta),
         content_type=info.content_type,
         cache_control=info.cache_control,

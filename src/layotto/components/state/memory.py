@@ -6,17 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from layotto.components.state.base import (
-    FIRST_WRITE,
-    DeleteRequest,
-    GetRequest,
-    GetResponse,
-    Operation,
-    SetRequest,
-    StateFeature,
-    StateStore,
-    ttl_seconds,
-)
+from layotto.components.state import base as state
 from layotto.errors import ETagInvalidError, ETagMismatchError
 
 
@@ -27,8 +17,8 @@ class _Entry:
     expires_at: float | None
 
 
-class InMemoryStateStore(StateStore):
-    features = frozenset({StateFeature.ETAG, StateFeature.TRANSACTIONAL, StateFeature.TTL})
+class InMemoryStateStore(state.StateStore):
+    features = frozenset({state.StateFeature.ETAG, state.StateFeature.TRANSACTIONAL, state.StateFeature.TTL})
 
     def __init__(self) -> None:
         self._items: dict[str, _Entry] = {}
@@ -40,9 +30,9 @@ class InMemoryStateStore(StateStore):
             return None
         return entry
 
-    async def get(self, request: GetRequest) -> GetResponse | None:
+    async def get(self, request: state.GetRequest) -> state.GetResponse | None:
         entry = self._live(request.key)
-        return None if entry is None else GetResponse(entry.data, str(entry.version))
+        return None if entry is None else state.GetResponse(entry.data, str(entry.version))
 
     @staticmethod
     def _check(entry: _Entry | None, etag: str | None, concurrency: str) -> None:
@@ -53,34 +43,34 @@ class InMemoryStateStore(StateStore):
                 raise ETagInvalidError(f"invalid etag {etag!r}") from None
             if entry is None or str(entry.version) != etag:
                 raise ETagMismatchError("possible etag mismatch")
-        elif concurrency == FIRST_WRITE and entry is not None:
+        elif concurrency == state.FIRST_WRITE and entry is not None:
             raise ETagMismatchError("first-write: the key exists and no etag was given")
 
-    def _set(self, request: SetRequest) -> None:
+    def _set(self, request: state.SetRequest) -> None:
         entry = self._live(request.key)
         self._check(entry, request.etag, request.concurrency)
-        ttl = ttl_seconds(request.metadata)
+        ttl = state.ttl_seconds(request.metadata)
         expires = time.monotonic() + ttl if ttl is not None and ttl > 0 else None
         self._items[request.key] = _Entry(request.value, (entry.version if entry else 0) + 1, expires)
 
-    def _delete(self, request: DeleteRequest) -> None:
+    def _delete(self, request: state.DeleteRequest) -> None:
         entry = self._live(request.key)
         self._check(entry, request.etag, "")
         self._items.pop(request.key, None)
 
-    async def set(self, request: SetRequest) -> None:
+    async def set(self, request: state.SetRequest) -> None:
         self._set(request)
 
-    async def delete(self, request: DeleteRequest) -> None:
+    async def delete(self, request: state.DeleteRequest) -> None:
         self._delete(request)
 
-    async def multi(self, operations: Sequence[Operation], metadata: dict[str, str]) -> None:
+    async def multi(self, operations: Sequence[state.Operation], metadata: dict[str, str]) -> None:
         # Nothing awaits in between, so the batch is atomic with respect to other calls;
         # a failed check restores the snapshot so that no operation applies.
         snapshot = dict(self._items)
         try:
             for op in operations:
-                if isinstance(op, SetRequest):
+                if isinstance(op, state.SetRequest):
                     self._set(op)
                 else:
                     self._delete(op)

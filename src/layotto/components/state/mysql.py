@@ -24,19 +24,7 @@ import pymysql
 
 from layotto.components._drivers import mysql, sql
 from layotto.components.base import ComponentContext, Metadata, parse_duration
-from layotto.components.state.base import (
-    FIRST_WRITE,
-    BulkGetItem,
-    DeleteRequest,
-    GetRequest,
-    GetResponse,
-    Operation,
-    SetRequest,
-    StateFeature,
-    StateStore,
-    parse_version,
-    ttl_seconds,
-)
+from layotto.components.state import base as state
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError, ETagMismatchError
 
 log = logging.getLogger("layotto.state.mysql")
@@ -63,8 +51,8 @@ def _tls(value: str) -> ssl.SSLContext | None:
     return context
 
 
-class MysqlStateStore(StateStore):
-    features = frozenset({StateFeature.ETAG, StateFeature.TRANSACTIONAL, StateFeature.TTL})
+class MysqlStateStore(state.StateStore):
+    features = frozenset({state.StateFeature.ETAG, state.StateFeature.TRANSACTIONAL, state.StateFeature.TTL})
 
     def __init__(self) -> None:
         self._pool: aiomysql.Pool | None = None
@@ -84,7 +72,7 @@ class MysqlStateStore(StateStore):
             if not _IDENT.match(name):
                 raise ConfigError(f"invalid name {name!r}", f"{where}.{key}")
         self._table = f"`{schema}`.`{table}`"
-        self._default_ttl = ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
+        self._default_ttl = state.ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
         timeout = parse_duration(dsn.params["timeout"]) if dsn.params.get("timeout") else 10.0
         self._timeout = sql.call_timeout(metadata, "timeoutInSeconds", "timeout")
         self._describe = f"mysql at {dsn.unix_socket or f'{dsn.host}:{dsn.port}'}"
@@ -204,15 +192,15 @@ class MysqlStateStore(StateStore):
         raise AssertionError("unreachable")
 
     # ---- reads ----
-    async def get(self, request: GetRequest) -> GetResponse | None:
+    async def get(self, request: state.GetRequest) -> state.GetResponse | None:
         async def fetch(cur: aiomysql.Cursor) -> Any:
             await cur.execute(self._sql_get, (request.key,))
             return await cur.fetchone()
 
         row = await self._call(fetch, retry=True)
-        return None if row is None else GetResponse(bytes(row[0]), str(row[1]))
+        return None if row is None else state.GetResponse(bytes(row[0]), str(row[1]))
 
-    async def bulk_get(self, requests: Sequence[GetRequest], parallelism: int = 0) -> list[BulkGetItem]:
+    async def bulk_get(self, requests: Sequence[state.GetRequest], parallelism: int = 0) -> list[state.BulkGetItem]:
         keys = list(dict.fromkeys(r.key for r in requests))
 
         async def fetch(cur: aiomysql.Cursor) -> list[Any]:
@@ -226,24 +214,24 @@ class MysqlStateStore(StateStore):
                 rows.extend(await cur.fetchall())
             return rows
 
-        found = {row[0]: GetResponse(bytes(row[1]), str(row[2])) for row in await self._call(fetch, retry=True)}
-        return [BulkGetItem(r.key, found.get(r.key)) for r in requests]
+        found = {row[0]: state.GetResponse(bytes(row[1]), str(row[2])) for row in await self._call(fetch, retry=True)}
+        return [state.BulkGetItem(r.key, found.get(r.key)) for r in requests]
 
     # ---- writes ----
-    def _ttl(self, request: SetRequest) -> int | None:
-        ttl = ttl_seconds(request.metadata)
+    def _ttl(self, request: state.SetRequest) -> int | None:
+        ttl = state.ttl_seconds(request.metadata)
         if ttl is None:
             ttl = self._default_ttl
         return ttl if ttl is not None and ttl > 0 else None
 
-    async def _apply(self, cur: aiomysql.Cursor, op: Operation) -> None:
-        if isinstance(op, SetRequest):
+    async def _apply(self, cur: aiomysql.Cursor, op: state.Operation) -> None:
+        if isinstance(op, state.SetRequest):
             ttl = self._ttl(op)
             if op.etag:
-                await cur.execute(self._sql_update, (op.value.hex(), ttl, op.key, parse_version(op.etag)))
+                await cur.execute(self._sql_update, (op.value.hex(), ttl, op.key, state.parse_version(op.etag)))
                 if cur.rowcount == 0:
                     raise ETagMismatchError(f"possible etag mismatch: key {op.key} was not saved")
-            elif op.concurrency == FIRST_WRITE:
+            elif op.concurrency == state.FIRST_WRITE:
                 await cur.execute(self._sql_purge_one, (op.key,))
                 try:
                     await cur.execute(self._sql_insert, (op.key, op.value.hex(), ttl))
@@ -254,13 +242,13 @@ class MysqlStateStore(StateStore):
             else:
                 await cur.execute(self._sql_insert + self._upsert_tail, (op.key, op.value.hex(), ttl))
         elif op.etag:
-            await cur.execute(self._sql_delete_if, (op.key, parse_version(op.etag)))
+            await cur.execute(self._sql_delete_if, (op.key, state.parse_version(op.etag)))
             if cur.rowcount == 0:
                 raise ETagMismatchError(f"possible etag mismatch: key {op.key} was not deleted")
         else:
             await cur.execute(self._sql_delete, (op.key,))
 
-    async def _run(self, operations: Sequence[Operation]) -> None:
+    async def _run(self, operations: Sequence[state.Operation]) -> None:
         if not operations:
             return
         if len(operations) == 1:
@@ -273,14 +261,14 @@ class MysqlStateStore(StateStore):
 
         await self._call(batch, transaction=True)
 
-    async def set(self, request: SetRequest) -> None:
+    async def set(self, request: state.SetRequest) -> None:
         await self._run((request,))
 
-    async def delete(self, request: DeleteRequest) -> None:
+    async def delete(self, request: state.DeleteRequest) -> None:
         await self._run((request,))
 
-    async def bulk_set(self, requests: Sequence[SetRequest]) -> None:
-        if len(requests) > 1 and all(not r.etag and r.concurrency != FIRST_WRITE for r in requests):
+    async def bulk_set(self, requests: Sequence[state.SetRequest]) -> None:
+        if len(requests) > 1 and all(not r.etag and r.concurrency != state.FIRST_WRITE for r in requests):
             # Unconditional saves: one multi-row upsert per chunk, in one transaction.
             latest = {r.key: r for r in requests}  # a repeated key: its last value wins, as in a loop
 
@@ -299,7 +287,7 @@ class MysqlStateStore(StateStore):
             return
         await self._run(requests)
 
-    async def bulk_delete(self, requests: Sequence[DeleteRequest]) -> None:
+    async def bulk_delete(self, requests: Sequence[state.DeleteRequest]) -> None:
         if len(requests) > 1 and all(not r.etag for r in requests):
             keys = list(dict.fromkeys(r.key for r in requests))
 
@@ -313,7 +301,7 @@ class MysqlStateStore(StateStore):
             return
         await self._run(requests)
 
-    async def multi(self, operations: Sequence[Operation], metadata: dict[str, str]) -> None:
+    async def multi(self, operations: Sequence[state.Operation], metadata: dict[str, str]) -> None:
         await self._run(operations)
 
     async def ping(self) -> None:

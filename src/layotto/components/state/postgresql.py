@@ -21,19 +21,7 @@ import asyncpg
 
 from layotto.components._drivers import postgres, sql
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.state.base import (
-    FIRST_WRITE,
-    BulkGetItem,
-    DeleteRequest,
-    GetRequest,
-    GetResponse,
-    Operation,
-    SetRequest,
-    StateFeature,
-    StateStore,
-    parse_version,
-    ttl_seconds,
-)
+from layotto.components.state import base as state
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError, ETagMismatchError
 
 log = logging.getLogger("layotto.state.postgresql")
@@ -48,8 +36,8 @@ def _quote(table: str) -> str:
     return ".".join(f'"{part}"' for part in table.split("."))
 
 
-class PostgresqlStateStore(StateStore):
-    features = frozenset({StateFeature.ETAG, StateFeature.TRANSACTIONAL, StateFeature.TTL})
+class PostgresqlStateStore(state.StateStore):
+    features = frozenset({state.StateFeature.ETAG, state.StateFeature.TRANSACTIONAL, state.StateFeature.TTL})
 
     def __init__(self) -> None:
         self._pool: asyncpg.Pool | None = None
@@ -66,7 +54,7 @@ class PostgresqlStateStore(StateStore):
         self._table = metadata.get_str("tableName", "state")
         if not _TABLE_NAME.match(self._table):
             raise ConfigError(f"invalid table name {self._table!r}", f"{where}.tableName")
-        self._default_ttl = ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
+        self._default_ttl = state.ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
         args.setdefault("timeout", metadata.get_duration("connectTimeout", 10.0))
         self._timeout = sql.call_timeout(metadata, "timeoutInSeconds", "timeout")
         self._describe = f"postgresql at {postgres.address(args)}"
@@ -162,42 +150,42 @@ class PostgresqlStateStore(StateStore):
         raise AssertionError("unreachable")
 
     # ---- reads ----
-    async def get(self, request: GetRequest) -> GetResponse | None:
+    async def get(self, request: state.GetRequest) -> state.GetResponse | None:
         row = await self._call(lambda conn: conn.fetchrow(self._sql_get, request.key), retry=True)
-        return None if row is None else GetResponse(row[0], str(row[1]))
+        return None if row is None else state.GetResponse(row[0], str(row[1]))
 
-    async def bulk_get(self, requests: Sequence[GetRequest], parallelism: int = 0) -> list[BulkGetItem]:
+    async def bulk_get(self, requests: Sequence[state.GetRequest], parallelism: int = 0) -> list[state.BulkGetItem]:
         keys = list(dict.fromkeys(r.key for r in requests))
         rows = await self._call(lambda conn: conn.fetch(self._sql_bulk_get, keys), retry=True)
-        found = {row[0]: GetResponse(row[1], str(row[2])) for row in rows}
-        return [BulkGetItem(r.key, found.get(r.key)) for r in requests]
+        found = {row[0]: state.GetResponse(row[1], str(row[2])) for row in rows}
+        return [state.BulkGetItem(r.key, found.get(r.key)) for r in requests]
 
     # ---- writes ----
-    def _ttl(self, request: SetRequest) -> int | None:
-        ttl = ttl_seconds(request.metadata)
+    def _ttl(self, request: state.SetRequest) -> int | None:
+        ttl = state.ttl_seconds(request.metadata)
         if ttl is None:
             ttl = self._default_ttl
         return ttl if ttl is not None and ttl > 0 else None
 
-    async def _apply(self, conn: asyncpg.Connection, op: Operation) -> None:
-        if isinstance(op, SetRequest):
+    async def _apply(self, conn: asyncpg.Connection, op: state.Operation) -> None:
+        if isinstance(op, state.SetRequest):
             ttl = self._ttl(op)
             if op.etag:
-                status = await conn.execute(self._sql_update, op.key, op.value, ttl, parse_version(op.etag))
-            elif op.concurrency == FIRST_WRITE:
+                status = await conn.execute(self._sql_update, op.key, op.value, ttl, state.parse_version(op.etag))
+            elif op.concurrency == state.FIRST_WRITE:
                 status = await conn.execute(self._sql_insert_new, op.key, op.value, ttl)
             else:
                 status = await conn.execute(self._sql_upsert, op.key, op.value, ttl)
             if postgres.rows(status) == 0:
                 raise ETagMismatchError(f"possible etag mismatch: key {op.key} was not saved")
         elif op.etag:
-            status = await conn.execute(self._sql_delete_if, op.key, parse_version(op.etag))
+            status = await conn.execute(self._sql_delete_if, op.key, state.parse_version(op.etag))
             if postgres.rows(status) == 0:
                 raise ETagMismatchError(f"possible etag mismatch: key {op.key} was not deleted")
         else:
             await conn.execute(self._sql_delete, [op.key])
 
-    async def _run(self, operations: Sequence[Operation]) -> None:
+    async def _run(self, operations: Sequence[state.Operation]) -> None:
         if not operations:
             return
         if len(operations) == 1:
@@ -211,14 +199,14 @@ class PostgresqlStateStore(StateStore):
 
         await self._call(batch)
 
-    async def set(self, request: SetRequest) -> None:
+    async def set(self, request: state.SetRequest) -> None:
         await self._run((request,))
 
-    async def delete(self, request: DeleteRequest) -> None:
+    async def delete(self, request: state.DeleteRequest) -> None:
         await self._run((request,))
 
-    async def bulk_set(self, requests: Sequence[SetRequest]) -> None:
-        if len(requests) > 1 and all(not r.etag and r.concurrency != FIRST_WRITE for r in requests):
+    async def bulk_set(self, requests: Sequence[state.SetRequest]) -> None:
+        if len(requests) > 1 and all(not r.etag and r.concurrency != state.FIRST_WRITE for r in requests):
             rows = [(r.key, r.value, self._ttl(r)) for r in requests]
 
             async def upsert_all(conn: asyncpg.Connection) -> None:
@@ -229,14 +217,14 @@ class PostgresqlStateStore(StateStore):
             return
         await self._run(requests)
 
-    async def bulk_delete(self, requests: Sequence[DeleteRequest]) -> None:
+    async def bulk_delete(self, requests: Sequence[state.DeleteRequest]) -> None:
         if len(requests) > 1 and all(not r.etag for r in requests):
             keys = [r.key for r in requests]
             await self._call(lambda conn: conn.execute(self._sql_delete, keys))
             return
         await self._run(requests)
 
-    async def multi(self, operations: Sequence[Operation], metadata: dict[str, str]) -> None:
+    async def multi(self, operations: Sequence[state.Operation], metadata: dict[str, str]) -> None:
         await self._run(operations)
 
     async def ping(self) -> None:

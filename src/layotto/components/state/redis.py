@@ -19,20 +19,7 @@ from redis.exceptions import NoScriptError, ResponseError, WatchError
 
 from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.state.base import (
-    FIRST_WRITE,
-    STRONG,
-    BulkGetItem,
-    DeleteRequest,
-    GetRequest,
-    GetResponse,
-    Operation,
-    SetRequest,
-    StateFeature,
-    StateStore,
-    parse_version,
-    ttl_seconds,
-)
+from layotto.components.state import base as state
 from layotto.errors import ComponentError, ETagMismatchError
 
 log = logging.getLogger("layotto.state.redis")
@@ -87,8 +74,8 @@ class _Known:
     first_write: bool
 
 
-class RedisStateStore(StateStore):
-    features = frozenset({StateFeature.ETAG, StateFeature.TRANSACTIONAL, StateFeature.TTL})
+class RedisStateStore(state.StateStore):
+    features = frozenset({state.StateFeature.ETAG, state.StateFeature.TRANSACTIONAL, state.StateFeature.TTL})
 
     def __init__(self) -> None:
         self._client: aioredis.Redis | None = None
@@ -104,7 +91,7 @@ class RedisStateStore(StateStore):
         self._client = redis_driver.connect(settings)
         self._fast = redis_driver.shared_connection(settings)
         self._address = settings.address
-        self._default_ttl = ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
+        self._default_ttl = state.ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
         self._set = self._client.register_script(SET_SCRIPT)
         self._delete = self._client.register_script(DELETE_SCRIPT)
         try:
@@ -122,21 +109,21 @@ class RedisStateStore(StateStore):
 
     # ---- reads ----
     @staticmethod
-    def _response(key: str, fields: dict[bytes, bytes]) -> GetResponse | None:
+    def _response(key: str, fields: dict[bytes, bytes]) -> state.GetResponse | None:
         if not fields:
             return None
         data = fields.get(b"data")
         version = fields.get(b"version")
         if data is None or version is None:
             raise ComponentError(f"required hash field 'data' or 'version' was not found in key {key}")
-        return GetResponse(data, version.decode())
+        return state.GetResponse(data, version.decode())
 
-    async def _plain_get(self, key: str) -> GetResponse | None:
+    async def _plain_get(self, key: str) -> state.GetResponse | None:
         """Values written by SET before state was kept in hashes: no etag."""
         value = await self.client.get(key)
-        return None if value is None else GetResponse(cast(bytes, value), None)
+        return None if value is None else state.GetResponse(cast(bytes, value), None)
 
-    async def get(self, request: GetRequest) -> GetResponse | None:
+    async def get(self, request: state.GetRequest) -> state.GetResponse | None:
         # The hot path: one HGETALL on the shared pipelined connection, no redis-py.
         try:
             reply = await self._fast.execute(b"HGETALL", request.key, retry=True)
@@ -161,7 +148,7 @@ class RedisStateStore(StateStore):
                 version = fields[i + 1]
         if data is None or version is None:
             raise ComponentError(f"required hash field 'data' or 'version' was not found in key {request.key}")
-        return GetResponse(data, version.decode())
+        return state.GetResponse(data, version.decode())
 
     async def _run_script(self, sha: str, script: str, key: str, args: list[bytes | str | int]) -> None:
         """EVALSHA on the pipelined connection; EVAL when the server does not know the script yet."""
@@ -170,40 +157,40 @@ class RedisStateStore(StateStore):
         except NoScriptError:
             await self._fast.execute(b"EVAL", script, 1, key, *args)
 
-    async def bulk_get(self, requests: Sequence[GetRequest], parallelism: int = 0) -> list[BulkGetItem]:
+    async def bulk_get(self, requests: Sequence[state.GetRequest], parallelism: int = 0) -> list[state.BulkGetItem]:
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for req in requests:
                     pipe.hgetall(req.key)
                 replies = await pipe.execute(raise_on_error=False)
-            items: list[BulkGetItem] = []
+            items: list[state.BulkGetItem] = []
             for req, reply in zip(requests, replies, strict=True):
                 if isinstance(reply, ResponseError):
                     if str(reply).startswith("WRONGTYPE"):
-                        items.append(BulkGetItem(req.key, await self._plain_get(req.key)))
+                        items.append(state.BulkGetItem(req.key, await self._plain_get(req.key)))
                     else:
-                        items.append(BulkGetItem(req.key, None, str(reply)))
+                        items.append(state.BulkGetItem(req.key, None, str(reply)))
                     continue
                 try:
-                    items.append(BulkGetItem(req.key, self._response(req.key, reply)))
+                    items.append(state.BulkGetItem(req.key, self._response(req.key, reply)))
                 except ComponentError as exc:
-                    items.append(BulkGetItem(req.key, None, str(exc)))
+                    items.append(state.BulkGetItem(req.key, None, str(exc)))
             return items
         except redis_driver.UNAVAILABLE as exc:
             raise redis_driver.unavailable(self._address, exc) from exc
 
     # ---- writes ----
-    def _set_args(self, request: SetRequest) -> list[bytes | str | int]:
-        version = parse_version(request.etag) if request.etag else 0
-        ttl = ttl_seconds(request.metadata)
+    def _set_args(self, request: state.SetRequest) -> list[bytes | str | int]:
+        version = state.parse_version(request.etag) if request.etag else 0
+        ttl = state.ttl_seconds(request.metadata)
         if ttl is None:
             ttl = self._default_ttl
-        first_write = "0" if request.concurrency == FIRST_WRITE else "1"
+        first_write = "0" if request.concurrency == state.FIRST_WRITE else "1"
         return [str(version), request.value, first_write, "" if ttl is None else str(ttl)]
 
     @staticmethod
-    def _delete_args(request: DeleteRequest) -> list[bytes | str | int]:
-        return [str(parse_version(request.etag)) if request.etag else "0"]
+    def _delete_args(request: state.DeleteRequest) -> list[bytes | str | int]:
+        return [str(state.parse_version(request.etag)) if request.etag else "0"]
 
     @staticmethod
     def _failure(exc: ResponseError) -> ComponentError:
@@ -213,10 +200,10 @@ class RedisStateStore(StateStore):
         return ComponentError(text)
 
     async def _wait_replicas(self, consistency: str) -> None:
-        if consistency == STRONG and self._replicas > 0:
+        if consistency == state.STRONG and self._replicas > 0:
             await self.client.wait(self._replicas, 1000)
 
-    async def set(self, request: SetRequest) -> None:
+    async def set(self, request: state.SetRequest) -> None:
         args = self._set_args(request)
         try:
             await self._run_script(self._set.sha, SET_SCRIPT, request.key, args)
@@ -226,7 +213,7 @@ class RedisStateStore(StateStore):
         except redis_driver.UNAVAILABLE as exc:
             raise redis_driver.unavailable(self._address, exc) from exc
 
-    async def delete(self, request: DeleteRequest) -> None:
+    async def delete(self, request: state.DeleteRequest) -> None:
         args = self._delete_args(request)
         try:
             await self._run_script(self._delete.sha, DELETE_SCRIPT, request.key, args)
@@ -249,35 +236,37 @@ class RedisStateStore(StateStore):
             if isinstance(reply, ResponseError):
                 raise self._failure(reply)
 
-    async def bulk_set(self, requests: Sequence[SetRequest]) -> None:
+    async def bulk_set(self, requests: Sequence[state.SetRequest]) -> None:
         await self._pipelined([(True, r.key, self._set_args(r)) for r in requests])
 
-    async def bulk_delete(self, requests: Sequence[DeleteRequest]) -> None:
+    async def bulk_delete(self, requests: Sequence[state.DeleteRequest]) -> None:
         await self._pipelined([(False, r.key, self._delete_args(r)) for r in requests])
 
     # ---- transactions ----
     @staticmethod
-    def _check(operations: Sequence[Operation], known: dict[str, _Known], args: list[list[bytes | str | int]]) -> None:
+    def _check(
+        operations: Sequence[state.Operation], known: dict[str, _Known], args: list[list[bytes | str | int]]
+    ) -> None:
         """Replay the scripts' checks on the watched versions, so EXEC cannot half-apply."""
         for op, op_args in zip(operations, args, strict=True):
-            state = known[op.key]
+            known_state = known[op.key]
             expected = str(op_args[0]).encode()
-            version = state.version
+            version = known_state.version
             free = version is None or version == b"" or version == expected
-            if isinstance(op, SetRequest):
-                if not (free or (not state.first_write and expected == b"0")):
+            if isinstance(op, state.SetRequest):
+                if not (free or (not known_state.first_write and expected == b"0")):
                     raise ETagMismatchError(f"possible etag mismatch: failed to set key {op.key}")
                 current = int(version) if version else 0
-                known[op.key] = _Known(str(current + 1).encode(), state.first_write or op_args[2] == "0")
+                known[op.key] = _Known(str(current + 1).encode(), known_state.first_write or op_args[2] == "0")
             else:
                 if not (free or expected == b"0"):
                     raise ETagMismatchError(f"possible etag mismatch: failed to delete {op.key}")
                 known[op.key] = _Known(None, False)
 
-    async def multi(self, operations: Sequence[Operation], metadata: dict[str, str]) -> None:
+    async def multi(self, operations: Sequence[state.Operation], metadata: dict[str, str]) -> None:
         if not operations:
             return
-        args = [self._set_args(op) if isinstance(op, SetRequest) else self._delete_args(op) for op in operations]
+        args = [self._set_args(op) if isinstance(op, state.SetRequest) else self._delete_args(op) for op in operations]
         keys = list(dict.fromkeys(op.key for op in operations))
         try:
             async with self.client.pipeline(transaction=True) as pipe:
@@ -293,7 +282,7 @@ class RedisStateStore(StateStore):
                     self._check(operations, known, args)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     for op, op_args in zip(operations, args, strict=True):
-                        script = SET_SCRIPT if isinstance(op, SetRequest) else DELETE_SCRIPT
+                        script = SET_SCRIPT if isinstance(op, state.SetRequest) else DELETE_SCRIPT
                         pipe.eval(script, 1, op.key, *op_args)
                     try:
                         replies = await pipe.execute(raise_on_error=False)

@@ -18,19 +18,7 @@ import aiosqlite
 
 from layotto.components._drivers import sql, sqlite
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.state.base import (
-    FIRST_WRITE,
-    BulkGetItem,
-    DeleteRequest,
-    GetRequest,
-    GetResponse,
-    Operation,
-    SetRequest,
-    StateFeature,
-    StateStore,
-    parse_version,
-    ttl_seconds,
-)
+from layotto.components.state import base as state
 from layotto.errors import BackendUnavailableError, ConfigError, ETagMismatchError
 
 log = logging.getLogger("layotto.state.sqlite")
@@ -39,8 +27,8 @@ log = logging.getLogger("layotto.state.sqlite")
 _MAX_PARAMS = 900
 
 
-class SqliteStateStore(StateStore):
-    features = frozenset({StateFeature.ETAG, StateFeature.TRANSACTIONAL, StateFeature.TTL})
+class SqliteStateStore(state.StateStore):
+    features = frozenset({state.StateFeature.ETAG, state.StateFeature.TRANSACTIONAL, state.StateFeature.TTL})
 
     def __init__(self) -> None:
         self._reader: aiosqlite.Connection | None = None
@@ -59,7 +47,7 @@ class SqliteStateStore(StateStore):
         if not raw_path:
             raise ConfigError("required metadata 'databasePath' is missing", f"{metadata.where}.metadata.databasePath")
         self._table = sql.table_name(metadata, "state")
-        self._default_ttl = ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
+        self._default_ttl = state.ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
         busy = metadata.get_duration("busyTimeout", 5.0)
         if raw_path == ":memory:":
             # A private in-memory database must be one connection, or the reader sees nothing.
@@ -94,7 +82,7 @@ class SqliteStateStore(StateStore):
             await self._writer.execute(f'DELETE FROM "{self._table}" WHERE expire <= ?', (time.time(),))
 
     # ---- reads ----
-    async def get(self, request: GetRequest) -> GetResponse | None:
+    async def get(self, request: state.GetRequest) -> state.GetResponse | None:
         assert self._reader is not None
         try:
             async with self._reader.execute(
@@ -104,12 +92,12 @@ class SqliteStateStore(StateStore):
                 row = await cursor.fetchone()
         except sqlite3.Error as exc:
             raise BackendUnavailableError(f"sqlite read failed: {exc}") from exc
-        return None if row is None else GetResponse(bytes(row[0]), str(row[1]))
+        return None if row is None else state.GetResponse(bytes(row[0]), str(row[1]))
 
-    async def bulk_get(self, requests: Sequence[GetRequest], parallelism: int = 0) -> list[BulkGetItem]:
+    async def bulk_get(self, requests: Sequence[state.GetRequest], parallelism: int = 0) -> list[state.BulkGetItem]:
         assert self._reader is not None
         keys = list(dict.fromkeys(r.key for r in requests))
-        found: dict[str, GetResponse] = {}
+        found: dict[str, state.GetResponse] = {}
         now = time.time()
         try:
             for start in range(0, len(keys), _MAX_PARAMS):
@@ -121,10 +109,10 @@ class SqliteStateStore(StateStore):
                     (*chunk, now),
                 ) as cursor:
                     for key, value, version in await cursor.fetchall():
-                        found[key] = GetResponse(bytes(value), str(version))
+                        found[key] = state.GetResponse(bytes(value), str(version))
         except sqlite3.Error as exc:
             raise BackendUnavailableError(f"sqlite read failed: {exc}") from exc
-        return [BulkGetItem(r.key, found.get(r.key)) for r in requests]
+        return [state.BulkGetItem(r.key, found.get(r.key)) for r in requests]
 
     # ---- writes ----
     @contextlib.asynccontextmanager
@@ -147,23 +135,23 @@ class SqliteStateStore(StateStore):
                 raise BackendUnavailableError(f"sqlite commit failed: {exc}") from exc
 
     def _expiry(self, metadata: dict[str, str]) -> float | None:
-        ttl = ttl_seconds(metadata)
+        ttl = state.ttl_seconds(metadata)
         if ttl is None:
             ttl = self._default_ttl
         return time.time() + ttl if ttl is not None and ttl > 0 else None
 
-    async def _apply_set(self, conn: aiosqlite.Connection, request: SetRequest) -> None:
+    async def _apply_set(self, conn: aiosqlite.Connection, request: state.SetRequest) -> None:
         expire = self._expiry(request.metadata)
         now = time.time()
         table = self._table
         if request.etag:
-            version = parse_version(request.etag)
+            version = state.parse_version(request.etag)
             cursor = await conn.execute(
                 f'UPDATE "{table}" SET value = ?, version = version + 1, expire = ?'
                 " WHERE key = ? AND version = ? AND (expire IS NULL OR expire > ?)",
                 (request.value, expire, request.key, version, now),
             )
-        elif request.concurrency == FIRST_WRITE:
+        elif request.concurrency == state.FIRST_WRITE:
             # Only a missing (or expired) key may be written without an etag.
             cursor = await conn.execute(
                 f'INSERT INTO "{table}" (key, value, version, expire) VALUES (?, ?, 1, ?)'
@@ -182,9 +170,9 @@ class SqliteStateStore(StateStore):
         if cursor.rowcount == 0:
             raise ETagMismatchError(f"possible etag mismatch: key {request.key} was not saved")
 
-    async def _apply_delete(self, conn: aiosqlite.Connection, request: DeleteRequest) -> None:
+    async def _apply_delete(self, conn: aiosqlite.Connection, request: state.DeleteRequest) -> None:
         if request.etag:
-            version = parse_version(request.etag)
+            version = state.parse_version(request.etag)
             cursor = await conn.execute(
                 f'DELETE FROM "{self._table}" WHERE key = ? AND version = ? AND (expire IS NULL OR expire > ?)',
                 (request.key, version, time.time()),
@@ -194,30 +182,30 @@ class SqliteStateStore(StateStore):
         else:
             await conn.execute(f'DELETE FROM "{self._table}" WHERE key = ?', (request.key,))
 
-    async def _run(self, operations: Sequence[Operation]) -> None:
+    async def _run(self, operations: Sequence[state.Operation]) -> None:
         try:
             async with self._transaction() as conn:
                 for op in operations:
-                    if isinstance(op, SetRequest):
+                    if isinstance(op, state.SetRequest):
                         await self._apply_set(conn, op)
                     else:
                         await self._apply_delete(conn, op)
         except sqlite3.Error as exc:
             raise BackendUnavailableError(f"sqlite write failed: {exc}") from exc
 
-    async def set(self, request: SetRequest) -> None:
+    async def set(self, request: state.SetRequest) -> None:
         await self._run((request,))
 
-    async def delete(self, request: DeleteRequest) -> None:
+    async def delete(self, request: state.DeleteRequest) -> None:
         await self._run((request,))
 
-    async def bulk_set(self, requests: Sequence[SetRequest]) -> None:
+    async def bulk_set(self, requests: Sequence[state.SetRequest]) -> None:
         await self._run(requests)
 
-    async def bulk_delete(self, requests: Sequence[DeleteRequest]) -> None:
+    async def bulk_delete(self, requests: Sequence[state.DeleteRequest]) -> None:
         await self._run(requests)
 
-    async def multi(self, operations: Sequence[Operation], metadata: dict[str, str]) -> None:
+    async def multi(self, operations: Sequence[state.Operation], metadata: dict[str, str]) -> None:
         await self._run(operations)
 
     async def ping(self) -> None:
