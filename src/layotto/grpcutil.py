@@ -54,20 +54,12 @@ def wrap_unary(
 
         return unary
 
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(
-            wrap(handler.unary_unary, False), handler.request_deserializer, handler.response_serializer
-        )
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(
-            wrap(handler.unary_stream, True), handler.request_deserializer, handler.response_serializer
-        )
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(
-            wrap(handler.stream_unary, False), handler.request_deserializer, handler.response_serializer
-        )
-    if handler.stream_stream:
-        return grpc.stream_stream_rpc_method_handler(
-            wrap(handler.stream_stream, True), handler.request_deserializer, handler.response_serializer
-        )
+    for behaviour, make, streaming_response in (
+        (handler.unary_unary, grpc.unary_unary_rpc_method_handler, False),
+        (handler.unary_stream, grpc.unary_stream_rpc_method_handler, True),
+        (handler.stream_unary, grpc.stream_unary_rpc_method_handler, False),
+        (handler.stream_stream, grpc.stream_stream_rpc_method_handler, True),
+    ):
+        if behaviour:
+            return make(wrap(behaviour, streaming_response), handler.request_deserializer, handler.response_serializer)
     return handler

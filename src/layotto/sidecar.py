@@ -10,6 +10,7 @@ import asyncio
 import functools
 import logging
 import signal
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import grpc
@@ -21,6 +22,7 @@ from layotto.runtime.invoke import Invoker
 from layotto.runtime.runtime import Runtime, ServiceFactory
 
 if TYPE_CHECKING:
+    from layotto.components.delay_queue.base import DelayScheduler
     from layotto.observability.tracing.tracer import Tracer
     from layotto.runtime.appchannel import AppChannel, AppChannelFactory
 
@@ -32,7 +34,9 @@ class Api(Protocol):
     async def stop_api(self) -> None: ...
 
 
-def _register_apis(server: grpc.aio.Server, rt: Runtime, invoker: Invoker) -> list[Api]:
+def _register_apis(
+    server: grpc.aio.Server, rt: Runtime, invoker: Invoker, delay_schedulers: Mapping[str, DelayScheduler]
+) -> list[Api]:
     """Serve every API on `server` over the started runtime; each returns its start/stop hooks."""
     from layotto.api.dapr import register as register_dapr
     from layotto.api.extension import register as register_extension
@@ -44,9 +48,37 @@ def _register_apis(server: grpc.aio.Server, rt: Runtime, invoker: Invoker) -> li
         register_layotto(server, rt, invoker),
         register_lifecycle(server, rt),
         register_dapr(server, rt, invoker),
-        register_extension(server, rt),
+        *register_extension(server, rt, delay_schedulers),
         register_health(server, rt),
     ]
+
+
+async def _start_delay_schedulers(rt: Runtime) -> dict[str, DelayScheduler]:
+    """A started delay scheduler for each delay-capable pub/sub component (the DelayQueue API's)."""
+    from layotto.components.delay_queue.base import scheduler_for
+    from layotto.components.pubsub.base import PubSub
+
+    schedulers: dict[str, DelayScheduler] = {}
+    try:
+        for name, component in rt.components("pubsub").items():
+            spec = rt.spec("pubsub", name)
+            metadata = spec.metadata if spec is not None else {}
+            scheduler = scheduler_for(component, name, metadata) if isinstance(component, PubSub) else None
+            if scheduler is not None:
+                await scheduler.start()
+                schedulers[name] = scheduler
+    except BaseException:
+        await _stop_delay_schedulers(schedulers)
+        raise
+    return schedulers
+
+
+async def _stop_delay_schedulers(schedulers: Mapping[str, DelayScheduler]) -> None:
+    for name, scheduler in schedulers.items():
+        try:
+            await scheduler.stop()
+        except Exception:
+            log.exception("stopping the delay queue of %s failed", name)
 
 
 def _app_channels() -> dict[str, AppChannelFactory]:
@@ -124,6 +156,7 @@ class Sidecar:
         #: The one channel to the app, shared by event delivery and the invocation engine.
         self.app_channel: AppChannel | None = None
         self.invoker: Invoker | None = None
+        self.delay_schedulers: dict[str, DelayScheduler] = {}
         self.actuator: object | None = None
         self.port = 0
         self._stopped = asyncio.Event()
@@ -176,9 +209,10 @@ class Sidecar:
             await self.rt.start(_service_factories(self.app_channel, self.tracer))
             self.invoker = Invoker(self.rt, self.app_channel)
             await self.invoker.start()
+            self.delay_schedulers = await _start_delay_schedulers(self.rt)
             # The APIs are built on the started components (each block's core binds them), and
             # registered before the server takes its first call.
-            self.apis = _register_apis(server, self.rt, self.invoker)
+            self.apis = _register_apis(server, self.rt, self.invoker, self.delay_schedulers)
             for api in self.apis:
                 await api.start_api()
         except BaseException:
@@ -211,14 +245,17 @@ class Sidecar:
         log.info("layotto stopped")
 
     async def _close_parts(self) -> None:
-        """APIs, then the invocation engine (it withdraws from name resolution while the
-        components are up), then the components and their services, then the app channel."""
+        """APIs, then the delay schedulers and the invocation engine (it withdraws from name
+        resolution while the components are up), then the components and their services, then
+        the app channel."""
         apis, self.apis = self.apis, []
         for api in apis:
             try:
                 await api.stop_api()
             except Exception:
                 log.exception("stopping an API failed")
+        schedulers, self.delay_schedulers = self.delay_schedulers, {}
+        await _stop_delay_schedulers(schedulers)
         invoker, self.invoker = self.invoker, None
         if invoker is not None:
             await invoker.close()

@@ -1,9 +1,13 @@
-"""Each gRPC API's answers to the block cores' problems, read from the API's `answers.toml`.
+"""Each API's answers to the block cores' problems, read from the API's `answers.toml`.
 
 The wording is upstream's, byte for byte, and it is data: one file per API lists every status
 code and message that API can answer, so it is compared with upstream in one place, and the
 adapters hold handlers only. A file that names an unknown block, kind or code fails the load
 (and the test that loads every API's file), never a call.
+
+The gRPC APIs' rows are `[code, message template]` (`load_answers`); an API whose answers have
+another shape (Dapr's HTTP API: status, error code, template) reads its file with `load_book`
+and its own row parser, over the same sections and the same check order.
 """
 
 from __future__ import annotations
@@ -12,14 +16,20 @@ import tomllib
 from collections.abc import Callable, Mapping
 from enum import Enum
 from importlib import resources
+from typing import Generic, TypeVar
 
 import grpc
 
-from layotto.api.common import Answers, Code, checks, failure_code
+from layotto.api.common import Code, failure_code
 from layotto.core.bindings import BindingsProblem
 from layotto.core.configuration import ConfigurationProblem
+from layotto.core.cryption import CryptionProblem
+from layotto.core.delay_queue import DelayQueueProblem
+from layotto.core.email import EmailProblem
 from layotto.core.file import FileProblem
 from layotto.core.lock import LockProblem
+from layotto.core.notify import NotifyProblem
+from layotto.core.oss import OssProblem
 from layotto.core.problems import Checks
 from layotto.core.pubsub import PubSubProblem
 from layotto.core.secrets import SecretsProblem
@@ -32,9 +42,10 @@ from layotto.errors import (
     ETagMismatchError,
     InvalidArgumentError,
     NotFoundError,
+    UnsupportedError,
 )
 
-__all__ = ["AnswerBook", "load_answers"]
+__all__ = ["AnswerBook", "RowParser", "load_answers", "load_book", "parse_answers", "parse_book"]
 
 StatusCode = grpc.StatusCode
 
@@ -50,6 +61,12 @@ BLOCK_PROBLEMS: Mapping[str, type[Enum]] = {
     "file": FileProblem,
     # Upstream's GetFile words its problems apart from the other file RPCs.
     "file-get": FileProblem,
+    # The extension services (spec.proto.extension.v1).
+    "oss": OssProblem,
+    "cryption": CryptionProblem,
+    "email": EmailProblem,
+    "delay_queue": DelayQueueProblem,
+    "notify": NotifyProblem,
 }
 
 
@@ -71,6 +88,17 @@ def _file_code(exc: BaseException) -> StatusCode:
     ):
         if isinstance(exc, kind):
             return code
+    return StatusCode.INTERNAL
+
+
+def _extension_code(exc: BaseException) -> StatusCode:
+    # Upstream's extensions answer INTERNAL for every failure; an unreachable backend is
+    # UNAVAILABLE here (clients may retry), an operation the backend has no meaning for
+    # UNIMPLEMENTED.
+    if isinstance(exc, BackendUnavailableError):
+        return StatusCode.UNAVAILABLE
+    if isinstance(exc, UnsupportedError):
+        return StatusCode.UNIMPLEMENTED
     return StatusCode.INTERNAL
 
 
@@ -98,17 +126,24 @@ CODE_RULES: Mapping[str, Callable[[BaseException], StatusCode]] = {
     "unavailable-or-internal": lambda exc: (
         StatusCode.UNAVAILABLE if isinstance(exc, BackendUnavailableError) else StatusCode.INTERNAL
     ),
+    "extension-failure": _extension_code,
 }
 
 
-class AnswerBook:
+#: One row's answer, as an API's row parser builds it.
+R = TypeVar("R")
+#: Reads one row of an answers file (`where` names it in errors) into the API's answer.
+RowParser = Callable[[object, str], R]
+
+
+class AnswerBook(Generic[R]):
     """One API's answers, by block."""
 
-    def __init__(self, source: str, tables: Mapping[str, Answers]) -> None:
+    def __init__(self, source: str, tables: Mapping[str, Mapping[Enum, R]]) -> None:
         self.source = source
         self._tables = tables
 
-    def __getitem__(self, block: str) -> Answers:
+    def __getitem__(self, block: str) -> Mapping[Enum, R]:
         try:
             return self._tables[block]
         except KeyError:
@@ -116,7 +151,7 @@ class AnswerBook:
 
     def checks(self, block: str) -> Checks:
         """The checks of the block's core, in the order its answers list them."""
-        return checks(self[block])
+        return Checks(self[block])
 
 
 def _code(text: object, where: str) -> Code:
@@ -128,26 +163,46 @@ def _code(text: object, where: str) -> Code:
     raise ValueError(f"{where}: unknown code {text!r} (a gRPC status name or one of {sorted(CODE_RULES)})")
 
 
-def parse_answers(source: str, text: str) -> AnswerBook:
-    """The answers in `text` (an answers file's contents; `source` names it in errors)."""
-    tables: dict[str, Answers] = {}
+def grpc_row(row: object, where: str) -> tuple[Code, str]:
+    """A gRPC API's row: [status code or rule name, message template]."""
+    if not (isinstance(row, list) and len(row) == 2 and isinstance(row[1], str)):
+        raise ValueError(f"{where}: expected [code, message template], got {row!r}")
+    return _code(row[0], where), row[1]
+
+
+def parse_book(
+    source: str, text: str, row: RowParser[R], blocks: Mapping[str, type[Enum]] = BLOCK_PROBLEMS
+) -> AnswerBook[R]:
+    """The answers in `text` (an answers file's contents; `source` names it in errors), each
+    row read by `row`; `blocks` names the sections the file may have and their problem kinds."""
+    tables: dict[str, dict[Enum, R]] = {}
     for block, rows in tomllib.loads(text).items():
-        kinds = BLOCK_PROBLEMS.get(block)
+        kinds = blocks.get(block)
         if kinds is None or not isinstance(rows, dict):
-            raise ValueError(f"{source}: unknown block [{block}] (one of {sorted(BLOCK_PROBLEMS)})")
-        table: dict[Enum, tuple[Code, str]] = {}
-        for name, row in rows.items():
+            raise ValueError(f"{source}: unknown block [{block}] (one of {sorted(blocks)})")
+        table: dict[Enum, R] = {}
+        for name, value in rows.items():
             where = f"{source} [{block}] {name}"
             if name not in kinds.__members__:
                 raise ValueError(f"{where}: {kinds.__name__} has no such kind")
-            if not (isinstance(row, list) and len(row) == 2 and isinstance(row[1], str)):
-                raise ValueError(f"{where}: expected [code, message template], got {row!r}")
-            table[kinds[name]] = (_code(row[0], where), row[1])
+            table[kinds[name]] = row(value, where)
         tables[block] = table
     return AnswerBook(source, tables)
 
 
-def load_answers(package: str) -> AnswerBook:
-    """The answers of the API package `package` (its `answers.toml`)."""
+def parse_answers(source: str, text: str) -> AnswerBook[tuple[Code, str]]:
+    """A gRPC API's answers in `text`."""
+    return parse_book(source, text, grpc_row)
+
+
+def load_book(
+    package: str, row: RowParser[R], blocks: Mapping[str, type[Enum]] = BLOCK_PROBLEMS
+) -> AnswerBook[R]:
+    """The answers of the API package `package` (its `answers.toml`), each row read by `row`."""
     text = resources.files(package).joinpath("answers.toml").read_text(encoding="utf-8")
-    return parse_answers(f"{package}/answers.toml", text)
+    return parse_book(f"{package}/answers.toml", text, row, blocks)
+
+
+def load_answers(package: str) -> AnswerBook[tuple[Code, str]]:
+    """The answers of the gRPC API package `package` (its `answers.toml`)."""
+    return load_book(package, grpc_row)

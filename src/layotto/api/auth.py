@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
+
+from layotto.grpcutil import Handler, Interceptor
 
 TOKEN_HEADER = "dapr-api-token"
 MISSING = "missing api token in request metadata"
@@ -19,12 +21,7 @@ MISMATCH = "authentication error: api token mismatch"
 #: Method path prefixes that need no token.
 OPEN_PREFIXES: tuple[str, ...] = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
-if TYPE_CHECKING:  # the grpc stubs are generic; the runtime classes are not
-    Handler = grpc.RpcMethodHandler[Any, Any]
-    Interceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    Handler = grpc.RpcMethodHandler
-    Interceptor = grpc.aio.ServerInterceptor
+#: May answer None: no service has the method.
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
 
 

@@ -45,29 +45,25 @@ def get_request(key: str, metadata: Any, consistency: int = 0) -> state.GetReque
     return state.GetRequest(key, dict(metadata), CONSISTENCY.get(consistency, ""))
 
 
+def _conditions(item: Any) -> dict[str, Any]:
+    """What a save and a delete read alike from `item`: its etag, metadata and options."""
+    concurrency = CONCURRENCY.get(item.options.concurrency, "")
+    return {
+        "etag": etag_of(item.HasField("etag"), item.etag.value, concurrency),
+        "metadata": dict(item.metadata),
+        "concurrency": concurrency,
+        "consistency": CONSISTENCY.get(item.options.consistency, ""),
+    }
+
+
 def set_request(item: Any) -> state.SetRequest:
     """A SetRequest for `item` (either API's StateItem)."""
-    concurrency = CONCURRENCY.get(item.options.concurrency, "")
-    return state.SetRequest(
-        key=item.key,
-        value=item.value,
-        etag=etag_of(item.HasField("etag"), item.etag.value, concurrency),
-        metadata=dict(item.metadata),
-        concurrency=concurrency,
-        consistency=CONSISTENCY.get(item.options.consistency, ""),
-    )
+    return state.SetRequest(key=item.key, value=item.value, **_conditions(item))
 
 
 def delete_request(item: Any) -> state.DeleteRequest:
     """A DeleteRequest for `item` (a StateItem or a DeleteStateRequest, same fields)."""
-    concurrency = CONCURRENCY.get(item.options.concurrency, "")
-    return state.DeleteRequest(
-        key=item.key,
-        etag=etag_of(item.HasField("etag"), item.etag.value, concurrency),
-        metadata=dict(item.metadata),
-        concurrency=concurrency,
-        consistency=CONSISTENCY.get(item.options.consistency, ""),
-    )
+    return state.DeleteRequest(key=item.key, **_conditions(item))
 
 
 def operation(op: Any) -> tuple[str, state.Operation]:

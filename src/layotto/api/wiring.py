@@ -12,16 +12,24 @@ from typing import TypeVar
 from layotto.components.base import Component, Metadata
 from layotto.components.bindings.base import OutputBinding
 from layotto.components.configuration.base import ConfigurationStore
+from layotto.components.cryption.base import Cryption
+from layotto.components.delay_queue.base import DelayScheduler
+from layotto.components.email.base import EmailSender
 from layotto.components.file.base import FileStore
 from layotto.components.lock.base import LockStore
+from layotto.components.oss.base import ObjectStore
 from layotto.components.pubsub.base import PubSub
 from layotto.components.secretstores.base import SecretStore
 from layotto.components.sequencer.base import Sequencer
 from layotto.components.state.base import StateStore
 from layotto.core.bindings import BindingsCore
 from layotto.core.configuration import ConfigurationCore
+from layotto.core.cryption import CryptionCore
+from layotto.core.delay_queue import DelayQueueCore
+from layotto.core.email import EmailCore
 from layotto.core.file import FileCore
 from layotto.core.lock import STRATEGY_KEY, LockCore, bind_locks
+from layotto.core.oss import OssCore
 from layotto.core.problems import Checks
 from layotto.core.pubsub import PublishStyle, PubSubCore
 from layotto.core.secrets import SecretsCore
@@ -85,3 +93,21 @@ def sequencer_core(rt: Runtime) -> SequencerCore:
 
 def file_core(rt: Runtime) -> FileCore:
     return FileCore(typed(rt, "file", FileStore))
+
+
+def oss_core(rt: Runtime) -> OssCore:
+    return OssCore(typed(rt, "oss", ObjectStore))
+
+
+def cryption_core(rt: Runtime) -> CryptionCore:
+    return CryptionCore(typed(rt, "cryption", Cryption))
+
+
+def email_core(rt: Runtime) -> EmailCore:
+    return EmailCore(typed(rt, "email", EmailSender))
+
+
+def delay_queue_core(rt: Runtime, schedulers: Mapping[str, DelayScheduler]) -> DelayQueueCore:
+    # The envelope is built as PublishEvent builds it; the delay queue makes its own checks.
+    events = PubSubCore(typed(rt, "pubsub", PubSub), Checks(()), PublishStyle())
+    return DelayQueueCore(schedulers, events)

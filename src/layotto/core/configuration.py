@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from enum import Enum
 
 from layotto.components.configuration.base import ConfigItem, ConfigurationStore, GetRequest, SetRequest, Subscription
-from layotto.core.problems import Problem
+from layotto.core.problems import Problem, named
 from layotto.errors import ComponentError
 
 __all__ = ["ConfigurationCore", "ConfigurationProblem"]
@@ -32,11 +32,9 @@ class ConfigurationCore:
         self._app_id = app_id
 
     def store(self, name: str) -> ConfigurationStore:
-        found = self._stores.get(name)
-        if found is None:
-            kind = ConfigurationProblem.STORE_NOT_FOUND if self._stores else ConfigurationProblem.NO_STORES
-            raise Problem(kind, store=name)
-        return found
+        return named(
+            self._stores, name, ConfigurationProblem.STORE_NOT_FOUND, ConfigurationProblem.NO_STORES, store=name
+        )
 
     def scope(
         self,

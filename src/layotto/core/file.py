@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 from enum import Enum
 
 from layotto.components.file.base import FileListing, FileMeta, FileStore
-from layotto.core.problems import Problem
+from layotto.core.problems import Problem, named
 from layotto.errors import ComponentError
 
 __all__ = ["FileCore", "FileProblem"]
@@ -30,10 +30,7 @@ class FileCore:
         self._stores = stores
 
     def store(self, name: str) -> FileStore:
-        found = self._stores.get(name)
-        if found is None:
-            raise Problem(FileProblem.STORE_NOT_FOUND, store=name)
-        return found
+        return named(self._stores, name, FileProblem.STORE_NOT_FOUND, store=name)
 
     async def get(self, store_name: str, name: str, metadata: Mapping[str, str]) -> AsyncIterator[bytes]:
         chunks = self.store(store_name).get(name, metadata)

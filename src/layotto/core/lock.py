@@ -11,9 +11,15 @@ from dataclasses import dataclass
 from enum import Enum
 
 from layotto.components import keyprefix
-from layotto.components.lock.base import KeepAliveRequest, LockStatus, LockStore, TryLockRequest, UnlockRequest
-from layotto.core.problems import Checks, Problem
-from layotto.errors import ComponentError
+from layotto.components.lock.base import (
+    KeepAliveRequest,
+    LockFeature,
+    LockStatus,
+    LockStore,
+    TryLockRequest,
+    UnlockRequest,
+)
+from layotto.core.problems import Checks, Problem, guarded
 
 __all__ = ["STRATEGY_KEY", "BoundLock", "LockCore", "LockProblem", "bind_locks", "lock_key"]
 
@@ -33,6 +39,7 @@ class LockProblem(Enum):
     TRY_LOCK_FAILED = "try lock failed"  # facts: store
     UNLOCK_FAILED = "unlock failed"  # facts: store
     KEEP_ALIVE_FAILED = "keep alive failed"  # facts: store
+    KEEP_ALIVE_UNSUPPORTED = "store cannot extend a lock"  # facts: store
 
 
 def lock_key(strategy: str, resource_id: str, store_name: str, app_id: str) -> str:
@@ -91,21 +98,17 @@ class LockCore:
 
     async def try_lock(self, store_name: str, resource_id: str, owner: str, expire: int) -> bool:
         store, key = self._target(store_name, resource_id, owner, expire)
-        try:
-            return await store.try_lock(TryLockRequest(key, owner, expire))
-        except ComponentError as exc:
-            raise Problem(LockProblem.TRY_LOCK_FAILED, exc, store=store_name) from exc
+        return await guarded(
+            store.try_lock(TryLockRequest(key, owner, expire)), LockProblem.TRY_LOCK_FAILED, store=store_name
+        )
 
     async def unlock(self, store_name: str, resource_id: str, owner: str) -> LockStatus:
         store, key = self._target(store_name, resource_id, owner, None)
-        try:
-            return await store.unlock(UnlockRequest(key, owner))
-        except ComponentError as exc:
-            raise Problem(LockProblem.UNLOCK_FAILED, exc, store=store_name) from exc
+        return await guarded(store.unlock(UnlockRequest(key, owner)), LockProblem.UNLOCK_FAILED, store=store_name)
 
     async def keep_alive(self, store_name: str, resource_id: str, owner: str, expire: int) -> LockStatus:
         store, key = self._target(store_name, resource_id, owner, expire)
-        try:
-            return await store.keep_alive(KeepAliveRequest(key, owner, expire))
-        except ComponentError as exc:
-            raise Problem(LockProblem.KEEP_ALIVE_FAILED, exc, store=store_name) from exc
+        if LockFeature.KEEP_ALIVE not in store.features:
+            raise Problem(LockProblem.KEEP_ALIVE_UNSUPPORTED, store=store_name)
+        call = store.keep_alive(KeepAliveRequest(key, owner, expire))
+        return await guarded(call, LockProblem.KEEP_ALIVE_FAILED, store=store_name)

@@ -14,16 +14,23 @@ list is no problem for it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from enum import Enum
+from typing import TypeVar
 
-__all__ = ["Checks", "Problem"]
+from layotto.errors import ComponentError
+
+__all__ = ["Checks", "Problem", "guarded", "named"]
+
+C = TypeVar("C")
+T = TypeVar("T")
 
 
 class Problem(Exception):  # noqa: N818  (a refusal is not an error of ours; "problem" is what it is)
     """A refused or failed request. `cause` is the component's error when one failed."""
 
-    def __init__(self, kind: Enum, cause: BaseException | None = None, **facts: object) -> None:
+    # Positional-only, so that a fact may be called `kind` or `cause`.
+    def __init__(self, kind: Enum, cause: BaseException | None = None, /, **facts: object) -> None:
         super().__init__(kind.value)
         self.kind = kind
         self.cause = cause
@@ -48,3 +55,23 @@ class Checks:
         ranked = [p for p in found if p.kind in self._rank]
         if ranked:
             raise min(ranked, key=lambda p: self._rank[p.kind])
+
+
+def named(
+    components: Mapping[str, C], name: str, missing: Enum, /, none_configured: Enum | None = None, **facts: object
+) -> C:
+    """The component `name`; else the problem `none_configured` when there are no components
+    and it is given, `missing` otherwise, with `facts`."""
+    found = components.get(name)
+    if found is None:
+        raise Problem(none_configured if none_configured is not None and not components else missing, **facts)
+    return found
+
+
+async def guarded(call: Awaitable[T], failed: Enum, **facts: object) -> T:
+    """Await a component's `call`; the ComponentError it raises becomes the problem `failed`,
+    with the error as its cause."""
+    try:
+        return await call
+    except ComponentError as exc:
+        raise Problem(failed, exc, **facts) from exc

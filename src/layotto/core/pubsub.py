@@ -8,15 +8,17 @@ What differs per API is the envelope's `source` and `type` and whether a malform
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 
 from layotto.components.pubsub.base import PubSub
 from layotto.core import cloudevents
 from layotto.core.problems import Checks, Problem
 
-__all__ = ["PubSubCore", "PubSubProblem", "PublishStyle"]
+__all__ = ["BulkEntry", "PubSubCore", "PubSubProblem", "PublishStyle"]
 
 
 class PubSubProblem(Enum):
@@ -28,7 +30,7 @@ class PubSubProblem(Enum):
     BAD_TTL = "ttlInSeconds is not an integer"  # facts: ttl (its repr)
     PUBLISH_FAILED = "publish failed"  # facts: name, topic
     SUBSCRIBE_FAILED = "subscribe failed"  # facts: name, topic
-    BULK_ENTRY_ID_INVALID = "a bulk entry's id is missing or repeated"
+    BULK_ENTRY_ID_INVALID = "a bulk entry's id is missing or repeated"  # facts: name, topic
     INITIAL_REQUEST_MISSING = "a subscription stream must open with its initial request"
 
 
@@ -38,6 +40,16 @@ class PublishStyle:
 
     source: str = cloudevents.DEFAULT_SOURCE
     event_type: str = cloudevents.DEFAULT_TYPE
+
+
+@dataclass(frozen=True, slots=True)
+class BulkEntry:
+    """One event of a bulk publish; its metadata overrides the request's."""
+
+    entry_id: str
+    event: bytes
+    content_type: str
+    metadata: Mapping[str, str]
 
 
 class PubSubCore:
@@ -70,8 +82,22 @@ class PubSubCore:
         self, name: str, topic: str, data: bytes, content_type: str, metadata: Mapping[str, str], traceparent: str
     ) -> bytes:
         """What goes on the wire for `data`: its CloudEvent envelope, or `data` when raw."""
+        return self.event(name, topic, data, content_type, metadata, traceparent)[1]
+
+    def event(
+        self,
+        name: str,
+        topic: str,
+        data: bytes,
+        content_type: str,
+        metadata: Mapping[str, str],
+        traceparent: str,
+        due: datetime | None = None,
+    ) -> tuple[str, bytes]:
+        """The event's id (the CloudEvent's, a fresh one when raw) and its payload; a `ttlInSeconds`
+        counts from `due` (now when None), the moment the event is to be published."""
         if cloudevents.is_truthy(metadata.get(cloudevents.RAW_PAYLOAD)):
-            return data
+            return uuid.uuid4().hex, data
         if cloudevents.is_cloudevent_type(content_type):
             try:
                 envelope = cloudevents.from_cloudevent(data, topic=topic, pubsub_name=name, trace_id=traceparent)
@@ -88,11 +114,11 @@ class PubSubCore:
                 event_type=self._style.event_type,
             )
         try:
-            cloudevents.apply_ttl(envelope, metadata)
+            cloudevents.apply_ttl(envelope, metadata, now=due)
         except ValueError:
             # An API that does not check the TTL publishes without one, as upstream Layotto does.
             self._checks.refuse([Problem(PubSubProblem.BAD_TTL, ttl=repr(metadata.get(cloudevents.TTL_IN_SECONDS)))])
-        return cloudevents.encode(envelope)
+        return str(envelope.get("id") or uuid.uuid4().hex), cloudevents.encode(envelope)
 
     async def publish(
         self, name: str, topic: str, data: bytes, content_type: str, metadata: dict[str, str], traceparent: str
@@ -107,3 +133,25 @@ class PubSubCore:
             await component.publish(topic, payload, metadata)
         except Exception as exc:
             raise Problem(PubSubProblem.PUBLISH_FAILED, exc, name=name, topic=topic) from exc
+
+    async def publish_bulk(
+        self, name: str, topic: str, entries: Sequence[BulkEntry], metadata: Mapping[str, str], traceparent: str
+    ) -> list[tuple[str, Problem]]:
+        """Publish each entry on its own, as daprd does for components without bulk publish;
+        the entries that failed, each with its problem. Every entry needs an id of its own,
+        checked before anything is published."""
+        component = self.pubsub(name, topic)
+        seen: set[str] = set()
+        for entry in entries:
+            if not entry.entry_id or entry.entry_id in seen:
+                raise Problem(PubSubProblem.BULK_ENTRY_ID_INVALID, name=name, topic=topic)
+            seen.add(entry.entry_id)
+        failed: list[tuple[str, Problem]] = []
+        for entry in entries:
+            merged = {**metadata, **entry.metadata}
+            try:
+                payload = self.payload(name, topic, entry.event, entry.content_type, merged, traceparent)
+                await self.send(component, name, topic, payload, merged)
+            except Problem as problem:
+                failed.append((entry.entry_id, problem))
+        return failed

@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from enum import Enum
 
 from layotto.components.secretstores.base import SecretStore
-from layotto.core.problems import Problem
-from layotto.errors import ComponentError
+from layotto.core.problems import guarded, named
 
 __all__ = ["SecretsCore", "SecretsProblem"]
 
@@ -24,21 +23,12 @@ class SecretsCore:
         self._stores = stores
 
     def _store(self, name: str) -> SecretStore:
-        found = self._stores.get(name)
-        if found is None:
-            raise Problem(SecretsProblem.STORE_NOT_FOUND if self._stores else SecretsProblem.NO_STORES, store=name)
-        return found
+        return named(self._stores, name, SecretsProblem.STORE_NOT_FOUND, SecretsProblem.NO_STORES, store=name)
 
     async def get(self, store_name: str, key: str, metadata: dict[str, str]) -> dict[str, str]:
-        store = self._store(store_name)
-        try:
-            return await store.get_secret(key, metadata)
-        except ComponentError as exc:
-            raise Problem(SecretsProblem.GET_FAILED, exc, store=store_name, key=key) from exc
+        call = self._store(store_name).get_secret(key, metadata)
+        return await guarded(call, SecretsProblem.GET_FAILED, store=store_name, key=key)
 
     async def bulk_get(self, store_name: str, metadata: dict[str, str]) -> dict[str, dict[str, str]]:
-        store = self._store(store_name)
-        try:
-            return await store.bulk_get_secret(metadata)
-        except ComponentError as exc:
-            raise Problem(SecretsProblem.BULK_GET_FAILED, exc, store=store_name) from exc
+        call = self._store(store_name).bulk_get_secret(metadata)
+        return await guarded(call, SecretsProblem.BULK_GET_FAILED, store=store_name)

@@ -8,13 +8,14 @@ checks the key and puts the prefix before it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
 from layotto.components.keyprefix import SEPARATOR, key_prefix
 from layotto.components.state import base as state
-from layotto.core.problems import Checks, Problem
+from layotto.core.problems import Checks, Problem, guarded, named
 from layotto.errors import ComponentError
 
 __all__ = ["DELETE", "UPSERT", "BoundStore", "StateCore", "StateProblem", "bind_stores"]
@@ -31,6 +32,7 @@ class StateProblem(Enum):
     NO_TRANSACTIONS = "store has no transactions"  # facts: store
     BAD_OPERATION = "unknown transaction operation"  # facts: operation
     QUERY_UNSUPPORTED = "store has no query"  # facts: store
+    QUERY_FAILED = "query failed"  # facts: store; cause: a malformed query or the store's error
     GET_FAILED = "get failed"  # facts: store, key
     BULK_GET_FAILED = "bulk get failed"  # facts: store
     SAVE_FAILED = "save failed"  # facts: store
@@ -66,10 +68,7 @@ class StateCore:
         self._checks = checks
 
     def bound(self, name: str) -> BoundStore:
-        found = self._stores.get(name)
-        if found is None:
-            raise Problem(StateProblem.STORE_NOT_FOUND if self._stores else StateProblem.NO_STORES, store=name)
-        return found
+        return named(self._stores, name, StateProblem.STORE_NOT_FOUND, StateProblem.NO_STORES, store=name)
 
     def _key(self, bound: BoundStore, key: str) -> str:
         if not key or SEPARATOR in key:
@@ -135,14 +134,20 @@ class StateCore:
         except ComponentError as exc:
             raise Problem(StateProblem.BULK_DELETE_FAILED, exc, store=store_name) from exc
 
+    def transactional(self, store_name: str) -> BoundStore:
+        """The store `store_name`, if it runs transactions (an API may ask before it reads the
+        operations, as daprd's HTTP API does)."""
+        bound = self.bound(store_name)
+        if state.StateFeature.TRANSACTIONAL not in bound.store.features:
+            raise Problem(StateProblem.NO_TRANSACTIONS, store=store_name)
+        return bound
+
     async def transact(
         self, store_name: str, operations: Sequence[tuple[str, state.Operation]], metadata: dict[str, str]
     ) -> None:
         """Run `operations` atomically; each is (operation type, request): an `UPSERT` carries a
         SetRequest, a `DELETE` a DeleteRequest, any other type is refused."""
-        bound = self.bound(store_name)
-        if state.StateFeature.TRANSACTIONAL not in bound.store.features:
-            raise Problem(StateProblem.NO_TRANSACTIONS, store=store_name)
+        bound = self.transactional(store_name)
         requests: list[state.Operation] = []
         for kind, request in operations:
             known = (kind == UPSERT and isinstance(request, state.SetRequest)) or (
@@ -162,7 +167,20 @@ class StateCore:
         except ComponentError as exc:
             raise Problem(StateProblem.TRANSACTION_FAILED, exc, store=store_name) from exc
 
-    def query(self, store_name: str) -> None:
-        """No state component here implements Dapr's query language yet."""
-        self.bound(store_name)
-        raise Problem(StateProblem.QUERY_UNSUPPORTED, store=store_name)
+    async def query(self, store_name: str, query: str, metadata: dict[str, str]) -> state.QueryResponse:
+        """The items matching `query` (Dapr's JSON query document), keyed by the app's keys."""
+        bound = self.bound(store_name)
+        if state.StateFeature.QUERY not in bound.store.features:
+            raise Problem(StateProblem.QUERY_UNSUPPORTED, store=store_name)
+        try:
+            document = json.loads(query)
+        except ValueError as exc:
+            raise Problem(StateProblem.QUERY_FAILED, exc, store=store_name) from exc
+        if not isinstance(document, dict):
+            reason = ValueError("the query must be a JSON object")
+            raise Problem(StateProblem.QUERY_FAILED, reason, store=store_name)
+        request = state.QueryRequest(document, metadata, bound.prefix)
+        found = await guarded(bound.store.query(request), StateProblem.QUERY_FAILED, store=store_name)
+        for item in found.results:
+            item.key = item.key.removeprefix(bound.prefix)
+        return found

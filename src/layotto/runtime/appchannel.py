@@ -16,7 +16,7 @@ import enum
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import grpc
@@ -161,18 +161,22 @@ class GrpcAppChannel:
         await self.connection.close(None)
 
 
+def event_fields(event: Event) -> dict[str, Any]:
+    """The fields Layotto's and Dapr's TopicEventRequest both have, from `event`."""
+    return {
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "spec_version": event.spec_version,
+        "data_content_type": event.data_content_type,
+        "topic": event.topic,
+        "data": event.data,
+        "pubsub_name": event.pubsub_name,
+    }
+
+
 def topic_event_request(event: Event) -> cb.TopicEventRequest:
-    return cb.TopicEventRequest(
-        id=event.id,
-        source=event.source,
-        type=event.type,
-        spec_version=event.spec_version,
-        data_content_type=event.data_content_type,
-        topic=event.topic,
-        data=event.data,
-        pubsub_name=event.pubsub_name,
-        metadata=event.metadata,
-    )
+    return cb.TopicEventRequest(**event_fields(event), metadata=event.metadata)
 
 
 class LayottoAppChannel(GrpcAppChannel):

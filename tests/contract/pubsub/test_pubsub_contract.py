@@ -110,9 +110,9 @@ async def test_delay_feature(pubsub: PubSub, row: Row, topics: list[str]) -> Non
         with pytest.raises(UnsupportedError) as refused:
             pubsub.delay_scheduler("ps", Metadata(metadata))
         assert refused.value.feature == PubSubFeature.DELAY
-        assert scheduler_for(row.type, pubsub, "ps", metadata) is None
+        assert scheduler_for(pubsub, "ps", metadata) is None
         return
-    scheduler = scheduler_for(row.type, pubsub, "ps", metadata)
+    scheduler = scheduler_for(pubsub, "ps", metadata)
     assert scheduler is not None
     topic = new_topic()
     topics.append(topic)

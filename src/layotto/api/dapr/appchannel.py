@@ -26,7 +26,7 @@ from google.protobuf import any_pb2, empty_pb2, struct_pb2
 
 from layotto.api.dapr import base as _base  # noqa: F401  (dapr import without its legacy warning)
 from layotto.core.cloudevents import Event
-from layotto.runtime.appchannel import GrpcAppChannel, TopicSubscription
+from layotto.runtime.appchannel import GrpcAppChannel, TopicSubscription, event_fields
 from layotto.runtime.invoke import InvokeRequest, InvokeResponse, call_headers
 
 #: Subscription metadata keys we add to carry Dapr's extra subscription fields.
@@ -102,18 +102,7 @@ class DaprAppChannel(GrpcAppChannel):
         for key, value in envelope.items():
             if key not in _STANDARD and isinstance(value, str | int | float | bool):
                 extensions[key] = value
-        return cb.TopicEventRequest(
-            id=event.id,
-            source=event.source,
-            type=event.type,
-            spec_version=event.spec_version,
-            data_content_type=event.data_content_type,
-            data=event.data,
-            topic=event.topic,
-            pubsub_name=event.pubsub_name,
-            path=self._path(event, envelope),
-            extensions=extensions,
-        )
+        return cb.TopicEventRequest(**event_fields(event), path=self._path(event, envelope), extensions=extensions)
 
     async def _on_topic_event(self, event: Event, time_limit: float, headers: list[tuple[str, str]]) -> int:
         reply = await self._stub.OnTopicEvent(self.request(event), metadata=headers, timeout=time_limit)

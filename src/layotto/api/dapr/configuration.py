@@ -11,6 +11,7 @@ id (the SDKs read it to learn the id); each later message carries changed items.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from dapr.proto.common.v1 import common_pb2
@@ -34,6 +35,13 @@ def _item(item: ConfigItem) -> common_pb2.ConfigurationItem:
     )
 
 
+def dapr_scope(core: ConfigurationCore, store_name: str, keys: Iterable[str], metadata: dict[str, str]) -> GetRequest:
+    """A Dapr request for `keys` of this sidecar's app: Dapr has no group or label, so the
+    metadata `group` / `label` choose them (the store's defaults without)."""
+    store = core.store(store_name)
+    return core.scope(store, "", metadata.get("group", ""), metadata.get("label", ""), keys, metadata)
+
+
 class DaprConfigurationApi(Answering[ConfigurationCore]):
     def __init__(self, core: ConfigurationCore, answers: Answers) -> None:
         super().__init__(core, answers)
@@ -45,11 +53,7 @@ class DaprConfigurationApi(Answering[ConfigurationCore]):
             sub.close()
 
     def _scope(self, request: Any) -> GetRequest:
-        metadata = dict(request.metadata)
-        store = self.core.store(request.store_name)
-        return self.core.scope(
-            store, "", metadata.get("group", ""), metadata.get("label", ""), request.keys, metadata
-        )
+        return dapr_scope(self.core, request.store_name, request.keys, dict(request.metadata))
 
     @answered
     async def GetConfiguration(self, request: pb.GetConfigurationRequest, context: Ctx) -> pb.GetConfigurationResponse:

@@ -19,5 +19,8 @@ class DaprStateApi(StateRpcs):
 
     @answered
     async def QueryStateAlpha1(self, request: pb.QueryStateRequest, context: Ctx) -> pb.QueryStateResponse:
-        self.core.query(request.store_name)
-        raise AssertionError("unreachable: the core refuses every query")
+        found = await self.core.query(request.store_name, request.query, dict(request.metadata))
+        reply = pb.QueryStateResponse(token=found.token, metadata=found.metadata)
+        for item in found.results:
+            reply.results.add(key=item.key, data=item.data, etag=item.etag or "", error=item.error)
+        return reply

@@ -1,25 +1,16 @@
-"""ObjectStorageService (spec.proto.extension.v1.s3) over `oss` components.
-
-Codes and texts as upstream's pkg/grpc/extension/s3: an unknown store is 3 `not supported
-store type: <name>`; a component failure is 13 with the component's text (GetObject: `get file
-fail,err: ...`), except that an unreachable backend is 14 and an operation the backend has no
-meaning for is 12.
-"""
+"""ObjectStorageService (spec.proto.extension.v1.s3) over `layotto.core.oss`: requests to a
+store's operations and back (codes and texts in answers.toml [oss])."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import NoReturn, Protocol
+from typing import Any, Protocol
 
-import grpc
-from google.protobuf import empty_pb2
-
-from layotto.api.extension.common import ExtensionApi, code_of
-from layotto.api.layotto.base import Ctx, abort
-from layotto.components.oss.base import ObjectInfo, ObjectStore, PutOptions
-from layotto.errors import ComponentError
+from layotto.api.common import Answering, Ctx, abort, answered, message_of
+from layotto.components.oss.base import ObjectInfo, PutOptions
+from layotto.core.oss import OssCore
+from layotto.core.problems import Problem
 from layotto_proto.spec.proto.extension.v1.s3 import oss_pb2 as pb
-from layotto_proto.spec.proto.extension.v1.s3 import oss_pb2_grpc as pb_grpc
 
 #: Largest body sent in one GetObject message (upstream's buffer size).
 BODY_CHUNK = 1024 * 1024
@@ -48,31 +39,14 @@ def _object(info: ObjectInfo) -> pb.Object:
     )
 
 
-class ObjectStorageApi(ExtensionApi, pb_grpc.ObjectStorageServiceServicer):
-    _stores: dict[str, ObjectStore]
-
-    async def start_api(self) -> None:
-        self._stores = {n: c for n, c in self.rt.components("oss").items() if isinstance(c, ObjectStore)}
-
-    async def _store(self, name: str, context: Ctx) -> ObjectStore:
-        store = self._stores.get(name)
-        if store is None:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"not supported store type: {name}")
-        return store
-
-    async def _fail(self, context: Ctx, exc: Exception, prefix: str = "") -> NoReturn:
-        await abort(context, code_of(exc), f"{prefix}{exc}")
-
-    async def _unsupported(self, name: str, rpc: str, context: Ctx) -> NoReturn:
-        store = await self._store(name, context)
-        await abort(context, grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is not supported by the {store.kind} object store")
-
+class ObjectStorageApi(Answering[OssCore]):
     # ---- objects ----
+    @answered
     async def PutObject(self, request_iterator: AsyncIterator[pb.PutObjectInput], context: Ctx) -> pb.PutObjectOutput:
         first = await anext(aiter(request_iterator), None)
         if first is None:
             return pb.PutObjectOutput()  # upstream: a stream closed at once is no call at all
-        store = await self._store(first.store_name, context)
+        store = self.core.store(first.store_name)
         opts = PutOptions(
             meta=dict(first.meta),
             tags=dict(first.tagging),
@@ -82,21 +56,19 @@ class ObjectStorageApi(ExtensionApi, pb_grpc.ObjectStorageServiceServicer):
             expires=first.expires,
             storage_class=first.storage_class,
         )
-        try:
-            info = await store.put_object(first.bucket, first.key, _bodies(first, request_iterator), opts)
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        info = await self.core.call(store.put_object(first.bucket, first.key, _bodies(first, request_iterator), opts))
         return pb.PutObjectOutput(etag=info.etag)
 
     async def GetObject(self, request: pb.GetObjectInput, context: Ctx) -> AsyncIterator[pb.GetObjectOutput]:
-        store = await self._store(request.store_name, context)
-        start, end = request.start, request.end
-        if end <= 0 and start >= 0:
-            end = -1  # no end: to the end of the object
+        # A streamed reply: problems are answered here, `answered` wraps the other handlers.
         try:
-            body = await store.get_object(request.bucket, request.key, start, end)
-        except ComponentError as exc:
-            await self._fail(context, exc, "get file fail,err: ")
+            async for message in self._object_messages(request):
+                yield message
+        except Problem as problem:
+            await abort(context, *message_of(self.answers, problem))
+
+    async def _object_messages(self, request: pb.GetObjectInput) -> AsyncIterator[pb.GetObjectOutput]:
+        body = await self.core.get_object(request.store_name, request.bucket, request.key, request.start, request.end)
         info = body.info
         header = pb.GetObjectOutput(
             cache_control=request.response_cache_control or info.cache_control,
@@ -115,49 +87,43 @@ class ObjectStorageApi(ExtensionApi, pb_grpc.ObjectStorageServiceServicer):
             metadata=info.meta,
         )
         sent = False
-        try:
-            async for chunk in body.chunks:
-                for offset in range(0, len(chunk), BODY_CHUNK):
-                    message = pb.GetObjectOutput()
-                    message.CopyFrom(header)
-                    message.body = chunk[offset : offset + BODY_CHUNK]
-                    yield message
-                    sent = True
-        except (ComponentError, OSError) as exc:
-            await self._fail(context, exc, "oss GetObject fail, err: ")
+        async for chunk in self.core.chunks(body):
+            for offset in range(0, len(chunk), BODY_CHUNK):
+                message = pb.GetObjectOutput()
+                message.CopyFrom(header)
+                message.body = chunk[offset : offset + BODY_CHUNK]
+                yield message
+                sent = True
         if not sent:
             yield header  # an empty object is still one message, with its headers
 
+    @answered
     async def DeleteObject(self, request: pb.DeleteObjectInput, context: Ctx) -> pb.DeleteObjectOutput:
-        store = await self._store(request.store_name, context)
-        try:
-            await store.delete_object(request.bucket, request.key)
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        store = self.core.store(request.store_name)
+        await self.core.call(store.delete_object(request.bucket, request.key))
         return pb.DeleteObjectOutput()
 
+    @answered
     async def DeleteObjects(self, request: pb.DeleteObjectsInput, context: Ctx) -> pb.DeleteObjectsOutput:
-        store = await self._store(request.store_name, context)
+        store = self.core.store(request.store_name)
         reply = pb.DeleteObjectsOutput()
-        try:
-            for target in request.delete.objects:
-                await store.delete_object(request.bucket, target.key)
-                if not request.delete.quiet:
-                    reply.deleted.add(key=target.key, version_id=target.version_id)
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        for target in request.delete.objects:
+            await self.core.call(store.delete_object(request.bucket, target.key))
+            if not request.delete.quiet:
+                reply.deleted.add(key=target.key, version_id=target.version_id)
         return reply
 
+    @answered
     async def CopyObject(self, request: pb.CopyObjectInput, context: Ctx) -> pb.CopyObjectOutput:
-        store = await self._store(request.store_name, context)
+        store = self.core.store(request.store_name)
         source = request.copy_source
         replace = (
             PutOptions(meta=dict(request.metadata), expires=request.expires)
             if request.metadata_directive.upper() == "REPLACE"
             else None
         )
-        try:
-            info = await store.copy_object(
+        info = await self.core.call(
+            store.copy_object(
                 source.copy_source_bucket,
                 source.copy_source_key,
                 request.bucket,
@@ -165,20 +131,17 @@ class ObjectStorageApi(ExtensionApi, pb_grpc.ObjectStorageServiceServicer):
                 replace,
                 dict(request.tagging),
             )
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        )
         return pb.CopyObjectOutput(
             copy_object_result=pb.CopyObjectResult(etag=info.etag, last_modified=info.last_modified)
         )
 
+    @answered
     async def ListObjects(self, request: pb.ListObjectsInput, context: Ctx) -> pb.ListObjectsOutput:
-        store = await self._store(request.store_name, context)
-        try:
-            listing = await store.list_objects(
-                request.bucket, request.prefix, request.marker, request.maxKeys, request.delimiter
-            )
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        store = self.core.store(request.store_name)
+        listing = await self.core.call(
+            store.list_objects(request.bucket, request.prefix, request.marker, request.maxKeys, request.delimiter)
+        )
         return pb.ListObjectsOutput(
             common_prefixes=listing.common_prefixes,
             contents=[_object(info) for info in listing.objects],
@@ -192,12 +155,10 @@ class ObjectStorageApi(ExtensionApi, pb_grpc.ObjectStorageServiceServicer):
             prefix=request.prefix,
         )
 
+    @answered
     async def HeadObject(self, request: pb.HeadObjectInput, context: Ctx) -> pb.HeadObjectOutput:
-        store = await self._store(request.store_name, context)
-        try:
-            info = await store.head_object(request.bucket, request.key)
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        store = self.core.store(request.store_name)
+        info = await self.core.call(store.head_object(request.bucket, request.key))
         # As upstream's aws.oss: the object's user metadata; system headers on request.
         result = dict(info.meta)
         if request.with_details:
@@ -212,21 +173,20 @@ class ObjectStorageApi(ExtensionApi, pb_grpc.ObjectStorageServiceServicer):
             )
         return pb.HeadObjectOutput(result_metadata=result)
 
+    @answered
     async def IsObjectExist(self, request: pb.IsObjectExistInput, context: Ctx) -> pb.IsObjectExistOutput:
-        store = await self._store(request.store_name, context)
-        try:
-            found = await store.exists(request.bucket, request.key)
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        store = self.core.store(request.store_name)
+        found = await self.core.call(store.exists(request.bucket, request.key))
         return pb.IsObjectExistOutput(file_exist=found)
 
+    @answered
     async def AppendObject(
         self, request_iterator: AsyncIterator[pb.AppendObjectInput], context: Ctx
     ) -> pb.AppendObjectOutput:
         first = await anext(aiter(request_iterator), None)
         if first is None:
             return pb.AppendObjectOutput()
-        store = await self._store(first.store_name, context)
+        store = self.core.store(first.store_name)
         opts = PutOptions(
             tags=dict(first.tags),
             cache_control=first.cache_control,
@@ -235,46 +195,38 @@ class ObjectStorageApi(ExtensionApi, pb_grpc.ObjectStorageServiceServicer):
             expires=first.expires,
             storage_class=first.storage_class,
         )
-        try:
-            position = await store.append_object(
-                first.bucket, first.key, first.position, _bodies(first, request_iterator), opts
-            )
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        position = await self.core.call(
+            store.append_object(first.bucket, first.key, first.position, _bodies(first, request_iterator), opts)
+        )
         return pb.AppendObjectOutput(append_position=position)
 
     # ---- tagging ----
+    @answered
     async def PutObjectTagging(self, request: pb.PutObjectTaggingInput, context: Ctx) -> pb.PutObjectTaggingOutput:
-        store = await self._store(request.store_name, context)
-        try:
-            await store.put_tags(request.bucket, request.key, dict(request.tags))
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        store = self.core.store(request.store_name)
+        await self.core.call(store.put_tags(request.bucket, request.key, dict(request.tags)))
         return pb.PutObjectTaggingOutput()
 
+    @answered
     async def DeleteObjectTagging(
         self, request: pb.DeleteObjectTaggingInput, context: Ctx
     ) -> pb.DeleteObjectTaggingOutput:
-        store = await self._store(request.store_name, context)
-        try:
-            await store.put_tags(request.bucket, request.key, {})
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        store = self.core.store(request.store_name)
+        await self.core.call(store.put_tags(request.bucket, request.key, {}))
         return pb.DeleteObjectTaggingOutput()
 
+    @answered
     async def GetObjectTagging(self, request: pb.GetObjectTaggingInput, context: Ctx) -> pb.GetObjectTaggingOutput:
-        store = await self._store(request.store_name, context)
-        try:
-            tags = await store.get_tags(request.bucket, request.key)
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        store = self.core.store(request.store_name)
+        tags = await self.core.call(store.get_tags(request.bucket, request.key))
         return pb.GetObjectTaggingOutput(tags=tags)
 
     # ---- multipart ----
+    @answered
     async def CreateMultipartUpload(
         self, request: pb.CreateMultipartUploadInput, context: Ctx
     ) -> pb.CreateMultipartUploadOutput:
-        store = await self._store(request.store_name, context)
+        store = self.core.store(request.store_name)
         opts = PutOptions(
             meta=dict(request.meta_data),
             tags=dict(request.tagging),
@@ -286,32 +238,30 @@ class ObjectStorageApi(ExtensionApi, pb_grpc.ObjectStorageServiceServicer):
             expires=request.expires,
             storage_class=request.storage_class,
         )
-        try:
-            upload_id = await store.create_multipart(request.bucket, request.key, opts)
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        upload_id = await self.core.call(store.create_multipart(request.bucket, request.key, opts))
         return pb.CreateMultipartUploadOutput(bucket=request.bucket, key=request.key, upload_id=upload_id)
 
+    @answered
     async def UploadPart(
         self, request_iterator: AsyncIterator[pb.UploadPartInput], context: Ctx
     ) -> pb.UploadPartOutput:
         first = await anext(aiter(request_iterator), None)
         if first is None:
             return pb.UploadPartOutput()
-        store = await self._store(first.store_name, context)
-        try:
-            part = await store.upload_part(
+        store = self.core.store(first.store_name)
+        part = await self.core.call(
+            store.upload_part(
                 first.bucket, first.key, first.upload_id, first.part_number, _bodies(first, request_iterator)
             )
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        )
         return pb.UploadPartOutput(etag=part.etag)
 
+    @answered
     async def UploadPartCopy(self, request: pb.UploadPartCopyInput, context: Ctx) -> pb.UploadPartCopyOutput:
-        store = await self._store(request.store_name, context)
+        store = self.core.store(request.store_name)
         source = request.copy_source
-        try:
-            part = await store.upload_part_copy(
+        part = await self.core.call(
+            store.upload_part_copy(
                 request.bucket,
                 request.key,
                 request.upload_id,
@@ -321,45 +271,40 @@ class ObjectStorageApi(ExtensionApi, pb_grpc.ObjectStorageServiceServicer):
                 request.start_position,
                 request.part_size,
             )
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        )
         return pb.UploadPartCopyOutput(
             copy_part_result=pb.CopyPartResult(etag=part.etag, last_modified=part.last_modified)
         )
 
+    @answered
     async def CompleteMultipartUpload(
         self, request: pb.CompleteMultipartUploadInput, context: Ctx
     ) -> pb.CompleteMultipartUploadOutput:
-        store = await self._store(request.store_name, context)
+        store = self.core.store(request.store_name)
         parts = [(p.part_number, p.etag) for p in request.multipart_upload.parts]
-        try:
-            info = await store.complete_multipart(request.bucket, request.key, request.upload_id, parts)
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        info = await self.core.call(store.complete_multipart(request.bucket, request.key, request.upload_id, parts))
         return pb.CompleteMultipartUploadOutput(
             bucket=request.bucket, key=request.key, etag=info.etag, location=f"{request.bucket}/{request.key}"
         )
 
+    @answered
     async def AbortMultipartUpload(
         self, request: pb.AbortMultipartUploadInput, context: Ctx
     ) -> pb.AbortMultipartUploadOutput:
-        store = await self._store(request.store_name, context)
-        try:
-            await store.abort_multipart(request.bucket, request.key, request.upload_id)
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        store = self.core.store(request.store_name)
+        await self.core.call(store.abort_multipart(request.bucket, request.key, request.upload_id))
         return pb.AbortMultipartUploadOutput()
 
+    @answered
     async def ListMultipartUploads(
         self, request: pb.ListMultipartUploadsInput, context: Ctx
     ) -> pb.ListMultipartUploadsOutput:
-        store = await self._store(request.store_name, context)
-        try:
-            listing = await store.list_uploads(
+        store = self.core.store(request.store_name)
+        listing = await self.core.call(
+            store.list_uploads(
                 request.bucket, request.prefix, request.key_marker, request.upload_id_marker, request.max_uploads
             )
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        )
         return pb.ListMultipartUploadsOutput(
             bucket=request.bucket,
             delimiter=request.delimiter,
@@ -377,14 +322,14 @@ class ObjectStorageApi(ExtensionApi, pb_grpc.ObjectStorageServiceServicer):
             ],
         )
 
+    @answered
     async def ListParts(self, request: pb.ListPartsInput, context: Ctx) -> pb.ListPartsOutput:
-        store = await self._store(request.store_name, context)
-        try:
-            listing = await store.list_parts(
+        store = self.core.store(request.store_name)
+        listing = await self.core.call(
+            store.list_parts(
                 request.bucket, request.key, request.upload_id, request.part_number_marker, request.max_parts
             )
-        except ComponentError as exc:
-            await self._fail(context, exc)
+        )
         return pb.ListPartsOutput(
             bucket=request.bucket,
             key=request.key,
@@ -398,41 +343,19 @@ class ObjectStorageApi(ExtensionApi, pb_grpc.ObjectStorageServiceServicer):
             ],
         )
 
-    # ---- operations with no local meaning ----
-    async def GetObjectCannedAcl(
-        self, request: pb.GetObjectCannedAclInput, context: Ctx
-    ) -> pb.GetObjectCannedAclOutput:
-        await self._unsupported(request.store_name, "GetObjectCannedAcl", context)
-        return pb.GetObjectCannedAclOutput()
 
-    async def PutObjectCannedAcl(
-        self, request: pb.PutObjectCannedAclInput, context: Ctx
-    ) -> pb.PutObjectCannedAclOutput:
-        await self._unsupported(request.store_name, "PutObjectCannedAcl", context)
-        return pb.PutObjectCannedAclOutput()
+def _refused(rpc: str) -> Any:
+    @answered
+    async def refuse(self: ObjectStorageApi, request: Any, context: Ctx) -> Any:
+        self.core.unsupported(request.store_name, rpc)
 
-    async def RestoreObject(self, request: pb.RestoreObjectInput, context: Ctx) -> pb.RestoreObjectOutput:
-        await self._unsupported(request.store_name, "RestoreObject", context)
-        return pb.RestoreObjectOutput()
+    refuse.__name__ = rpc
+    return refuse
 
-    async def ListObjectVersions(
-        self, request: pb.ListObjectVersionsInput, context: Ctx
-    ) -> pb.ListObjectVersionsOutput:
-        await self._unsupported(request.store_name, "ListObjectVersions", context)
-        return pb.ListObjectVersionsOutput()
 
-    async def SignURL(self, request: pb.SignURLInput, context: Ctx) -> pb.SignURLOutput:
-        await self._unsupported(request.store_name, "SignURL", context)
-        return pb.SignURLOutput()
-
-    async def UpdateDownloadBandwidthRateLimit(
-        self, request: pb.UpdateBandwidthRateLimitInput, context: Ctx
-    ) -> empty_pb2.Empty:
-        await self._unsupported(request.store_name, "UpdateDownloadBandwidthRateLimit", context)
-        return empty_pb2.Empty()
-
-    async def UpdateUploadBandwidthRateLimit(
-        self, request: pb.UpdateBandwidthRateLimitInput, context: Ctx
-    ) -> empty_pb2.Empty:
-        await self._unsupported(request.store_name, "UpdateUploadBandwidthRateLimit", context)
-        return empty_pb2.Empty()
+# Operations no store here has a meaning for (ACLs, restores, versions, signed URLs, rate limits).
+for _rpc in (
+    "GetObjectCannedAcl PutObjectCannedAcl RestoreObject ListObjectVersions SignURL "
+    "UpdateDownloadBandwidthRateLimit UpdateUploadBandwidthRateLimit"
+).split():
+    setattr(ObjectStorageApi, _rpc, _refused(_rpc))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -143,3 +144,11 @@ def encode_command(*args: bytes | str | int) -> bytes:
 
 def unavailable(address: str, exc: BaseException) -> BackendUnavailableError:
     return BackendUnavailableError(f"redis at {address} is unavailable: {exc}")
+
+
+async def ping(client: Any, address: str) -> None:
+    """PING `client` (a Redis or RedisCluster); an unreachable server is BackendUnavailableError."""
+    try:
+        await client.ping()
+    except UNAVAILABLE as exc:
+        raise unavailable(address, exc) from exc

@@ -44,10 +44,7 @@ class RedisBinding(OutputBinding):
 
     async def ping(self) -> None:
         assert self._client is not None
-        try:
-            await self._client.ping()
-        except redis_driver.UNAVAILABLE as exc:
-            raise redis_driver.unavailable(self._address, exc) from exc
+        await redis_driver.ping(self._client, self._address)
 
     async def invoke(self, request: InvokeRequest) -> InvokeResponse:
         client = self._client

@@ -1,9 +1,11 @@
 """A delay scheduler: keeps messages until they are due, then publishes them through a pub/sub
-component. One scheduler per delay-capable pub/sub component; started and stopped by the
-DelayQueue API."""
+component. One scheduler per delay-capable pub/sub component; started after the components and
+stopped before they close, by the sidecar."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -45,6 +47,19 @@ class DelayScheduler(ABC):
     async def schedule(self, message: DelayedMessage, delay: float) -> None:
         """Hold `message` for `delay` seconds. Raises BackendUnavailableError when it cannot be stored."""
 
+    def _start_loop(self) -> None:
+        """Run `_loop` (publishing due messages) until `_stop_loop`."""
+        self._task = asyncio.create_task(self._loop(), name=f"delay-queue-{self.name}")
+
+    async def _stop_loop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    @abstractmethod
+    async def _loop(self) -> None:
+        """Publish due messages, for ever."""
+
     async def publish(self, message: DelayedMessage) -> bool:
         try:
             await self.pubsub.publish(message.topic, message.data, message.metadata)
@@ -54,9 +69,9 @@ class DelayScheduler(ABC):
         return True
 
 
-def scheduler_for(pubsub_type: str, pubsub: PubSub, name: str, metadata: Mapping[str, object]) -> DelayScheduler | None:
+def scheduler_for(pubsub: PubSub, name: str, metadata: Mapping[str, object]) -> DelayScheduler | None:
     """The scheduler of a pub/sub component, or None when it cannot delay (no
-    PubSubFeature.DELAY). `pubsub_type` is not needed any more: the component says."""
+    PubSubFeature.DELAY)."""
     if PubSubFeature.DELAY not in pubsub.features:
         return None
     return pubsub.delay_scheduler(name, Metadata(metadata))

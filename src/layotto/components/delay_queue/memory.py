@@ -16,18 +16,16 @@ class MemoryScheduler(DelayScheduler):
         self._heap: list[tuple[float, int, DelayedMessage]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name=f"delay-queue-{self.name}")
+        self._start_loop()
 
     async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await self._stop_loop()
 
     async def schedule(self, message: DelayedMessage, delay: float) -> None:
         heapq.heappush(self._heap, (time.monotonic() + max(delay, 0.0), next(self._seq), message))
         self._wake.set()
 
-    async def _run(self) -> None:
+    async def _loop(self) -> None:
         while True:
             self._wake.clear()
             now = time.monotonic()

@@ -90,12 +90,10 @@ class RedisScheduler(DelayScheduler):
         self._done = self._client.register_script(_DONE)
         self._retry = self._client.register_script(_RETRY)
         self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name=f"delay-queue-{self.name}")
+        self._start_loop()
 
     async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await self._stop_loop()
         await self._client.aclose()
 
     async def schedule(self, message: DelayedMessage, delay: float) -> None:
@@ -113,7 +111,7 @@ class RedisScheduler(DelayScheduler):
             raise redis_driver.unavailable(self._address, exc) from None
         self._wake.set()
 
-    async def _run(self) -> None:
+    async def _loop(self) -> None:
         while True:
             self._wake.clear()
             try:

@@ -34,20 +34,23 @@ class InMemoryLock(lock.LockStore):
         self._locks[request.key] = _Held(request.owner, time.monotonic() + request.expire)
         return True
 
-    async def unlock(self, request: lock.UnlockRequest) -> lock.LockStatus:
-        held = self._live(request.key)
+    def _held_by(self, key: str, owner: str) -> _Held | lock.LockStatus:
+        """The lock `owner` holds on `key`, or why it holds none."""
+        held = self._live(key)
         if held is None:
             return lock.LockStatus.LOCK_UNEXIST
-        if held.owner != request.owner:
-            return lock.LockStatus.LOCK_BELONG_TO_OTHERS
+        return held if held.owner == owner else lock.LockStatus.LOCK_BELONG_TO_OTHERS
+
+    async def unlock(self, request: lock.UnlockRequest) -> lock.LockStatus:
+        held = self._held_by(request.key, request.owner)
+        if isinstance(held, lock.LockStatus):
+            return held
         del self._locks[request.key]
         return lock.LockStatus.SUCCESS
 
     async def keep_alive(self, request: lock.KeepAliveRequest) -> lock.LockStatus:
-        held = self._live(request.key)
-        if held is None:
-            return lock.LockStatus.LOCK_UNEXIST
-        if held.owner != request.owner:
-            return lock.LockStatus.LOCK_BELONG_TO_OTHERS
+        held = self._held_by(request.key, request.owner)
+        if isinstance(held, lock.LockStatus):
+            return held
         held.expires_at = time.monotonic() + request.expire
         return lock.LockStatus.SUCCESS

@@ -76,10 +76,7 @@ class RedisResolver(NameResolver):
 
     async def ping(self) -> None:
         assert self._client is not None
-        try:
-            await self._client.ping()
-        except redis_driver.UNAVAILABLE as exc:
-            raise redis_driver.unavailable(self._address, exc) from exc
+        await redis_driver.ping(self._client, self._address)
 
     async def resolve(self, app_id: str) -> list[str]:
         cached = self._cache.get(app_id)

@@ -82,6 +82,9 @@ class QueryRequest:
 
     query: dict[str, Any]
     metadata: dict[str, str] = field(default_factory=dict)
+    #: Only keys that start with this are the app's (its store's `keyPrefix` layout); results
+    #: carry the stored key.
+    key_prefix: str = ""
 
 
 @dataclass(slots=True)

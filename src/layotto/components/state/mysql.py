@@ -25,6 +25,7 @@ import pymysql
 from layotto.components._drivers import mysql, sql
 from layotto.components.base import ComponentContext, Metadata, parse_duration
 from layotto.components.state import base as state
+from layotto.components.state.relational import SqlStateStore
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError, ETagMismatchError
 
 log = logging.getLogger("layotto.state.mysql")
@@ -51,16 +52,12 @@ def _tls(value: str) -> ssl.SSLContext | None:
     return context
 
 
-class MysqlStateStore(state.StateStore):
-    features = frozenset({state.StateFeature.ETAG, state.StateFeature.TRANSACTIONAL, state.StateFeature.TTL})
-
+class MysqlStateStore(SqlStateStore):
     def __init__(self) -> None:
         self._pool: aiomysql.Pool | None = None
         self._table = "`dapr_state_store`.`state`"
         self._timeout = sql.DEFAULT_TIMEOUT
         self._describe = "mysql"
-        self._default_ttl: int | None = None
-        self._cleanup: asyncio.Task[None] | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
@@ -72,7 +69,7 @@ class MysqlStateStore(state.StateStore):
             if not _IDENT.match(name):
                 raise ConfigError(f"invalid name {name!r}", f"{where}.{key}")
         self._table = f"`{schema}`.`{table}`"
-        self._default_ttl = state.ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
+        self._read_default_ttl(metadata)
         timeout = parse_duration(dsn.params["timeout"]) if dsn.params.get("timeout") else 10.0
         self._timeout = sql.call_timeout(metadata, "timeoutInSeconds", "timeout")
         self._describe = f"mysql at {dsn.unix_socket or f'{dsn.host}:{dsn.port}'}"
@@ -96,9 +93,7 @@ class MysqlStateStore(state.StateStore):
         except BaseException:
             await self.close()
             raise
-        self._cleanup = sql.start_purger(
-            metadata, f"mysql-purge-{context.name}", self._purge_expired, (ComponentError,), log
-        )
+        self._start_purger(metadata, f"mysql-purge-{context.name}", (ComponentError,), log)
 
     async def _ensure_table(self, cur: aiomysql.Cursor, schema: str, table: str) -> None:
         # Look before creating: "IF NOT EXISTS" on an existing object raises a Warning.
@@ -218,12 +213,6 @@ class MysqlStateStore(state.StateStore):
         return [state.BulkGetItem(r.key, found.get(r.key)) for r in requests]
 
     # ---- writes ----
-    def _ttl(self, request: state.SetRequest) -> int | None:
-        ttl = state.ttl_seconds(request.metadata)
-        if ttl is None:
-            ttl = self._default_ttl
-        return ttl if ttl is not None and ttl > 0 else None
-
     async def _apply(self, cur: aiomysql.Cursor, op: state.Operation) -> None:
         if isinstance(op, state.SetRequest):
             ttl = self._ttl(op)
@@ -261,55 +250,39 @@ class MysqlStateStore(state.StateStore):
 
         await self._call(batch, transaction=True)
 
-    async def set(self, request: state.SetRequest) -> None:
-        await self._run((request,))
+    async def _upsert_all(self, requests: Sequence[state.SetRequest]) -> None:
+        # One multi-row upsert per chunk, in one transaction.
+        latest = {r.key: r for r in requests}  # a repeated key: its last value wins, as in a loop
 
-    async def delete(self, request: state.DeleteRequest) -> None:
-        await self._run((request,))
+        async def upsert(cur: aiomysql.Cursor) -> None:
+            items = list(latest.values())
+            for start in range(0, len(items), _MAX_KEYS_PER_STATEMENT):
+                chunk = items[start : start + _MAX_KEYS_PER_STATEMENT]
+                rows = ", ".join([f"(%s, UNHEX(%s), 1, {self._expires})"] * len(chunk))
+                params = [p for r in chunk for p in (r.key, r.value.hex(), self._ttl(r))]
+                await cur.execute(
+                    f"INSERT INTO {self._table} (id, value, version, expiredate) VALUES {rows}{self._upsert_tail}",
+                    params,
+                )
 
-    async def bulk_set(self, requests: Sequence[state.SetRequest]) -> None:
-        if len(requests) > 1 and all(not r.etag and r.concurrency != state.FIRST_WRITE for r in requests):
-            # Unconditional saves: one multi-row upsert per chunk, in one transaction.
-            latest = {r.key: r for r in requests}  # a repeated key: its last value wins, as in a loop
+        await self._call(upsert, transaction=True)
 
-            async def upsert(cur: aiomysql.Cursor) -> None:
-                items = list(latest.values())
-                for start in range(0, len(items), _MAX_KEYS_PER_STATEMENT):
-                    chunk = items[start : start + _MAX_KEYS_PER_STATEMENT]
-                    rows = ", ".join([f"(%s, UNHEX(%s), 1, {self._expires})"] * len(chunk))
-                    params = [p for r in chunk for p in (r.key, r.value.hex(), self._ttl(r))]
-                    await cur.execute(
-                        f"INSERT INTO {self._table} (id, value, version, expiredate) VALUES {rows}{self._upsert_tail}",
-                        params,
-                    )
+    async def _delete_all(self, requests: Sequence[state.DeleteRequest]) -> None:
+        keys = list(dict.fromkeys(r.key for r in requests))
 
-            await self._call(upsert, transaction=True)
-            return
-        await self._run(requests)
+        async def delete_all(cur: aiomysql.Cursor) -> None:
+            for start in range(0, len(keys), _MAX_KEYS_PER_STATEMENT):
+                chunk = keys[start : start + _MAX_KEYS_PER_STATEMENT]
+                marks = ", ".join(["%s"] * len(chunk))
+                await cur.execute(f"DELETE FROM {self._table} WHERE id IN ({marks})", chunk)
 
-    async def bulk_delete(self, requests: Sequence[state.DeleteRequest]) -> None:
-        if len(requests) > 1 and all(not r.etag for r in requests):
-            keys = list(dict.fromkeys(r.key for r in requests))
-
-            async def delete_all(cur: aiomysql.Cursor) -> None:
-                for start in range(0, len(keys), _MAX_KEYS_PER_STATEMENT):
-                    chunk = keys[start : start + _MAX_KEYS_PER_STATEMENT]
-                    marks = ", ".join(["%s"] * len(chunk))
-                    await cur.execute(f"DELETE FROM {self._table} WHERE id IN ({marks})", chunk)
-
-            await self._call(delete_all, transaction=True)
-            return
-        await self._run(requests)
-
-    async def multi(self, operations: Sequence[state.Operation], metadata: dict[str, str]) -> None:
-        await self._run(operations)
+        await self._call(delete_all, transaction=True)
 
     async def ping(self) -> None:
         await self._call(lambda cur: cur.execute("SELECT 1"), retry=True)
 
     async def close(self) -> None:
-        await sql.stop_task(self._cleanup)
-        self._cleanup = None
+        await self._stop_purger()
         if self._pool is not None:
             self._pool.close()
             try:

@@ -22,6 +22,7 @@ import asyncpg
 from layotto.components._drivers import postgres, sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.state import base as state
+from layotto.components.state.relational import SqlStateStore
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError, ETagMismatchError
 
 log = logging.getLogger("layotto.state.postgresql")
@@ -36,16 +37,12 @@ def _quote(table: str) -> str:
     return ".".join(f'"{part}"' for part in table.split("."))
 
 
-class PostgresqlStateStore(state.StateStore):
-    features = frozenset({state.StateFeature.ETAG, state.StateFeature.TRANSACTIONAL, state.StateFeature.TTL})
-
+class PostgresqlStateStore(SqlStateStore):
     def __init__(self) -> None:
         self._pool: asyncpg.Pool | None = None
         self._table = "state"
         self._timeout = sql.DEFAULT_TIMEOUT
         self._describe = "postgresql"
-        self._default_ttl: int | None = None
-        self._cleanup: asyncio.Task[None] | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
@@ -54,7 +51,7 @@ class PostgresqlStateStore(state.StateStore):
         self._table = metadata.get_str("tableName", "state")
         if not _TABLE_NAME.match(self._table):
             raise ConfigError(f"invalid table name {self._table!r}", f"{where}.tableName")
-        self._default_ttl = state.ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
+        self._read_default_ttl(metadata)
         args.setdefault("timeout", metadata.get_duration("connectTimeout", 10.0))
         self._timeout = sql.call_timeout(metadata, "timeoutInSeconds", "timeout")
         self._describe = f"postgresql at {postgres.address(args)}"
@@ -75,9 +72,7 @@ class PostgresqlStateStore(state.StateStore):
         except asyncpg.PostgresError as exc:
             await self.close()
             raise ComponentError(f"postgresql state store cannot start: {exc}") from exc
-        self._cleanup = sql.start_purger(
-            metadata, f"pg-purge-{context.name}", self._purge_expired, (ComponentError,), log
-        )
+        self._start_purger(metadata, f"pg-purge-{context.name}", (ComponentError,), log)
 
     def _build_statements(self) -> None:
         t = _quote(self._table)
@@ -161,12 +156,6 @@ class PostgresqlStateStore(state.StateStore):
         return [state.BulkGetItem(r.key, found.get(r.key)) for r in requests]
 
     # ---- writes ----
-    def _ttl(self, request: state.SetRequest) -> int | None:
-        ttl = state.ttl_seconds(request.metadata)
-        if ttl is None:
-            ttl = self._default_ttl
-        return ttl if ttl is not None and ttl > 0 else None
-
     async def _apply(self, conn: asyncpg.Connection, op: state.Operation) -> None:
         if isinstance(op, state.SetRequest):
             ttl = self._ttl(op)
@@ -199,40 +188,24 @@ class PostgresqlStateStore(state.StateStore):
 
         await self._call(batch)
 
-    async def set(self, request: state.SetRequest) -> None:
-        await self._run((request,))
+    async def _upsert_all(self, requests: Sequence[state.SetRequest]) -> None:
+        rows = [(r.key, r.value, self._ttl(r)) for r in requests]
 
-    async def delete(self, request: state.DeleteRequest) -> None:
-        await self._run((request,))
+        async def upsert_all(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await conn.executemany(self._sql_upsert, rows)
 
-    async def bulk_set(self, requests: Sequence[state.SetRequest]) -> None:
-        if len(requests) > 1 and all(not r.etag and r.concurrency != state.FIRST_WRITE for r in requests):
-            rows = [(r.key, r.value, self._ttl(r)) for r in requests]
+        await self._call(upsert_all)
 
-            async def upsert_all(conn: asyncpg.Connection) -> None:
-                async with conn.transaction():
-                    await conn.executemany(self._sql_upsert, rows)
-
-            await self._call(upsert_all)
-            return
-        await self._run(requests)
-
-    async def bulk_delete(self, requests: Sequence[state.DeleteRequest]) -> None:
-        if len(requests) > 1 and all(not r.etag for r in requests):
-            keys = [r.key for r in requests]
-            await self._call(lambda conn: conn.execute(self._sql_delete, keys))
-            return
-        await self._run(requests)
-
-    async def multi(self, operations: Sequence[state.Operation], metadata: dict[str, str]) -> None:
-        await self._run(operations)
+    async def _delete_all(self, requests: Sequence[state.DeleteRequest]) -> None:
+        keys = [r.key for r in requests]
+        await self._call(lambda conn: conn.execute(self._sql_delete, keys))
 
     async def ping(self) -> None:
         await self._call(lambda conn: conn.fetchval("SELECT 1"), retry=True)
 
     async def close(self) -> None:
-        await sql.stop_task(self._cleanup)
-        self._cleanup = None
+        await self._stop_purger()
         if self._pool is not None:
             try:
                 await asyncio.wait_for(self._pool.close(), timeout=5.0)

@@ -204,20 +204,15 @@ class RedisStateStore(state.StateStore):
             await self.client.wait(self._replicas, 1000)
 
     async def set(self, request: state.SetRequest) -> None:
-        args = self._set_args(request)
-        try:
-            await self._run_script(self._set.sha, SET_SCRIPT, request.key, args)
-            await self._wait_replicas(request.consistency)
-        except ResponseError as exc:
-            raise self._failure(exc) from exc
-        except redis_driver.UNAVAILABLE as exc:
-            raise redis_driver.unavailable(self._address, exc) from exc
+        await self._write(self._set.sha, SET_SCRIPT, request.key, self._set_args(request), request.consistency)
 
     async def delete(self, request: state.DeleteRequest) -> None:
-        args = self._delete_args(request)
+        await self._write(self._delete.sha, DELETE_SCRIPT, request.key, self._delete_args(request), request.consistency)
+
+    async def _write(self, sha: str, script: str, key: str, args: list[bytes | str | int], consistency: str) -> None:
         try:
-            await self._run_script(self._delete.sha, DELETE_SCRIPT, request.key, args)
-            await self._wait_replicas(request.consistency)
+            await self._run_script(sha, script, key, args)
+            await self._wait_replicas(consistency)
         except ResponseError as exc:
             raise self._failure(exc) from exc
         except redis_driver.UNAVAILABLE as exc:

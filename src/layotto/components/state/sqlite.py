@@ -19,6 +19,7 @@ import aiosqlite
 from layotto.components._drivers import sql, sqlite
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.state import base as state
+from layotto.components.state.relational import SqlStateStore
 from layotto.errors import BackendUnavailableError, ConfigError, ETagMismatchError
 
 log = logging.getLogger("layotto.state.sqlite")
@@ -27,19 +28,15 @@ log = logging.getLogger("layotto.state.sqlite")
 _MAX_PARAMS = 900
 
 
-class SqliteStateStore(state.StateStore):
-    features = frozenset({state.StateFeature.ETAG, state.StateFeature.TRANSACTIONAL, state.StateFeature.TTL})
-
+class SqliteStateStore(SqlStateStore):
     def __init__(self) -> None:
         self._reader: aiosqlite.Connection | None = None
         self._writer: aiosqlite.Connection | None = None
         # One transaction at a time on the writer connection: statements of concurrent
         # coroutines must not interleave inside BEGIN ... COMMIT.
         self._write_lock = asyncio.Lock()
-        self._cleanup: asyncio.Task[None] | None = None
         self._table = "state"
         self._path = ""
-        self._default_ttl: int | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
@@ -47,7 +44,7 @@ class SqliteStateStore(state.StateStore):
         if not raw_path:
             raise ConfigError("required metadata 'databasePath' is missing", f"{metadata.where}.metadata.databasePath")
         self._table = sql.table_name(metadata, "state")
-        self._default_ttl = state.ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
+        self._read_default_ttl(metadata)
         busy = metadata.get_duration("busyTimeout", 5.0)
         if raw_path == ":memory:":
             # A private in-memory database must be one connection, or the reader sees nothing.
@@ -67,9 +64,7 @@ class SqliteStateStore(state.StateStore):
         except sqlite3.Error as exc:
             await self.close()
             raise BackendUnavailableError(f"cannot open sqlite database {self._path}: {exc}") from exc
-        self._cleanup = sql.start_purger(
-            metadata, f"sqlite-purge-{context.name}", self._purge_expired, (sqlite3.Error,), log
-        )
+        self._start_purger(metadata, f"sqlite-purge-{context.name}", (sqlite3.Error,), log)
 
     async def _open(self, busy_timeout: float) -> aiosqlite.Connection:
         conn = await sqlite.connect(self._path, busy_timeout)
@@ -134,14 +129,9 @@ class SqliteStateStore(state.StateStore):
                 await self._writer.execute("ROLLBACK")
                 raise BackendUnavailableError(f"sqlite commit failed: {exc}") from exc
 
-    def _expiry(self, metadata: dict[str, str]) -> float | None:
-        ttl = state.ttl_seconds(metadata)
-        if ttl is None:
-            ttl = self._default_ttl
-        return time.time() + ttl if ttl is not None and ttl > 0 else None
-
     async def _apply_set(self, conn: aiosqlite.Connection, request: state.SetRequest) -> None:
-        expire = self._expiry(request.metadata)
+        ttl = self._ttl(request)
+        expire = None if ttl is None else time.time() + ttl
         now = time.time()
         table = self._table
         if request.etag:
@@ -193,21 +183,6 @@ class SqliteStateStore(state.StateStore):
         except sqlite3.Error as exc:
             raise BackendUnavailableError(f"sqlite write failed: {exc}") from exc
 
-    async def set(self, request: state.SetRequest) -> None:
-        await self._run((request,))
-
-    async def delete(self, request: state.DeleteRequest) -> None:
-        await self._run((request,))
-
-    async def bulk_set(self, requests: Sequence[state.SetRequest]) -> None:
-        await self._run(requests)
-
-    async def bulk_delete(self, requests: Sequence[state.DeleteRequest]) -> None:
-        await self._run(requests)
-
-    async def multi(self, operations: Sequence[state.Operation], metadata: dict[str, str]) -> None:
-        await self._run(operations)
-
     async def ping(self) -> None:
         if self._reader is None:
             raise BackendUnavailableError("sqlite store is not open")
@@ -218,8 +193,7 @@ class SqliteStateStore(state.StateStore):
             raise BackendUnavailableError(f"sqlite database {self._path} is unavailable: {exc}") from exc
 
     async def close(self) -> None:
-        await sql.stop_task(self._cleanup)
-        self._cleanup = None
+        await self._stop_purger()
         for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
             try:
                 await conn.close()
