@@ -96,3 +96,35 @@ async def test_sms_and_phone_components_are_not_available() -> None:
             )
         )
         assert err.details() == "component not found. kind: sms , name: tx"
+
+
+async def test_object_storage_refuses_what_no_local_store_has_a_meaning_for(tmp_path: Any) -> None:
+    config = {"oss": {"files": {"type": "local", "metadata": {"rootPath": str(tmp_path)}}}}
+    async with running_sidecar(config) as (_, address), grpc.aio.insecure_channel(address) as chan:
+        stub = oss_pb2_grpc.ObjectStorageServiceStub(chan)
+        calls = {
+            "GetObjectCannedAcl": stub.GetObjectCannedAcl(oss_pb2.GetObjectCannedAclInput(store_name="files")),
+            "PutObjectCannedAcl": stub.PutObjectCannedAcl(oss_pb2.PutObjectCannedAclInput(store_name="files")),
+            "RestoreObject": stub.RestoreObject(oss_pb2.RestoreObjectInput(store_name="files")),
+            "ListObjectVersions": stub.ListObjectVersions(oss_pb2.ListObjectVersionsInput(store_name="files")),
+            "SignURL": stub.SignURL(oss_pb2.SignURLInput(store_name="files")),
+            "UpdateDownloadBandwidthRateLimit": stub.UpdateDownloadBandwidthRateLimit(
+                oss_pb2.UpdateBandwidthRateLimitInput(store_name="files")
+            ),
+            "UpdateUploadBandwidthRateLimit": stub.UpdateUploadBandwidthRateLimit(
+                oss_pb2.UpdateBandwidthRateLimitInput(store_name="files")
+            ),
+        }
+        for rpc, call in calls.items():
+            err = await _error(call)
+            assert (err.code(), err.details()) == (
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"{rpc} is not supported by the local object store",
+            )
+        # An unknown store is named first, as for every other operation.
+        err = await _error(stub.SignURL(oss_pb2.SignURLInput(store_name="nope")))
+        assert err.details() == "not supported store type: nope"
+        # A missing object fails while opening it, in upstream's words.
+        get = stub.GetObject(oss_pb2.GetObjectInput(store_name="files", bucket="b", key="missing"))
+        err = await _error(get.read())
+        assert err.details().startswith("get file fail,err: ")

@@ -47,15 +47,7 @@ class ObjectStorageApi(Answering[OssCore]):
         if first is None:
             return pb.PutObjectOutput()  # upstream: a stream closed at once is no call at all
         store = self.core.store(first.store_name)
-        opts = PutOptions(
-            meta=dict(first.meta),
-            tags=dict(first.tagging),
-            cache_control=first.cache_control,
-            content_disposition=first.content_disposition,
-            content_encoding=first.content_encoding,
-            expires=first.expires,
-            storage_class=first.storage_class,
-        )
+        opts = PutOptions.headers_of(first, meta=dict(first.meta), tags=dict(first.tagging))
         info = await self.core.call(store.put_object(first.bucket, first.key, _bodies(first, request_iterator), opts))
         return pb.PutObjectOutput(etag=info.etag)
 
@@ -187,14 +179,7 @@ class ObjectStorageApi(Answering[OssCore]):
         if first is None:
             return pb.AppendObjectOutput()
         store = self.core.store(first.store_name)
-        opts = PutOptions(
-            tags=dict(first.tags),
-            cache_control=first.cache_control,
-            content_disposition=first.content_disposition,
-            content_encoding=first.content_encoding,
-            expires=first.expires,
-            storage_class=first.storage_class,
-        )
+        opts = PutOptions.headers_of(first, tags=dict(first.tags))
         position = await self.core.call(
             store.append_object(first.bucket, first.key, first.position, _bodies(first, request_iterator), opts)
         )
@@ -227,17 +212,7 @@ class ObjectStorageApi(Answering[OssCore]):
         self, request: pb.CreateMultipartUploadInput, context: Ctx
     ) -> pb.CreateMultipartUploadOutput:
         store = self.core.store(request.store_name)
-        opts = PutOptions(
-            meta=dict(request.meta_data),
-            tags=dict(request.tagging),
-            content_type=request.content_type,
-            cache_control=request.cache_control,
-            content_disposition=request.content_disposition,
-            content_encoding=request.content_encoding,
-            content_language=request.content_language,
-            expires=request.expires,
-            storage_class=request.storage_class,
-        )
+        opts = PutOptions.headers_of(request, meta=dict(request.meta_data), tags=dict(request.tagging))
         upload_id = await self.core.call(store.create_multipart(request.bucket, request.key, opts))
         return pb.CreateMultipartUploadOutput(bucket=request.bucket, key=request.key, upload_id=upload_id)
 

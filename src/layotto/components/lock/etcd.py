@@ -69,12 +69,24 @@ class EtcdLock(lock.LockStore):
 
     async def try_lock(self, request: lock.TryLockRequest) -> bool:
         key = self._key(request.key)
-        lease = await self._call(lambda c: c.lease(request.expire))
+        succeeded, lease_id = await self._put_on_new_lease(
+            key, request.owner, request.expire, lambda t: t.create(key) == 0
+        )
+        if not succeeded:
+            await self._revoke_quietly(lease_id)
+        return succeeded
+
+    async def _put_on_new_lease(
+        self, key: bytes, owner: str, ttl: int, condition: Callable[[Any], Any]
+    ) -> tuple[bool, int]:
+        """Put `owner` at `key` on a fresh lease of `ttl` seconds if `condition` (over the
+        client's transactions) holds; whether it did, and the new lease (revoked on an error)."""
+        lease = await self._call(lambda c: c.lease(ttl))
 
         async def txn(c: aetcd.Client) -> Any:
             return await c.transaction(
-                compare=[c.transactions.create(key) == 0],
-                success=[c.transactions.put(key, request.owner.encode(), lease=lease.id)],
+                compare=[condition(c.transactions)],
+                success=[c.transactions.put(key, owner.encode(), lease=lease.id)],
                 failure=[],
             )
 
@@ -83,9 +95,7 @@ class EtcdLock(lock.LockStore):
         except BaseException:
             await self._revoke_quietly(lease.id)
             raise
-        if not succeeded:
-            await self._revoke_quietly(lease.id)
-        return bool(succeeded)
+        return bool(succeeded), lease.id
 
     async def _revoke_quietly(self, lease_id: int) -> None:
         # An unused lease expires on its own; revoking it early just keeps etcd tidy.
@@ -132,23 +142,12 @@ class EtcdLock(lock.LockStore):
         raise ComponentError(f"[etcdLock]: keep-alive of {request.key} kept racing with other updates")
 
     async def _move_to_new_lease(self, key: bytes, held: Any, request: lock.KeepAliveRequest) -> bool:
-        lease = await self._call(lambda c: c.lease(request.expire))
-
-        async def txn(c: aetcd.Client) -> Any:
-            # The revision check makes sure the lock we looked at is still the same one.
-            return await c.transaction(
-                compare=[c.transactions.mod(key) == held.mod_revision],
-                success=[c.transactions.put(key, request.owner.encode(), lease=lease.id)],
-                failure=[],
-            )
-
-        try:
-            succeeded, _ = await self._call(txn)
-        except BaseException:
-            await self._revoke_quietly(lease.id)
-            raise
-        await self._revoke_quietly(held.lease if succeeded else lease.id)
-        return bool(succeeded)
+        # The revision check makes sure the lock we looked at is still the same one.
+        succeeded, lease_id = await self._put_on_new_lease(
+            key, request.owner, request.expire, lambda t: t.mod(key) == held.mod_revision
+        )
+        await self._revoke_quietly(held.lease if succeeded else lease_id)
+        return succeeded
 
     async def close(self) -> None:
         for client in getattr(self, "_clients", []):

@@ -11,6 +11,7 @@ import enum
 from abc import abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from layotto.components.base import Component, Feature
 from layotto.errors import UnsupportedError
@@ -61,6 +62,24 @@ class PutOptions:
     content_language: str = ""
     expires: int = 0
     storage_class: str = ""
+
+    @classmethod
+    def headers_of(cls, source: object, **more: Any) -> PutOptions:
+        """Options with the header fields `source` has (an object's info, a request message),
+        and `more`."""
+        return cls(**{name: getattr(source, name) for name in HEADER_FIELDS if hasattr(source, name)}, **more)
+
+
+#: The header fields of PutOptions, named alike in ObjectInfo and in the API's messages.
+HEADER_FIELDS = (
+    "content_type",
+    "cache_control",
+    "content_disposition",
+    "content_encoding",
+    "content_language",
+    "expires",
+    "storage_class",
+)
 
 
 @dataclass

@@ -532,13 +532,4 @@ def _after(upload: oss.UploadInfo, key_marker: str, upload_id_marker: str) -> bo
 
 
 def _options_of(info: oss.ObjectInfo) -> oss.PutOptions:
-    return oss.PutOptions(
-        meta=dict(info.meta),
-        content_type=info.content_type,
-        cache_control=info.cache_control,
-        content_disposition=info.content_disposition,
-        content_encoding=info.content_encoding,
-        content_language=info.content_language,
-        expires=info.expires,
-        storage_class=info.storage_class,
-    )
+    return oss.PutOptions.headers_of(info, meta=dict(info.meta))

@@ -1,11 +1,14 @@
-"""Shared plumbing of the broker components: bounded concurrent handling of messages."""
+"""Shared plumbing of the broker components: bounded concurrent handling of messages, and the
+set of open subscriptions each closes with itself."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, Generic, TypeVar
+
+from layotto.components.pubsub.base import Subscription
 
 log = logging.getLogger("layotto.pubsub")
 
@@ -77,3 +80,31 @@ async def call_handler(handler: Callable[[], Awaitable[bool]]) -> bool:
 
 async def backoff_sleep(attempt: int, base: float = 0.2, cap: float = 5.0) -> None:
     await asyncio.sleep(min(cap, base * 2 ** min(attempt, 10)))
+
+
+S = TypeVar("S", bound=Subscription)
+
+
+class OpenSubscriptions(Generic[S]):
+    """The subscriptions a component has open: each leaves when it closes, the rest are closed
+    with the component."""
+
+    def __init__(self) -> None:
+        self._open: set[S] = set()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __iter__(self) -> Iterator[S]:
+        return iter(list(self._open))
+
+    def add(self, subscription: S) -> S:
+        self._open.add(subscription)
+        return subscription
+
+    def discard(self, subscription: S) -> None:
+        self._open.discard(subscription)
+
+    async def close_all(self) -> None:
+        for subscription in list(self._open):
+            await subscription.close()

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.pubsub._consumer import InFlight, backoff_sleep, call_handler
+from layotto.components.pubsub._consumer import InFlight, OpenSubscriptions, backoff_sleep, call_handler
 from layotto.components.pubsub.base import Handler, Message, PubSub, subscribe_options
 from layotto.errors import BackendUnavailableError, ConfigError
 
@@ -103,7 +103,7 @@ class _SharedSubscription:
 
 class MqttPubSub(PubSub):
     def __init__(self) -> None:
-        self.subscriptions: set[_SharedSubscription] = set()
+        self.subscriptions = OpenSubscriptions[_SharedSubscription]()
         self._publisher: aiomqtt.Client | None = None
         #: The one dial in progress for the publisher, shared by every publish waiting for it. It
         #: runs on when a publish gives up waiting, so that a broker back a moment later is ready.
@@ -203,12 +203,10 @@ class MqttPubSub(PubSub):
             await subscription.start()
         except (aiomqtt.MqttError, OSError) as exc:
             raise BackendUnavailableError(f"mqtt broker at {self.host}:{self.port} is unavailable: {exc}") from exc
-        self.subscriptions.add(subscription)
-        return subscription
+        return self.subscriptions.add(subscription)
 
     async def close(self) -> None:
-        for subscription in list(self.subscriptions):
-            await subscription.close()
+        await self.subscriptions.close_all()
         if self._dialing is not None:
             self._dialing.cancel()
             await asyncio.gather(self._dialing, return_exceptions=True)

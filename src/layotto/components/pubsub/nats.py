@@ -24,7 +24,7 @@ from nats.js import api as js_api
 from nats.js.errors import APIError, NotFoundError
 
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.pubsub._consumer import InFlight, backoff_sleep, call_handler
+from layotto.components.pubsub._consumer import InFlight, OpenSubscriptions, backoff_sleep, call_handler
 from layotto.components.pubsub.base import Handler, Message, PubSub, subscribe_options
 from layotto.errors import BackendUnavailableError, ComponentError
 
@@ -97,7 +97,7 @@ class _PullSubscription:
 
 class JetStreamPubSub(PubSub):
     def __init__(self) -> None:
-        self.subscriptions: set[_PullSubscription] = set()
+        self.subscriptions = OpenSubscriptions[_PullSubscription]()
         self._streams: dict[str, str] = {}
         self._stream_lock = asyncio.Lock()
 
@@ -184,12 +184,10 @@ class JetStreamPubSub(PubSub):
         except _UNAVAILABLE as exc:
             raise BackendUnavailableError(f"nats at {self.url} is unavailable: {exc!r}") from exc
         subscription = _PullSubscription(self, topic, psub, handler, options.max_concurrency)
-        self.subscriptions.add(subscription)
-        return subscription
+        return self.subscriptions.add(subscription)
 
     async def close(self) -> None:
-        for subscription in list(self.subscriptions):
-            await subscription.close()
+        await self.subscriptions.close_all()
         try:
             await self.nc.close()
         except Exception as exc:

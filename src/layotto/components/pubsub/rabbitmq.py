@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobu
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.pubsub._consumer import call_handler
+from layotto.components.pubsub._consumer import OpenSubscriptions, call_handler
 from layotto.components.pubsub.base import Handler, Message, PubSub, subscribe_options
 from layotto.errors import BackendUnavailableError, ComponentError
 
@@ -88,7 +88,7 @@ class RabbitMQPubSub(PubSub):
     connection: AbstractRobustConnection
 
     def __init__(self) -> None:
-        self.subscriptions: set[_QueueSubscription] = set()
+        self.subscriptions = OpenSubscriptions[_QueueSubscription]()
         self._exchanges: dict[str, AbstractExchange] = {}
         self._publish_channel: Any = None
         self._lock = asyncio.Lock()
@@ -163,12 +163,10 @@ class RabbitMQPubSub(PubSub):
             raise BackendUnavailableError(f"rabbitmq at {_safe(self.url)} is unavailable: {exc!r}") from exc
         subscription = _QueueSubscription(self, topic, channel, queue, handler)
         await subscription.start()
-        self.subscriptions.add(subscription)
-        return subscription
+        return self.subscriptions.add(subscription)
 
     async def close(self) -> None:
-        for subscription in list(self.subscriptions):
-            await subscription.close()
+        await self.subscriptions.close_all()
         try:
             await self.connection.close()
         except Exception as exc:

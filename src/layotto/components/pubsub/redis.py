@@ -28,7 +28,7 @@ from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.delay_queue.base import DelayScheduler
 from layotto.components.delay_queue.redis import RedisScheduler
-from layotto.components.pubsub._consumer import InFlight, backoff_sleep
+from layotto.components.pubsub._consumer import InFlight, OpenSubscriptions, backoff_sleep
 from layotto.components.pubsub.base import Handler, Message, PubSub, PubSubFeature, subscribe_options
 
 log = logging.getLogger("layotto.pubsub.redis")
@@ -161,16 +161,21 @@ class _StreamSubscription:
             except asyncio.CancelledError:
                 raise
             except ResponseError as exc:
-                if "NOGROUP" in str(exc):
-                    await self._recreate_group()
-                else:
-                    log.warning("XREADGROUP on %s failed: %s", self.topic, exc)
+                if not await self._recovered(exc, "XREADGROUP"):
                     await backoff_sleep(failures)
                     failures += 1
             except redis_driver.UNAVAILABLE as exc:
                 log.warning("redis unavailable while reading %s: %s", self.topic, exc)
                 await backoff_sleep(failures)
                 failures += 1
+
+    async def _recovered(self, exc: ResponseError, command: str) -> bool:
+        """Recreate the consumer group when Redis lost it (True); else log the failure."""
+        if "NOGROUP" in str(exc):
+            await self._recreate_group()
+            return True
+        log.warning("%s on %s failed: %s", command, self.topic, exc)
+        return False
 
     async def _recreate_group(self) -> None:
         try:
@@ -204,10 +209,7 @@ class _StreamSubscription:
             except asyncio.CancelledError:
                 raise
             except ResponseError as exc:
-                if "NOGROUP" in str(exc):
-                    await self._recreate_group()
-                else:
-                    log.warning("XAUTOCLAIM on %s failed: %s", self.topic, exc)
+                await self._recovered(exc, "XAUTOCLAIM")
             except redis_driver.UNAVAILABLE as exc:
                 log.warning("redis unavailable while reclaiming %s: %s", self.topic, exc)
 
@@ -238,7 +240,7 @@ class RedisStreamsPubSub(PubSub):
     client: redis_driver.AutoPipelineRedis
 
     def __init__(self) -> None:
-        self.subscriptions: set[_StreamSubscription] = set()
+        self.subscriptions = OpenSubscriptions[_StreamSubscription]()
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
@@ -291,10 +293,8 @@ class RedisStreamsPubSub(PubSub):
         except redis_driver.UNAVAILABLE as exc:
             raise redis_driver.unavailable(self.address, exc) from exc
         subscription = _StreamSubscription(self, topic, options.consumer_id, handler, options.max_concurrency)
-        self.subscriptions.add(subscription)
-        return subscription
+        return self.subscriptions.add(subscription)
 
     async def close(self) -> None:
-        for subscription in list(self.subscriptions):
-            await subscription.close()
+        await self.subscriptions.close_all()
         await self.client.aclose()
