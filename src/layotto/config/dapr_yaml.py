@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from layotto.config.model import BLOCKS, ComponentSpec, RuntimeConfig
+from layotto.config.model import BLOCKS, ComponentSpec, RuntimeConfig, SubscriptionSpec
 from layotto.errors import ConfigError
 
 API_VERSION_PREFIX = "dapr.io/"
@@ -48,8 +49,8 @@ _DAPR_ONLY_METADATA: dict[str, frozenset[str]] = {
     "state": frozenset({"actorstatestore", "outboxpublishpubsub", "outboxpublishtopic", "outboxpubsub"}),
 }
 
-#: Document kinds other than Component that a Dapr resources folder may hold.
-_OTHER_KINDS = frozenset({"subscription", "configuration", "resiliency", "httpendpoint"})
+#: Document kinds other than Component and Subscription that a Dapr resources folder may hold.
+_OTHER_KINDS = frozenset({"configuration", "resiliency", "httpendpoint"})
 
 
 def load_into(cfg: RuntimeConfig, resources_path: str) -> None:
@@ -64,13 +65,16 @@ def load_into(cfg: RuntimeConfig, resources_path: str) -> None:
     taken = {(c.block, c.name) for c in cfg.components}
     for path in files:
         for spec in load_file(path, cfg.app.app_id, cfg.warnings):
+            if isinstance(spec, SubscriptionSpec):
+                cfg.subscriptions.append(spec)
+                continue
             if (spec.block, spec.name) in taken:
                 raise ConfigError(f"duplicate {spec.block} component name '{spec.name}'", spec.source)
             taken.add((spec.block, spec.name))
             cfg.components.append(spec)
 
 
-def load_file(path: Path, app_id: str, warnings: list[str]) -> list[ComponentSpec]:
+def load_file(path: Path, app_id: str, warnings: list[str]) -> list[ComponentSpec | SubscriptionSpec]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -84,7 +88,7 @@ def load_file(path: Path, app_id: str, warnings: list[str]) -> list[ComponentSpe
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"malformed YAML{where}: {problem}", str(path)) from None
-    specs: list[ComponentSpec] = []
+    specs: list[ComponentSpec | SubscriptionSpec] = []
     for index, doc in enumerate(documents):
         if doc is None:  # an empty document between two `---`
             continue
@@ -103,14 +107,17 @@ def _mapping(value: Any, where: str, what: str) -> dict[str, Any]:
     return value
 
 
-def parse_document(doc: Any, source: str, app_id: str, warnings: list[str]) -> ComponentSpec | None:
-    """One YAML document -> a ComponentSpec; None for a document that is skipped (with a warning)."""
+def parse_document(doc: Any, source: str, app_id: str, warnings: list[str]) -> ComponentSpec | SubscriptionSpec | None:
+    """One YAML document -> a ComponentSpec or SubscriptionSpec; None for a document that is
+    skipped (with a warning) or scoped to other apps."""
     if not isinstance(doc, dict):
         raise ConfigError("a document must be a mapping with apiVersion, kind, metadata and spec", source)
     api_version = str(doc.get("apiVersion", ""))
     kind = str(doc.get("kind", ""))
     if not api_version.startswith(API_VERSION_PREFIX):
         raise ConfigError(f"apiVersion must be dapr.io/v1alpha1, got {api_version!r}", source)
+    if kind == "Subscription":
+        return _subscription(doc, source, app_id, warnings)
     if kind != "Component":
         if kind.lower() in _OTHER_KINDS:
             warnings.append(f"{source}: Dapr {kind} resources are not supported; the document is ignored")
@@ -130,11 +137,7 @@ def parse_document(doc: Any, source: str, app_id: str, warnings: list[str]) -> C
     if block not in BLOCKS:
         warnings.append(f"{source}: Dapr component type '{full_type}' has no building block here; ignored")
         return None
-    scopes = doc.get("scopes") or []
-    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
-        raise ConfigError("scopes must be a list of app ids", source)
-    if scopes and app_id not in scopes:
-        # As Dapr: a scoped component exists only for the app ids it names.
+    if not _in_scope(doc, source, app_id):
         return None
     auth = _mapping(doc.get("auth"), source, "auth")
     secret_store = str(auth.get("secretStore", "") or "")
@@ -148,6 +151,44 @@ def parse_document(doc: Any, source: str, app_id: str, warnings: list[str]) -> C
     if refs:
         extras["secret_ref"] = refs
     return ComponentSpec(block=block, name=name, type=type_name, metadata=metadata, extras=extras, source=source)
+
+
+def _in_scope(doc: Mapping[str, Any], source: str, app_id: str) -> bool:
+    """As Dapr: a scoped resource exists only for the app ids it names."""
+    scopes = doc.get("scopes") or []
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise ConfigError("scopes must be a list of app ids", source)
+    return not scopes or app_id in scopes
+
+
+def _subscription(doc: Mapping[str, Any], source: str, app_id: str, warnings: list[str]) -> SubscriptionSpec | None:
+    """A Subscription: v1alpha1 routes with `route`, v2alpha1 with `routes: {rules, default}`."""
+    name = str(_mapping(doc.get("metadata"), source, "metadata").get("name") or "")
+    source = f"{source} (subscription '{name}')"
+    spec = _mapping(doc.get("spec"), source, "spec")
+    pubsub, topic = spec.get("pubsubname") or spec.get("pubsubName"), spec.get("topic")
+    if not isinstance(pubsub, str) or not pubsub or not isinstance(topic, str) or not topic:
+        warnings.append(f"{source}: a Subscription needs spec.pubsubname and spec.topic; the document is ignored")
+        return None
+    if not _in_scope(doc, source, app_id):
+        return None
+    routes = _mapping(spec.get("routes"), source, "spec.routes")
+    rules = []
+    for index, rule in enumerate(routes.get("rules") or ()):
+        rule = _mapping(rule, f"{source}: spec.routes.rules[{index}]", "a rule")
+        rules.append((str(rule.get("match", "") or ""), str(rule.get("path", "") or "")))
+    default = str(routes.get("default") or spec.get("route") or "")
+    metadata = _mapping(spec.get("metadata"), source, "spec.metadata")
+    return SubscriptionSpec(
+        name=name,
+        pubsub_name=pubsub,
+        topic=topic,
+        rules=rules,
+        default_route=default,
+        dead_letter_topic=str(spec.get("deadLetterTopic") or ""),
+        metadata={str(k): _value(v) for k, v in metadata.items()},
+        source=source,
+    )
 
 
 def _value(raw: Any) -> str:

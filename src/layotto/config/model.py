@@ -8,6 +8,8 @@ from typing import Any
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:34904"
 DEFAULT_ACTUATOR_ADDRESS = "127.0.0.1:34999"
 DEFAULT_CALLBACK_HOST = "127.0.0.1"
+#: Where Dapr's HTTP API listens for a Dapr app's sidecar (daprd's default port).
+DEFAULT_DAPR_HTTP_ADDRESS = "127.0.0.1:3500"
 
 #: Building blocks, named as Dapr names them in a component's `spec.type` prefix.
 #: The order is upstream Layotto's initialisation order.
@@ -54,8 +56,25 @@ class AppConfig:
     #: Optional HTTP port of the app, for service invocation over HTTP.
     http_port: int = 0
     #: Which callback API the app serves on grpc_callback_port: "layotto"
-    #: (spec.proto.runtime.v1.AppCallback) or "dapr" (dapr.proto.runtime.v1.AppCallback).
-    callback_api: str = "layotto"
+    #: (spec.proto.runtime.v1.AppCallback), "dapr" (dapr.proto.runtime.v1.AppCallback), or ""
+    #: to ask both and use the one the app implements.
+    callback_api: str = ""
+
+
+@dataclass
+class SubscriptionSpec:
+    """A declared subscription (a Dapr `Subscription` resource, dapr.io/v1alpha1 or v2alpha1)."""
+
+    name: str
+    pubsub_name: str
+    topic: str
+    #: (CEL match, path) rules, tried in order; v1alpha1 has none.
+    rules: list[tuple[str, str]] = field(default_factory=list)
+    #: The app's handler for events no rule matches (v1alpha1's `route`).
+    default_route: str = ""
+    dead_letter_topic: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    source: str = ""
 
 
 @dataclass
@@ -64,6 +83,8 @@ class RuntimeConfig:
     #: "tcp" or "unix"; with "unix", grpc_address is a socket path.
     grpc_network: str = "tcp"
     actuator_address: str | None = DEFAULT_ACTUATOR_ADDRESS
+    #: "host:port" of Dapr's HTTP API (daprd's /v1.0/...); None serves none.
+    dapr_http_address: str | None = None
     app: AppConfig = field(default_factory=AppConfig)
     components: list[ComponentSpec] = field(default_factory=list)
     #: Raw stream filter configs of the gRPC listener (flowControlFilter, grpc_metric, ...).
@@ -78,6 +99,8 @@ class RuntimeConfig:
     shutdown_grace: float = 10.0
     #: Warnings gathered while loading (unknown keys, blocks not built yet).
     warnings: list[str] = field(default_factory=list)
+    #: Subscriptions declared beside the app's own (Dapr `Subscription` resources).
+    subscriptions: list[SubscriptionSpec] = field(default_factory=list)
     source: str = ""
 
     def components_of(self, block: str) -> list[ComponentSpec]:

@@ -174,6 +174,8 @@ class Event:
     raw: bytes = b""
     #: The envelope's W3C `traceparent` (the publisher's trace), "" when it has none valid.
     traceparent: str = ""
+    #: The app's handler for this event, chosen by its subscription's routes ("" for none).
+    route: str = ""
 
 
 def _text(envelope: Mapping[str, Any], key: str, default: str = "") -> str:

@@ -3,8 +3,11 @@
 The runtime asks the app for the topics it subscribes to, delivers events to it and invokes its
 methods. Which callback API the app serves on `grpc_callback_port` is chosen by
 `app.callback_api`, among the channels the sidecar gives the runtime: "layotto"
-(spec.proto.runtime.v1.AppCallback, here) and "dapr" (the Dapr API's). With `app.http_port`, invocations go over
-HTTP instead, as with upstream's HTTP channel; events still go over gRPC.
+(spec.proto.runtime.v1.AppCallback, here) and "dapr" (the Dapr API's); left empty, both are
+asked and the one the app implements serves (`DetectingAppChannel`). With `app.http_port`,
+invocations go over HTTP, as with upstream's HTTP channel, and so do events when the app has
+no gRPC callback port: Dapr's HTTP app protocol (`GET /dapr/subscribe`, events POSTed to their
+route).
 
 The sidecar opens one channel (`open_app_channel`) and hands it to its users, event delivery and
 the invocation engine, so they share one gRPC connection; the sidecar closes it once both are done.
@@ -12,17 +15,18 @@ the invocation engine, so they share one gRPC connection; the sidecar closes it 
 
 from __future__ import annotations
 
+import base64
 import enum
+import json
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import grpc
 from google.protobuf import any_pb2, empty_pb2
 
-from layotto.core.cloudevents import Event
+from layotto.core.cloudevents import Event, encode
 from layotto.errors import ConfigError
 from layotto.observability import tracing
 from layotto.runtime.invoke import (
@@ -37,6 +41,7 @@ from layotto.runtime.invoke import (
     timeout_error,
 )
 from layotto.runtime.runtime import Runtime
+from layotto.runtime.subscriptions import TopicSubscription, envelope_of, from_documents
 from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
 from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2_grpc as cb_grpc
 
@@ -47,27 +52,25 @@ log = logging.getLogger("layotto.appchannel")
 
 
 class Status(enum.IntEnum):
-    """The app's verdict on an event."""
+    """The app's verdict on an event (0-2 as the callback protos number them)."""
 
     SUCCESS = 0
     RETRY = 1
     DROP = 2
+    #: The app has no handler for the event (gRPC UNIMPLEMENTED, HTTP 404): dropped, as by
+    #: daprd, but not dead-lettered, since the app did not look at it. Never sent by an app.
+    NOT_HANDLED = -1
 
 
-@dataclass(frozen=True)
-class TopicSubscription:
-    pubsub_name: str
-    topic: str
-    metadata: Mapping[str, str] = field(default_factory=dict)
+_APP_STATUSES = frozenset({Status.SUCCESS, Status.RETRY, Status.DROP})
 
 
 def status_of(value: int) -> Status:
     """The app's answer; an unknown value is RETRY (upstream: unknown status -> redelivery)."""
-    try:
+    if value in _APP_STATUSES:
         return Status(value)
-    except ValueError:
-        log.warning("unknown status %d returned by the app; the event will be redelivered", value)
-        return Status.RETRY
+    log.warning("unknown status %d returned by the app; the event will be redelivered", value)
+    return Status.RETRY
 
 
 class AppChannel(Protocol):
@@ -134,7 +137,7 @@ class GrpcAppChannel:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 log.warning("non-retriable error from the app for event %s: %s", event.id, exc.details())
-                return Status.DROP
+                return Status.NOT_HANDLED
             log.debug("error from the app for event %s: %s %s", event.id, exc.code().name, exc.details())
             return Status.RETRY
         return status_of(status)
@@ -211,11 +214,68 @@ class LayottoAppChannel(GrpcAppChannel):
         )
 
 
+class DetectingAppChannel:
+    """An app whose callback API is not configured: each candidate (Layotto's AppCallback
+    first, then Dapr's, on one connection) is asked in turn, and the first that the app
+    implements serves from then on: upstream Layotto with its Dapr API on asks both."""
+
+    def __init__(self, candidates: list[GrpcAppChannel]) -> None:
+        self.candidates = candidates
+        self.chosen: GrpcAppChannel | None = None
+
+    async def list_subscriptions(self) -> list[TopicSubscription]:
+        for channel in self._in_turn():
+            try:
+                found = await channel._subscriptions()
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    continue
+                raise
+            self.chosen = channel
+            return found
+        return []  # the app is up and implements no subscription listing: it subscribes to nothing
+
+    async def deliver(self, event: Event, time_limit: float) -> Status:
+        return await (self.chosen or self.candidates[0]).deliver(event, time_limit)
+
+    async def invoke(self, request: InvokeRequest, budget: float) -> InvokeResponse:
+        last: InvokeError | None = None
+        for channel in self._in_turn():
+            try:
+                reply = await channel.invoke(request, budget)
+            except InvokeError as exc:
+                if exc.code == grpc.StatusCode.UNIMPLEMENTED:
+                    last = exc
+                    continue
+                raise
+            self.chosen = channel
+            return reply
+        assert last is not None
+        raise last
+
+    def _in_turn(self) -> list[GrpcAppChannel]:
+        return [self.chosen] if self.chosen is not None else self.candidates
+
+    async def close(self) -> None:
+        # The candidates share one connection: closing one closes it.
+        await self.candidates[0].close()
+
+
+#: The content type of an event POSTed to an HTTP app, as daprd sends it.
+CLOUDEVENT_JSON = "application/cloudevents+json"
+#: The app's answer to an event in the body of a 2xx reply; none (or not JSON) means SUCCESS.
+_HTTP_STATUSES = {"": Status.SUCCESS, "SUCCESS": Status.SUCCESS, "RETRY": Status.RETRY, "DROP": Status.DROP}
+
+
 class HttpAppChannel:
     """Invocations over HTTP to the app's `http_port`, as upstream's MOSN http channel builds
     the request: method = verb (GET without an http_extension), path = method, query =
     querystring, body = data, headers = call metadata plus `id`. Anything but 200 is an error.
-    Subscriptions and events go to `events`, the app's gRPC channel (if it has one)."""
+
+    Subscriptions and events go to `events`, the app's gRPC channel, when it has one; else over
+    HTTP as daprd does it: `GET /dapr/subscribe` lists them, each event is POSTed to its route
+    as a CloudEvent, and the answer is the body's `{"status": ...}` on a 2xx, DROP on a 404,
+    RETRY otherwise."""
 
     def __init__(self, rt: Runtime, events: AppChannel | None) -> None:
         app = rt.config.app
@@ -224,12 +284,41 @@ class HttpAppChannel:
         self._session: aiohttp.ClientSession | None = None
 
     async def list_subscriptions(self) -> list[TopicSubscription]:
-        return await self.events.list_subscriptions() if self.events is not None else []
+        if self.events is not None:
+            return await self.events.list_subscriptions()
+        import aiohttp
+
+        url = f"{self.base}/dapr/subscribe"
+        async with self._session_now().get(url, timeout=aiohttp.ClientTimeout(total=5.0)) as reply:
+            if reply.status == 404:
+                return []  # the app is up and has no subscription route: it subscribes to nothing
+            if reply.status != 200:
+                raise RuntimeError(f"GET {url} answered {reply.status}")
+            documents = await reply.json(content_type=None)
+        return from_documents(documents, f"GET {url}")
 
     async def deliver(self, event: Event, time_limit: float) -> Status:
-        if self.events is None:
-            raise RuntimeError("the app has no gRPC callback port to deliver events to")
-        return await self.events.deliver(event, time_limit)
+        if self.events is not None:
+            return await self.events.deliver(event, time_limit)
+        import aiohttp
+
+        headers = {"Content-Type": CLOUDEVENT_JSON, "pubsubname": event.pubsub_name}
+        headers.update(event_headers(event))
+        route = (event.route or event.topic).lstrip("/")
+        async with self._session_now().post(
+            f"{self.base}/{quote(route, safe='/')}",
+            data=_cloudevent_body(event),
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=time_limit),
+        ) as reply:
+            body = await reply.read()
+            if 200 <= reply.status <= 299:
+                return _http_verdict(event, body)
+            if reply.status == 404:
+                log.warning("non-retriable error from the app for event %s: 404 %s", event.id, body[:200])
+                return Status.NOT_HANDLED
+            log.warning("retriable error from the app for event %s: %d %s", event.id, reply.status, body[:200])
+            return Status.RETRY
 
     def _session_now(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -288,19 +377,55 @@ class HttpAppChannel:
             await self.events.close()
 
 
+def _cloudevent_body(event: Event) -> bytes:
+    """The event as the app receives it over HTTP: its envelope as published, or a raw payload
+    wrapped as daprd wraps one (`data_base64`)."""
+    if envelope_of(event).get("specversion"):
+        return event.raw
+    return encode(
+        {
+            "id": event.id,
+            "source": event.source,
+            "type": event.type,
+            "specversion": event.spec_version,
+            "datacontenttype": event.data_content_type,
+            "data_base64": base64.b64encode(event.data).decode(),
+            "topic": event.topic,
+            "pubsubname": event.pubsub_name,
+        }
+    )
+
+
+def _http_verdict(event: Event, body: bytes) -> Status:
+    try:
+        answer = json.loads(body) if body.strip() else {}
+    except ValueError:
+        return Status.SUCCESS  # as daprd: a 2xx whose body is not a status is a success
+    status = answer.get("status", "") if isinstance(answer, dict) else ""
+    verdict = _HTTP_STATUSES.get(str(status).upper())
+    if verdict is None:
+        log.warning("unknown status %r returned by the app for event %s; it will be redelivered", status, event.id)
+        return Status.RETRY
+    return verdict
+
+
 def open_app_channel(rt: Runtime) -> AppChannel | None:
     """A new channel to the app, or None when the app has neither callback port."""
     app = rt.config.app
     events: AppChannel | None = None
     if app.grpc_callback_port:
-        callback_api = app.callback_api or "layotto"
-        factory = rt.app_channels.get(callback_api)
-        if factory is None:
-            known = ", ".join(sorted(rt.app_channels))
-            raise ConfigError(f"unknown app callback_api '{callback_api}' (known: {known})", rt.config.source)
         target = f"{app.grpc_callback_host}:{app.grpc_callback_port}"
         # Non-blocking dial: the channel connects (and reconnects) in the background.
-        events = factory(target, grpc.aio.insecure_channel(target, options=GRPC_CHANNEL_OPTIONS))
+        connection = grpc.aio.insecure_channel(target, options=GRPC_CHANNEL_OPTIONS)
+        if not app.callback_api:
+            candidates = [factory(target, connection) for factory in rt.app_channels.values()]
+            events = DetectingAppChannel([c for c in candidates if isinstance(c, GrpcAppChannel)])
+        else:
+            factory = rt.app_channels.get(app.callback_api)
+            if factory is None:
+                known = ", ".join(sorted(rt.app_channels))
+                raise ConfigError(f"unknown app callback_api '{app.callback_api}' (known: {known})", rt.config.source)
+            events = factory(target, connection)
     if app.http_port:
         return HttpAppChannel(rt, events)
     return events

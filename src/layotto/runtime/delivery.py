@@ -2,13 +2,16 @@
 
 The app is reached through the runtime's shared `AppChannel` (runtime/appchannel.py). At
 start the service asks the app for its subscriptions, retrying with backoff until the app is up
-(the sidecar serves meanwhile), subscribes each one on its component, and hands every message
-to a `Dispatcher` that applies the outcome rules:
+(the sidecar serves meanwhile), adds the declared ones (Dapr `Subscription` resources) on topics
+the app does not subscribe to itself, subscribes each one on its component, and hands every
+message to a `Dispatcher` that applies the outcome rules:
 
-- SUCCESS acks; DROP acks, logs and counts; an expired event is dropped the same way.
+- SUCCESS acks; DROP acks, logs and counts (and, with a dead-letter topic, publishes the
+  event there first, as daprd does); an expired event is dropped the same way.
 - RETRY, a callback error, a timeout or an unknown status: retried here with backoff a few
   times, then nacked so the backend redelivers it later (possibly to another sidecar).
-- gRPC UNIMPLEMENTED from the app counts as DROP (upstream).
+- gRPC UNIMPLEMENTED (an HTTP app: 404) from the app is dropped like DROP, but never
+  dead-lettered (upstream, daprd).
 - With a dead-letter topic, an event that failed `maxDeliveryAttempts` times is published
   there (same component) and acked.
 
@@ -33,7 +36,8 @@ import grpc
 from layotto.components.pubsub.base import Message, PubSub, Subscription, subscribe_options
 from layotto.core.cloudevents import RAW_PAYLOAD, Event, decode, is_truthy
 from layotto.observability import tracing
-from layotto.runtime.appchannel import AppChannel, Status, TopicSubscription
+from layotto.runtime.appchannel import AppChannel, Status
+from layotto.runtime.subscriptions import TopicSubscription, declared, merged
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
@@ -153,8 +157,12 @@ class Dispatcher:
         deliver: Deliver,
         stats: DeliveryStats,
         tracer: Tracer | None = None,
+        subscription: TopicSubscription | None = None,
     ) -> None:
         self.component = component
+        #: Picks each event's route in the app (None: the callback API has no routes).
+        self.subscription = subscription if subscription is not None and subscription.rules else None
+        self.default_route = subscription.default_route if subscription is not None else ""
         self.pubsub_name = pubsub_name
         self.topic = topic
         self.policy = policy
@@ -220,6 +228,7 @@ class Dispatcher:
             raw=self.policy.raw_payload,
             message_id=message.id,
         )
+        event.route = self.subscription.route(event) if self.subscription is not None else self.default_route
         if event.expired:
             self._count("expired")
             log.warning("dropping expired pub/sub event %s on topic %s", event.id, self.topic)
@@ -232,16 +241,18 @@ class Dispatcher:
                     self._attempts.pop(event.id, None)
                     self._count("delivered")
                     return True
-                if status is Status.DROP:
+                if status is Status.DROP or status is Status.NOT_HANDLED:
                     self._attempts.pop(event.id, None)
+                    log.warning("%s from app for pub/sub event %s on topic %s", status.name, event.id, self.topic)
+                    if status is Status.DROP and self.policy.dead_letter_topic:
+                        return await self._dead_letter(event, "was dropped by the app")
                     self._count("dropped")
-                    log.warning("DROP status returned from app for pub/sub event %s on topic %s", event.id, self.topic)
                     return True
                 self._count("retried")
                 failures = self._failed(event.id)
                 limit = self.policy.max_delivery_attempts
                 if self.policy.dead_letter_topic and limit and failures >= limit:
-                    return await self._dead_letter(event, failures)
+                    return await self._dead_letter(event, f"failed {failures} times")
                 if tries >= self.policy.local_retries:
                     break
                 delay = min(self.policy.backoff_cap, self.policy.backoff_base * 2**tries)
@@ -250,7 +261,7 @@ class Dispatcher:
         self._count("nacked")
         return False
 
-    async def _dead_letter(self, event: Event, failures: int) -> bool:
+    async def _dead_letter(self, event: Event, why: str) -> bool:
         # Counted first: the dead-letter subscriber may see the event before publish returns.
         self.stats.dead_lettered += 1
         try:
@@ -265,10 +276,10 @@ class Dispatcher:
         self._counters.inc("dead_lettered")
         self._attempts.pop(event.id, None)
         log.warning(
-            "event %s on topic %s failed %d times; moved to dead-letter topic %s",
+            "event %s on topic %s %s; moved to dead-letter topic %s",
             event.id,
             self.topic,
-            failures,
+            why,
             self.policy.dead_letter_topic,
         )
         return True
@@ -307,6 +318,7 @@ class DeliveryService:
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)
         log.info("app subscribes to %s", [(s.pubsub_name, s.topic) for s in wanted] or "nothing")
+        wanted = merged(wanted, declared(self.rt.config.subscriptions))
         for sub in wanted:
             await self._subscribe(sub)
         self.ready.set()
@@ -320,7 +332,7 @@ class DeliveryService:
             sub.metadata, component_metadata(self.rt, sub.pubsub_name), self.rt.app_id
         )
         dispatcher = Dispatcher(
-            component, sub.pubsub_name, sub.topic, policy, self.channel.deliver, self.stats, self.tracer
+            component, sub.pubsub_name, sub.topic, policy, self.channel.deliver, self.stats, self.tracer, sub
         )
         delay = 0.2
         while True:
@@ -364,6 +376,4 @@ async def delivery_services(
     one tracer, None with tracing off)."""
     if not rt.components("pubsub") or channel is None:
         return []
-    if not rt.config.app.grpc_callback_port:
-        return []  # an app taking invocations over HTTP only subscribes to nothing
     return [DeliveryService(rt, channel, tracer)]

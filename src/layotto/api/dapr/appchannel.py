@@ -6,16 +6,13 @@ OnTopicEvent) and service invocation (OnInvoke) share one connection, and the ru
 app's answers (ack, retry, drop, unreachable, timeout) are those of runtime/appchannel.py, the
 same as for Layotto apps.
 
-Topic routing: Dapr apps may route a topic's events to several handlers (`routes.rules`,
-each a CEL `match` and a `path`). We evaluate the common form `event.<attr> == "<value>"`
-(joined by `&&`); a rule we cannot evaluate never matches, and the default route is used.
+Topic routing: Dapr apps may route a topic's events to several handlers (`routes.rules`, each
+a CEL `match` and a `path`); the subscription picks the event's route
+(`layotto.runtime.subscriptions`) and it is sent as the event's `path`.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -26,34 +23,11 @@ from google.protobuf import any_pb2, empty_pb2, struct_pb2
 
 from layotto.api.dapr import base as _base  # noqa: F401  (dapr import without its legacy warning)
 from layotto.core.cloudevents import Event
-from layotto.runtime.appchannel import GrpcAppChannel, TopicSubscription, event_fields
+from layotto.runtime.appchannel import GrpcAppChannel, event_fields
 from layotto.runtime.invoke import InvokeRequest, InvokeResponse, call_headers
+from layotto.runtime.subscriptions import Rule, TopicSubscription, envelope_of, with_dead_letter
 
-#: Subscription metadata keys we add to carry Dapr's extra subscription fields.
-DEAD_LETTER_KEY = "deadLetterTopic"
-_CLAUSE = re.compile(r"""^\s*event\.([A-Za-z_][A-Za-z0-9_]*)\s*==\s*(?:"([^"]*)"|'([^']*)')\s*$""")
 _STANDARD = frozenset({"id", "source", "type", "specversion", "datacontenttype", "data", "data_base64"})
-
-
-def _rule_matches(match: str, attributes: Mapping[str, Any]) -> bool:
-    if not match.strip():
-        return True
-    for clause in match.split("&&"):
-        found = _CLAUSE.match(clause)
-        if found is None:
-            return False
-        expected = found.group(2) if found.group(2) is not None else found.group(3)
-        if str(attributes.get(found.group(1), "")) != expected:
-            return False
-    return True
-
-
-def _envelope(event: Event) -> dict[str, Any]:
-    try:
-        value = json.loads(event.raw) if event.raw else None
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 class DaprAppChannel(GrpcAppChannel):
@@ -63,46 +37,26 @@ class DaprAppChannel(GrpcAppChannel):
     def __init__(self, target: str, connection: grpc.aio.Channel) -> None:
         super().__init__(target, connection)
         self._stub = cb_grpc.AppCallbackStub(connection)  # type: ignore[no-untyped-call]
-        #: (pubsub, topic) -> (rules [(match, path)], default path)
-        self._routes: dict[tuple[str, str], tuple[list[tuple[str, str]], str]] = {}
 
     async def _subscriptions(self) -> list[TopicSubscription]:
         reply = await self._stub.ListTopicSubscriptions(empty_pb2.Empty(), timeout=5.0)
-        out = []
-        for s in reply.subscriptions:
-            metadata = dict(s.metadata)
-            if s.dead_letter_topic:
-                metadata[DEAD_LETTER_KEY] = s.dead_letter_topic
-            self._routes[(s.pubsub_name, s.topic)] = (
-                [(r.match, r.path) for r in s.routes.rules],
+        return [
+            TopicSubscription(
+                s.pubsub_name,
+                s.topic,
+                with_dead_letter(s.metadata, s.dead_letter_topic),
+                tuple(Rule(r.match, r.path) for r in s.routes.rules),
                 s.routes.default,
             )
-            out.append(TopicSubscription(s.pubsub_name, s.topic, metadata))
-        return out
-
-    def _path(self, event: Event, envelope: Mapping[str, Any]) -> str:
-        rules, default = self._routes.get((event.pubsub_name, event.topic), ([], ""))
-        if rules:
-            attributes = {
-                **envelope,
-                "id": event.id,
-                "source": event.source,
-                "type": event.type,
-                "specversion": event.spec_version,
-                "datacontenttype": event.data_content_type,
-            }
-            for match, path in rules:
-                if _rule_matches(match, attributes):
-                    return path
-        return default
+            for s in reply.subscriptions
+        ]
 
     def request(self, event: Event) -> cb.TopicEventRequest:
-        envelope = _envelope(event)
         extensions = struct_pb2.Struct()
-        for key, value in envelope.items():
+        for key, value in envelope_of(event).items():
             if key not in _STANDARD and isinstance(value, str | int | float | bool):
                 extensions[key] = value
-        return cb.TopicEventRequest(**event_fields(event), path=self._path(event, envelope), extensions=extensions)
+        return cb.TopicEventRequest(**event_fields(event), path=event.route, extensions=extensions)
 
     async def _on_topic_event(self, event: Event, time_limit: float, headers: list[tuple[str, str]]) -> int:
         reply = await self._stub.OnTopicEvent(self.request(event), metadata=headers, timeout=time_limit)
