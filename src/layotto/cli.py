@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layotto import __version__
-from layotto.config.model import ComponentSpec, RuntimeConfig
+from layotto.config.model import DEFAULT_DAPR_HTTP_ADDRESS, ComponentSpec, RuntimeConfig
 from layotto.errors import ConfigError
 
 DEFAULT_CONFIG = "configs/config.json"
@@ -46,8 +46,12 @@ class DaprFlags:
     #: "grpc": the app serves Dapr's AppCallback on app_port; "http": app_port is its HTTP port.
     app_protocol: str = "grpc"
     grpc_port: int | None = None
-    #: Where the actuator listens; it also answers Dapr's /v1.0/healthz, which the SDKs poll.
+    #: Where Dapr's HTTP API listens (127.0.0.1; daprd's 3500 when the sidecar runs a Dapr app).
     http_port: int | None = None
+
+    def given(self) -> bool:
+        """Whether any daprd flag was given (--app-protocol has a default, so it does not count)."""
+        return any(v is not None for v in (self.app_id, self.app_port, self.grpc_port, self.http_port))
 
 
 def load_config(path: str | None, resources_path: str | None = None, dapr: DaprFlags | None = None) -> RuntimeConfig:
@@ -69,6 +73,9 @@ def load_config(path: str | None, resources_path: str | None = None, dapr: DaprF
         from layotto.config import dapr_yaml
 
         dapr_yaml.load_into(cfg, resources_path)
+    if cfg.dapr_http_address is None and (resources_path or dapr.given()):
+        # A Dapr app's sidecar: its SDK expects Dapr's HTTP API where daprd has it.
+        cfg.dapr_http_address = DEFAULT_DAPR_HTTP_ADDRESS
     token = os.environ.get("DAPR_API_TOKEN")
     if token:
         cfg.api_token = token
@@ -88,7 +95,7 @@ def _apply_dapr_flags(cfg: RuntimeConfig, dapr: DaprFlags) -> None:
         cfg.grpc_network = "tcp"
         cfg.grpc_address = f"127.0.0.1:{dapr.grpc_port}"
     if dapr.http_port is not None:
-        cfg.actuator_address = f"127.0.0.1:{dapr.http_port}"
+        cfg.dapr_http_address = f"127.0.0.1:{dapr.http_port}"
 
 
 def _port(text: str) -> int:
@@ -132,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     dapr.add_argument("--dapr-grpc-port", type=_port, help="serve both APIs on 127.0.0.1:PORT")
     dapr.add_argument(
-        "--dapr-http-port", type=_port, help="serve the actuator (and Dapr's /v1.0/healthz) on 127.0.0.1:PORT"
+        "--dapr-http-port",
+        type=_port,
+        help="serve Dapr's HTTP API (/v1.0/...) on 127.0.0.1:PORT (default 3500 with Dapr flags or --resources-path)",
     )
     sub.add_parser("version", help="print the version")
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ import asyncio
 import functools
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import grpc
@@ -22,6 +22,7 @@ from layotto.runtime.invoke import Invoker
 from layotto.runtime.runtime import Runtime, ServiceFactory
 
 if TYPE_CHECKING:
+    from layotto.api.dapr_http import DaprHttpApi
     from layotto.components.delay_queue.base import DelayScheduler
     from layotto.observability.tracing.tracer import Tracer
     from layotto.runtime.appchannel import AppChannel, AppChannelFactory
@@ -129,6 +130,32 @@ async def _close_interceptors(interceptors: list[grpc.aio.ServerInterceptor[Any,
             log.exception("stopping an interceptor failed")
 
 
+async def _start_dapr_http(
+    config: RuntimeConfig, rt: Runtime, invoker: Invoker, apis: list[Api], request_stop: Callable[[], None]
+) -> DaprHttpApi | None:
+    """Dapr's HTTP API, listening, when the config gives it an address (None without)."""
+    if not config.dapr_http_address:
+        return None
+    from layotto.api.dapr.metadata import DaprMetadata, DaprMetadataApi
+    from layotto.api.dapr_http import build
+
+    # The Dapr gRPC API's metadata, so that an attribute set through either API is seen through both.
+    shared = next(
+        (p.metadata for api in apis for p in getattr(api, "parts", ()) if isinstance(p, DaprMetadataApi)), None
+    )
+    http = build(rt, invoker, config.dapr_http_address, metadata=shared or DaprMetadata(rt), shutdown=request_stop)
+    await _listen(http.start, "Dapr HTTP API", config.dapr_http_address, config.source)
+    return http
+
+
+async def _listen(start: Callable[[], Awaitable[None]], what: str, address: str, source: str) -> None:
+    """Start a listener; an address that cannot be had is a ConfigError naming it."""
+    try:
+        await start()
+    except OSError as exc:
+        raise ConfigError(f"{what} cannot listen on {address}: {exc.strerror or exc}", source) from None
+
+
 def _serve_registered_methods_generically(server: grpc.aio.Server) -> None:
     """Route the generated stubs' "registered methods" through generic handler lookup.
 
@@ -158,8 +185,11 @@ class Sidecar:
         self.invoker: Invoker | None = None
         self.delay_schedulers: dict[str, DelayScheduler] = {}
         self.actuator: object | None = None
+        self.dapr_http: DaprHttpApi | None = None
         self.port = 0
         self._stopped = asyncio.Event()
+        #: Stops asked for from within a call (Dapr's HTTP Shutdown), seen through by `wait`.
+        self._stop_requests: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         from layotto.actuator.http import Actuator
@@ -170,12 +200,7 @@ class Sidecar:
         actuator: Actuator | None = None
         if cfg.actuator_address:
             actuator = Actuator(self.rt, cfg.actuator_address)
-            try:
-                await actuator.start()
-            except OSError as exc:
-                raise ConfigError(
-                    f"actuator cannot listen on {cfg.actuator_address}: {exc.strerror}", cfg.source
-                ) from None
+            await _listen(actuator.start, "actuator", cfg.actuator_address, cfg.source)
             from layotto.observability.metrics import render as render_metrics
 
             actuator.routes["/metrics"] = render_metrics
@@ -215,6 +240,7 @@ class Sidecar:
             self.apis = _register_apis(server, self.rt, self.invoker, self.delay_schedulers)
             for api in self.apis:
                 await api.start_api()
+            self.dapr_http = await _start_dapr_http(cfg, self.rt, self.invoker, self.apis, self.request_stop)
         except BaseException:
             await self._close_parts()
             if actuator is not None:
@@ -231,6 +257,7 @@ class Sidecar:
             return
         self._stopped.set()
         self.rt.status = "DOWN"
+        await self._stop_dapr_http()
         if self.server is not None:
             await self.server.stop(self.config.shutdown_grace)
         await self._close_parts()
@@ -243,6 +270,16 @@ class Sidecar:
             assert isinstance(self.actuator, Actuator)
             await self.actuator.stop()
         log.info("layotto stopped")
+
+    def request_stop(self) -> None:
+        """Stop as SIGTERM does, asked from within a call (Dapr's HTTP Shutdown)."""
+        self._stop_requests.append(asyncio.ensure_future(self.stop()))
+
+    async def _stop_dapr_http(self) -> None:
+        """First of all: its calls in flight finish while everything they use is still up."""
+        http, self.dapr_http = self.dapr_http, None
+        if http is not None:
+            await http.stop()
 
     async def _close_parts(self) -> None:
         """APIs, then the delay schedulers and the invocation engine (it withdraws from name
@@ -266,6 +303,8 @@ class Sidecar:
 
     async def wait(self) -> None:
         await self._stopped.wait()
+        for task in list(self._stop_requests):
+            await task
 
 
 async def serve(config: RuntimeConfig) -> None:

@@ -125,7 +125,7 @@ class DaprSidecar:
             json.dumps(
                 {
                     "db-password": "s3cret",
-                    "info-url": f"http://127.0.0.1:{self.http_port}/actuator/info",
+                    "info-url": f"http://127.0.0.1:{self.http_port}/v1.0/metadata",
                 }
             )
         )
@@ -230,7 +230,7 @@ def dapr_env() -> Iterator[tuple[DaprSidecar, DaprApp]]:
 
 @pytest.fixture
 def client(dapr_env: tuple[DaprSidecar, DaprApp]) -> Iterator[DaprClient]:
-    # The constructor polls /v1.0/healthz/outbound on DAPR_HTTP_PORT (the actuator here).
+    # The constructor polls /v1.0/healthz/outbound on DAPR_HTTP_PORT (Dapr's HTTP API).
     with DaprClient() as c:
         yield c
 
@@ -348,7 +348,7 @@ def test_secrets(client: DaprClient) -> None:
 
 def test_binding_with_url_from_a_secret(client: DaprClient) -> None:
     reply = client.invoke_binding("info", "get", b"")
-    assert json.loads(reply.data)["app"]["name"] == "Layotto"
+    assert json.loads(reply.data)["id"] == APP_ID
     with pytest.raises(RPC_ERRORS) as bad:
         client.invoke_binding("info", "fly", b"")
     assert bad.value.code() == grpc.StatusCode.INTERNAL
@@ -437,3 +437,29 @@ def test_unimplemented_blocks(client: DaprClient) -> None:
     with pytest.raises(RPC_ERRORS) as caught:
         client.query_state("statestore", '{"filter": {}}')
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_streaming_subscribe_receives_and_answers_events(client: DaprClient) -> None:
+    """The SDK's `subscribe()` opens SubscribeTopicEventsAlpha1; a RETRY is redelivered on the
+    stream, a SUCCESS is not."""
+    topic = f"stream-{RUN}"
+    subscription = client.subscribe(pubsub_name="pubsub", topic=topic)
+    try:
+        client.publish_event("pubsub", topic, json.dumps({"n": 1}), data_content_type="application/json")
+        first = subscription.next_message()
+        assert first is not None and first.topic() == topic and first.data() == {"n": 1}
+        subscription.respond_retry(first)
+        again = subscription.next_message()
+        assert again is not None and again.id() == first.id()
+        subscription.respond_success(again)
+        client.publish_event("pubsub", topic, "two", data_content_type="text/plain")
+        second = subscription.next_message()
+        assert second is not None and second.data() == "two" and second.id() != first.id()
+        subscription.respond_success(second)
+    finally:
+        subscription.close()
+
+
+def test_streaming_subscribe_refuses_an_unknown_pubsub(client: DaprClient) -> None:
+    with pytest.raises(Exception, match="pubsub nope not found"):
+        client.subscribe(pubsub_name="nope", topic="t")

@@ -206,4 +206,4 @@ def test_resources_path_alone_uses_upstream_defaults_and_dapr_flags(
     assert cfg.components == []  # scoped to "orders"
     assert (cfg.app.http_port, cfg.app.grpc_callback_port) == (8080, 0)
     assert cfg.grpc_address == "127.0.0.1:50001"
-    assert cfg.actuator_address == "127.0.0.1:3500"
+    assert cfg.dapr_http_address == "127.0.0.1:3500"

@@ -55,6 +55,8 @@ BLOCK_PROBLEMS: Mapping[str, type[Enum]] = {
     "lock": LockProblem,
     "sequencer": SequencerProblem,
     "pubsub": PubSubProblem,
+    # Dapr's SubscribeTopicEventsAlpha1 words its checks apart from PublishEvent's.
+    "pubsub-subscribe": PubSubProblem,
     "configuration": ConfigurationProblem,
     "secrets": SecretsProblem,
     "bindings": BindingsProblem,
@@ -195,9 +197,7 @@ def parse_answers(source: str, text: str) -> AnswerBook[tuple[Code, str]]:
     return parse_book(source, text, grpc_row)
 
 
-def load_book(
-    package: str, row: RowParser[R], blocks: Mapping[str, type[Enum]] = BLOCK_PROBLEMS
-) -> AnswerBook[R]:
+def load_book(package: str, row: RowParser[R], blocks: Mapping[str, type[Enum]] = BLOCK_PROBLEMS) -> AnswerBook[R]:
     """The answers of the API package `package` (its `answers.toml`), each row read by `row`."""
     text = resources.files(package).joinpath("answers.toml").read_text(encoding="utf-8")
     return parse_book(f"{package}/answers.toml", text, row, blocks)

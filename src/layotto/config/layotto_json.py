@@ -104,7 +104,20 @@ def load_document(doc: Any, source: str = "<config>") -> RuntimeConfig:
         raise ConfigError('no listener has a filter of type "grpc" (the runtime\'s API server)', f"{source}: $.servers")
     cfg.tracing = dict(_get(root, "tracing", {}) or {})
     cfg.metrics = dict(_get(root, "metrics", {}) or {})
+    cfg.dapr_http_address = _dapr_http_address(_get(root, "dapr_http"), source)
     return cfg
+
+
+def _dapr_http_address(section: Any, source: str) -> str | None:
+    """`"dapr_http": {"address": "host:port"}`: where Dapr's HTTP API listens (absent: off)."""
+    if section is None:
+        return None
+    _expect(section, dict, f"{source}: $.dapr_http", "dapr_http")
+    address = _get(section, "address")
+    host, _, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
+    if not (host and port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError('address must be a "host:port" string', f"{source}: $.dapr_http.address")
+    return str(address)
 
 
 def _load_grpc_config(cfg: RuntimeConfig, grpc_config: dict[str, Any], source: str, base: str) -> None:

@@ -17,7 +17,7 @@ from layotto.api.dapr.configuration import DaprConfigurationApi
 from layotto.api.dapr.invoke import DaprInvokeApi
 from layotto.api.dapr.lock import DaprLockApi
 from layotto.api.dapr.metadata import DaprMetadataApi
-from layotto.api.dapr.pubsub import DaprPubSubApi
+from layotto.api.dapr.pubsub import DaprPubSubApi, DaprSubscribeApi
 from layotto.api.dapr.secrets import DaprSecretsApi
 from layotto.api.dapr.state import DaprStateApi
 from layotto.api.wiring import bindings_core, configuration_core, lock_core, pubsub_core, secrets_core, state_core
@@ -30,12 +30,14 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc  # isort: skip  (after base: it 
 def register(server: grpc.aio.Server, rt: Runtime, invoker: Invoker) -> Parts[dapr_pb2_grpc.DaprServicer]:
     """Serve Dapr's gRPC API on `server` over the started runtime's components."""
     answers = load_answers(__name__)
+    style = DaprPubSubApi.style(rt.app_id)
     parts = Parts(
         dapr_pb2_grpc.DaprServicer,
         [
             DaprStateApi(state_core(rt, answers.checks("state")), answers["state"]),
-            DaprPubSubApi(
-                pubsub_core(rt, answers.checks("pubsub"), DaprPubSubApi.style(rt.app_id)), answers["pubsub"]
+            DaprPubSubApi(pubsub_core(rt, answers.checks("pubsub"), style), answers["pubsub"]),
+            DaprSubscribeApi(
+                pubsub_core(rt, answers.checks("pubsub-subscribe"), style), answers["pubsub-subscribe"], rt
             ),
             DaprSecretsApi(secrets_core(rt), answers["secrets"]),
             DaprBindingsApi(bindings_core(rt, answers.checks("bindings")), answers["bindings"]),

@@ -30,6 +30,15 @@ from layotto.runtime.subscriptions import Rule, TopicSubscription, envelope_of, 
 _STANDARD = frozenset({"id", "source", "type", "specversion", "datacontenttype", "data", "data_base64"})
 
 
+def topic_event_request(event: Event) -> cb.TopicEventRequest:
+    """Dapr's TopicEventRequest: the event, its route as `path`, its CloudEvent extensions."""
+    extensions = struct_pb2.Struct()
+    for key, value in envelope_of(event).items():
+        if key not in _STANDARD and isinstance(value, str | int | float | bool):
+            extensions[key] = value
+    return cb.TopicEventRequest(**event_fields(event), path=event.route, extensions=extensions)
+
+
 class DaprAppChannel(GrpcAppChannel):
     """Dapr's AppCallback: subscriptions with their routes and dead-letter topic, events with
     their route's path and CloudEvent extensions, invocations with OnInvoke."""
@@ -51,15 +60,8 @@ class DaprAppChannel(GrpcAppChannel):
             for s in reply.subscriptions
         ]
 
-    def request(self, event: Event) -> cb.TopicEventRequest:
-        extensions = struct_pb2.Struct()
-        for key, value in envelope_of(event).items():
-            if key not in _STANDARD and isinstance(value, str | int | float | bool):
-                extensions[key] = value
-        return cb.TopicEventRequest(**event_fields(event), path=event.route, extensions=extensions)
-
     async def _on_topic_event(self, event: Event, time_limit: float, headers: list[tuple[str, str]]) -> int:
-        reply = await self._stub.OnTopicEvent(self.request(event), metadata=headers, timeout=time_limit)
+        reply = await self._stub.OnTopicEvent(topic_event_request(event), metadata=headers, timeout=time_limit)
         return int(reply.status)
 
     async def _on_invoke(self, request: InvokeRequest, budget: float) -> InvokeResponse:

@@ -15,6 +15,7 @@ from layotto import __version__
 from layotto.api.dapr.base import ApiBase, Ctx
 from layotto.components.state.base import StateFeature
 from layotto.config.model import BLOCKS
+from layotto.runtime.runtime import Runtime
 
 log = logging.getLogger("layotto.api.dapr")
 
@@ -28,12 +29,13 @@ _CAPABILITIES = {
 }
 
 
-class DaprMetadataApi(ApiBase):
-    #: SetMetadata's attributes, kept by this sidecar as daprd keeps them (in memory).
-    _extended: dict[str, str]
+class DaprMetadata:
+    """What Dapr's GetMetadata reports and the attributes SetMetadata adds, kept by this sidecar
+    as daprd keeps them (in memory); one per sidecar, so Dapr's gRPC and HTTP APIs agree."""
 
-    async def start_api(self) -> None:
-        self._extended = {}
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.extended: dict[str, str] = {}
 
     def _components(self) -> list[pb.RegisteredComponents]:
         out = []
@@ -68,9 +70,9 @@ class DaprMetadataApi(ApiBase):
                     )
         return out
 
-    async def GetMetadata(self, request: pb.GetMetadataRequest, context: Ctx) -> pb.GetMetadataResponse:
+    def response(self) -> pb.GetMetadataResponse:
         app = self.rt.config.app
-        extended = dict(getattr(self, "_extended", {}))
+        extended = dict(self.extended)
         extended.setdefault("daprRuntimeVersion", f"layotto-{__version__}")
         reply = pb.GetMetadataResponse(
             id=self.rt.app_id,
@@ -89,10 +91,20 @@ class DaprMetadataApi(ApiBase):
             reply.app_connection_properties.channel_address = app.grpc_callback_host
         return reply
 
+
+class DaprMetadataApi(ApiBase):
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt)
+        self.metadata = DaprMetadata(rt)
+
+    async def start_api(self) -> None:
+        self.metadata.extended.clear()
+
+    async def GetMetadata(self, request: pb.GetMetadataRequest, context: Ctx) -> pb.GetMetadataResponse:
+        return self.metadata.response()
+
     async def SetMetadata(self, request: pb.SetMetadataRequest, context: Ctx) -> empty_pb2.Empty:
-        if not hasattr(self, "_extended"):
-            self._extended = {}
-        self._extended[request.key] = request.value
+        self.metadata.extended[request.key] = request.value
         return _EMPTY
 
     async def Shutdown(self, request: dapr_pb2.ShutdownRequest, context: Ctx) -> empty_pb2.Empty:

@@ -1,5 +1,6 @@
 """Dapr Pub/Sub API: PublishEvent and BulkPublishEvent(Alpha1), with daprd's CloudEvent
-envelope (source = the app id, type `com.dapr.event.sent`).
+envelope (source = the app id, type `com.dapr.event.sent`), and SubscribeTopicEventsAlpha1
+(the Dapr SDKs' streaming `subscribe()`).
 """
 
 from __future__ import annotations
@@ -7,7 +8,8 @@ from __future__ import annotations
 from dapr.proto.runtime.v1 import pubsub_pb2 as pb
 
 from layotto.api.common import Ctx, answered, caller_traceparent, message_of
-from layotto.api.pubsub import PublishRpcs
+from layotto.api.dapr.appchannel import topic_event_request
+from layotto.api.pubsub import PublishRpcs, SubscribeRpcs
 from layotto.core.pubsub import BulkEntry, PublishStyle
 from layotto.core.pubsub import PubSubProblem as P
 
@@ -18,7 +20,6 @@ class DaprPubSubApi(PublishRpcs):
     @staticmethod
     def style(app_id: str) -> PublishStyle:
         return PublishStyle(source=app_id or "layotto", event_type=DAPR_EVENT_TYPE)
-
 
     @answered
     async def BulkPublishEvent(self, request: pb.BulkPublishRequest, context: Ctx) -> pb.BulkPublishResponse:
@@ -37,3 +38,10 @@ class DaprPubSubApi(PublishRpcs):
 
     async def BulkPublishEventAlpha1(self, request: pb.BulkPublishRequest, context: Ctx) -> pb.BulkPublishResponse:
         return await self.BulkPublishEvent(request, context)
+
+
+class DaprSubscribeApi(SubscribeRpcs):
+    RESPONSE = pb.SubscribeTopicEventsResponseAlpha1
+    INITIAL_RESPONSE = pb.SubscribeTopicEventsResponseInitialAlpha1
+    event_message = staticmethod(topic_event_request)
+    SubscribeTopicEventsAlpha1 = SubscribeRpcs.subscribe

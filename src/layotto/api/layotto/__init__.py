@@ -15,7 +15,7 @@ from layotto.api.layotto.file import FileApi
 from layotto.api.layotto.hello import HelloApi
 from layotto.api.layotto.invoke import InvokeApi
 from layotto.api.layotto.lock import LockApi
-from layotto.api.layotto.pubsub import PubSubApi
+from layotto.api.layotto.pubsub import PubSubApi, SubscribeApi
 from layotto.api.layotto.secrets import SecretsApi
 from layotto.api.layotto.sequencer import SequencerApi
 from layotto.api.layotto.state import StateApi
@@ -37,6 +37,7 @@ from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 def register(server: grpc.aio.Server, rt: Runtime, invoker: Invoker) -> Parts[runtime_pb2_grpc.RuntimeServicer]:
     """Serve the Layotto API on `server` over the started runtime's components."""
     answers = load_answers(__name__)
+    pubsub = pubsub_core(rt, answers.checks("pubsub"), PubSubApi.STYLE)
     parts = Parts(
         runtime_pb2_grpc.RuntimeServicer,  # type: ignore[type-abstract]
         [
@@ -44,7 +45,8 @@ def register(server: grpc.aio.Server, rt: Runtime, invoker: Invoker) -> Parts[ru
             StateApi(state_core(rt, answers.checks("state")), answers["state"]),
             LockApi(lock_core(rt, answers.checks("lock")), answers["lock"]),
             SequencerApi(sequencer_core(rt), answers["sequencer"]),
-            PubSubApi(pubsub_core(rt, answers.checks("pubsub"), PubSubApi.STYLE), answers["pubsub"], rt),
+            PubSubApi(pubsub, answers["pubsub"]),
+            SubscribeApi(pubsub, answers["pubsub"], rt),
             ConfigurationApi(configuration_core(rt), answers["configuration"]),
             SecretsApi(secrets_core(rt), answers["secrets"]),
             BindingsApi(bindings_core(rt, answers.checks("bindings")), answers["bindings"]),
