@@ -104,8 +104,9 @@ def start_bare(value_size: int) -> Target:
 
 
 def run_load(spec: dict[str, Any]) -> dict[str, Any]:
-    # Pub/sub runs its own sidecar beside the app it plays (see bench/pubsub.py).
-    module = "bench.pubsub" if spec["kind"] == "pubsub" else "bench.loadgen"
+    # Pub/sub runs its own sidecar beside the app it plays (see bench/pubsub.py), WASM functions
+    # one serving a function (bench/wasm.py).
+    module = {"pubsub": "bench.pubsub", "wasm": "bench.wasm"}.get(spec["kind"], "bench.loadgen")
     out = subprocess.run([sys.executable, "-m", module, json.dumps(spec)], cwd=ROOT, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"{module} failed ({out.returncode}):\n{out.stderr[-3000:]}")
@@ -164,6 +165,11 @@ def build_rows(sidecar: Target, bare: Target, value: bytes, run_id: str) -> list
             "layotto",
             grpc_load(sidecar, [("SaveState", pb.SaveStateRequest(store_name="mem", states=save))]),
         ),
+    ]
+    wasm = {"kind": "wasm", "value_size": len(value)}
+    rows += [
+        Row("GetState via WASM function", "HTTP -> function (get_state)", "wasm", {**wasm, "variant": "function"}),
+        Row("GetState via WASM function", "gRPC GetState, same sidecar", "wasm", {**wasm, "variant": "grpc"}),
     ]
     if available("state", "redis"):
         rows += [

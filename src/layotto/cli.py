@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layotto import __version__
-from layotto.config.model import DEFAULT_DAPR_HTTP_ADDRESS, ComponentSpec, RuntimeConfig
+from layotto.config.model import DEFAULT_DAPR_HTTP_ADDRESS, AppHealthCheck, ComponentSpec, RuntimeConfig
 from layotto.errors import ConfigError
 
 DEFAULT_CONFIG = "configs/config.json"
@@ -48,6 +48,8 @@ class DaprFlags:
     grpc_port: int | None = None
     #: Where Dapr's HTTP API listens (127.0.0.1; daprd's 3500 when the sidecar runs a Dapr app).
     http_port: int | None = None
+    #: daprd's app health checks (`--enable-app-health-check` and the `--app-health-*` flags).
+    health_check: AppHealthCheck | None = None
 
     def given(self) -> bool:
         """Whether any daprd flag was given (--app-protocol has a default, so it does not count)."""
@@ -96,6 +98,8 @@ def _apply_dapr_flags(cfg: RuntimeConfig, dapr: DaprFlags) -> None:
         cfg.grpc_address = f"127.0.0.1:{dapr.grpc_port}"
     if dapr.http_port is not None:
         cfg.dapr_http_address = f"127.0.0.1:{dapr.http_port}"
+    if dapr.health_check is not None:
+        cfg.app.health_check = dapr.health_check
 
 
 def _port(text: str) -> int:
@@ -143,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         type=_port,
         help="serve Dapr's HTTP API (/v1.0/...) on 127.0.0.1:PORT (default 3500 with Dapr flags or --resources-path)",
     )
+    checks = start.add_argument_group("App health checks", "daprd's: stop sending work to an app that fails its probes")
+    checks.add_argument("--enable-app-health-check", action="store_true", help="probe the app")
+    checks.add_argument("--app-health-check-path", default="/healthz", help="an HTTP app's probe path (/healthz)")
+    checks.add_argument("--app-health-probe-interval", type=int, default=5, help="seconds between probes (5)")
+    checks.add_argument("--app-health-probe-timeout", type=int, default=500, help="milliseconds a probe may take (500)")
+    checks.add_argument(
+        "--app-health-threshold", type=int, default=3, help="failed probes in a row before the app is unhealthy (3)"
+    )
     sub.add_parser("version", help="print the version")
     args = parser.parse_args(argv)
 
@@ -157,6 +169,14 @@ def main(argv: list[str] | None = None) -> int:
             app_protocol=args.app_protocol,
             grpc_port=args.dapr_grpc_port,
             http_port=args.dapr_http_port,
+            health_check=AppHealthCheck(
+                path=args.app_health_check_path,
+                interval=args.app_health_probe_interval,
+                timeout=args.app_health_probe_timeout / 1000,
+                threshold=args.app_health_threshold,
+            )
+            if args.enable_app_health_check
+            else None,
         )
         cfg = load_config(args.config, args.resources_path, flags)
         _run(cfg)

@@ -18,6 +18,7 @@ import grpc
 from layotto.config.model import RuntimeConfig
 from layotto.errors import ConfigError
 from layotto.runtime.appchannel import open_app_channel
+from layotto.runtime.apphealth import AppHealth
 from layotto.runtime.invoke import Invoker
 from layotto.runtime.runtime import Runtime, ServiceFactory
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from layotto.components.delay_queue.base import DelayScheduler
     from layotto.observability.tracing.tracer import Tracer
     from layotto.runtime.appchannel import AppChannel, AppChannelFactory
+    from layotto.wasm import WasmServer
 
 log = logging.getLogger("layotto.server")
 
@@ -36,9 +38,14 @@ class Api(Protocol):
 
 
 def _register_apis(
-    server: grpc.aio.Server, rt: Runtime, invoker: Invoker, delay_schedulers: Mapping[str, DelayScheduler]
+    server: grpc.aio.Server,
+    rt: Runtime,
+    invoker: Invoker,
+    delay_schedulers: Mapping[str, DelayScheduler],
+    request_stop: Callable[[], None],
 ) -> list[Api]:
-    """Serve every API on `server` over the started runtime; each returns its start/stop hooks."""
+    """Serve every API on `server` over the started runtime; each returns its start/stop hooks.
+    `request_stop` stops the sidecar as SIGTERM does (Dapr's Shutdown)."""
     from layotto.api.dapr import register as register_dapr
     from layotto.api.extension import register as register_extension
     from layotto.api.health import register as register_health
@@ -48,7 +55,7 @@ def _register_apis(
     return [
         register_layotto(server, rt, invoker),
         register_lifecycle(server, rt),
-        register_dapr(server, rt, invoker),
+        register_dapr(server, rt, invoker, request_stop),
         *register_extension(server, rt, delay_schedulers),
         register_health(server, rt),
     ]
@@ -90,11 +97,16 @@ def _app_channels() -> dict[str, AppChannelFactory]:
     return {"layotto": LayottoAppChannel, "dapr": DaprAppChannel}
 
 
-def _service_factories(channel: AppChannel | None, tracer: Tracer | None) -> list[ServiceFactory]:
-    """Background services of the blocks (event delivery, watchers), started after components."""
+def _service_factories(channel: AppChannel | None, tracer: Tracer | None, health: AppHealth) -> list[ServiceFactory]:
+    """Background services of the blocks (event delivery, input bindings, watchers), started
+    after components."""
+    from layotto.runtime.bindings import input_binding_services
     from layotto.runtime.delivery import delivery_services
 
-    return [functools.partial(delivery_services, channel=channel, tracer=tracer)]
+    return [
+        functools.partial(delivery_services, channel=channel, tracer=tracer, health=health),
+        functools.partial(input_binding_services, channel=channel, tracer=tracer, health=health),
+    ]
 
 
 def _tracer(config: RuntimeConfig) -> Tracer | None:
@@ -148,6 +160,19 @@ async def _start_dapr_http(
     return http
 
 
+async def _start_wasm(rt: Runtime, invoker: Invoker, tracer: Tracer | None) -> WasmServer | None:
+    """WASM functions, when a listener has upstream's `Layotto` or `wasm_filter` stream filter;
+    after the APIs, since the functions' host calls use the same started block cores."""
+    if not rt.config.wasm.enabled:
+        return None
+    from layotto.wasm import build
+
+    wasm = build(rt, invoker, tracer)
+    if wasm is not None:
+        await wasm.start()
+    return wasm
+
+
 async def _listen(start: Callable[[], Awaitable[None]], what: str, address: str, source: str) -> None:
     """Start a listener; an address that cannot be had is a ConfigError naming it."""
     try:
@@ -183,9 +208,12 @@ class Sidecar:
         #: The one channel to the app, shared by event delivery and the invocation engine.
         self.app_channel: AppChannel | None = None
         self.invoker: Invoker | None = None
+        #: The app's health (daprd's app health checks), watched by the services that push to it.
+        self.app_health: AppHealth | None = None
         self.delay_schedulers: dict[str, DelayScheduler] = {}
         self.actuator: object | None = None
         self.dapr_http: DaprHttpApi | None = None
+        self.wasm: WasmServer | None = None
         self.port = 0
         self._stopped = asyncio.Event()
         #: Stops asked for from within a call (Dapr's HTTP Shutdown), seen through by `wait`.
@@ -231,16 +259,19 @@ class Sidecar:
         self.server = server
         try:
             self.app_channel = open_app_channel(self.rt)
-            await self.rt.start(_service_factories(self.app_channel, self.tracer))
+            self.app_health = AppHealth(self.app_channel, cfg.app.health_check)
+            await self.app_health.start()
+            await self.rt.start(_service_factories(self.app_channel, self.tracer, self.app_health))
             self.invoker = Invoker(self.rt, self.app_channel)
             await self.invoker.start()
             self.delay_schedulers = await _start_delay_schedulers(self.rt)
             # The APIs are built on the started components (each block's core binds them), and
             # registered before the server takes its first call.
-            self.apis = _register_apis(server, self.rt, self.invoker, self.delay_schedulers)
+            self.apis = _register_apis(server, self.rt, self.invoker, self.delay_schedulers, self.request_stop)
             for api in self.apis:
                 await api.start_api()
             self.dapr_http = await _start_dapr_http(cfg, self.rt, self.invoker, self.apis, self.request_stop)
+            self.wasm = await _start_wasm(self.rt, self.invoker, self.tracer)
         except BaseException:
             await self._close_parts()
             if actuator is not None:
@@ -257,6 +288,7 @@ class Sidecar:
             return
         self._stopped.set()
         self.rt.status = "DOWN"
+        await self._stop_wasm()
         await self._stop_dapr_http()
         if self.server is not None:
             await self.server.stop(self.config.shutdown_grace)
@@ -274,6 +306,12 @@ class Sidecar:
     def request_stop(self) -> None:
         """Stop as SIGTERM does, asked from within a call (Dapr's HTTP Shutdown)."""
         self._stop_requests.append(asyncio.ensure_future(self.stop()))
+
+    async def _stop_wasm(self) -> None:
+        """Before the APIs: the functions' calls in flight finish while the blocks are up."""
+        wasm, self.wasm = self.wasm, None
+        if wasm is not None:
+            await wasm.stop()
 
     async def _stop_dapr_http(self) -> None:
         """First of all: its calls in flight finish while everything they use is still up."""
@@ -297,6 +335,8 @@ class Sidecar:
         if invoker is not None:
             await invoker.close()
         await self.rt.close()
+        if self.app_health is not None:
+            await self.app_health.stop()
         channel, self.app_channel = self.app_channel, None
         if channel is not None:
             await channel.close()

@@ -59,6 +59,22 @@ class AppConfig:
     #: (spec.proto.runtime.v1.AppCallback), "dapr" (dapr.proto.runtime.v1.AppCallback), or ""
     #: to ask both and use the one the app implements.
     callback_api: str = ""
+    #: daprd's app health checks; None: the app counts as healthy.
+    health_check: AppHealthCheck | None = None
+
+
+@dataclass
+class AppHealthCheck:
+    """How the sidecar probes the app (daprd's `--app-health-*` flags and defaults)."""
+
+    #: The HTTP path an HTTP app answers probes on.
+    path: str = "/healthz"
+    #: Seconds between probes.
+    interval: float = 5.0
+    #: Seconds a probe may take.
+    timeout: float = 0.5
+    #: Failed probes in a row after which the app is unhealthy.
+    threshold: int = 3
 
 
 @dataclass
@@ -75,6 +91,48 @@ class SubscriptionSpec:
     dead_letter_topic: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     source: str = ""
+
+
+#: What a function may take when its entry sets no `limits` (beyond upstream, which has none).
+DEFAULT_WASM_TIMEOUT = 3.0
+DEFAULT_WASM_MEMORY = 128 * 1024 * 1024
+
+
+@dataclass
+class WasmFunctionSpec:
+    """One WASM function (an entry of a `Layotto` stream filter's config, or an install request)."""
+
+    #: The entry's `name` (its key when it has none); the function's id is what its module says.
+    name: str
+    path: str
+    engine: str = "wasmtime"
+    #: Instances serving calls at once (upstream's `instance_num`, the CPU count when unset).
+    instance_num: int = 1
+    root_context_id: int = 1
+    #: The entry's string values: upstream's plugin configuration, the guest's buffer 7.
+    plugin_config: dict[str, str] = field(default_factory=dict)
+    #: `vm_config` as upstream hands it to the guest (buffer 6): Go field names, values as text.
+    vm_config: dict[str, str] = field(default_factory=dict)
+    #: Seconds one call may run, host calls included.
+    timeout: float = DEFAULT_WASM_TIMEOUT
+    #: Bytes of linear memory an instance may have.
+    memory_limit: int = DEFAULT_WASM_MEMORY
+    source: str = ""
+
+
+@dataclass
+class WasmConfig:
+    """Upstream's WASM functions: the listeners with a `Layotto` stream filter serve the
+    functions, the one with a `wasm_filter` serves /wasm/install, /wasm/uninstall, /wasm/update."""
+
+    addresses: list[str] = field(default_factory=list)
+    functions: list[WasmFunctionSpec] = field(default_factory=list)
+    admin_address: str | None = None
+    source: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.addresses or self.admin_address)
 
 
 @dataclass
@@ -101,6 +159,8 @@ class RuntimeConfig:
     warnings: list[str] = field(default_factory=list)
     #: Subscriptions declared beside the app's own (Dapr `Subscription` resources).
     subscriptions: list[SubscriptionSpec] = field(default_factory=list)
+    #: WASM functions and their listeners (none unless a listener has a `Layotto` or `wasm_filter` filter).
+    wasm: WasmConfig = field(default_factory=WasmConfig)
     source: str = ""
 
     def components_of(self, block: str) -> list[ComponentSpec]:

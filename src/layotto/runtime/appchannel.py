@@ -19,7 +19,8 @@ import base64
 import enum
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
@@ -73,13 +74,43 @@ def status_of(value: int) -> Status:
     return Status.RETRY
 
 
+@dataclass
+class BindingReply:
+    """The app's answer to an input binding's event (Dapr's BindingEventResponse, or the JSON
+    body of an HTTP app's 2xx): write `data` to the output bindings `to`, one after the other
+    or all at once (`parallel`). `store_name` with state is not acted on (see docs/bindings.md)."""
+
+    to: list[str] = field(default_factory=list)
+    data: bytes = b""
+    parallel: bool = False
+    store_name: str = ""
+    has_state: bool = False
+
+
+class BindingEventError(Exception):
+    """The app failed an input binding's event (a non-2xx answer, a callback API without input
+    bindings); a gRPC error from the app is raised as it is."""
+
+
 class AppChannel(Protocol):
     """What the runtime asks of the app. `deliver` returns the app's verdict (it may raise:
-    counted as RETRY); `invoke` raises InvokeError with the code to answer the caller."""
+    counted as RETRY); `invoke` raises InvokeError with the code to answer the caller.
+
+    Input bindings: `list_input_bindings(routes)` is the names, among `routes` (binding name ->
+    the HTTP path its events go to), that the app takes events of; `deliver_binding` hands one
+    event to the app and returns its reply, or raises when the app failed the event."""
 
     async def list_subscriptions(self) -> list[TopicSubscription]: ...
     async def deliver(self, event: Event, time_limit: float) -> Status: ...
+    async def healthy(self, path: str, time_limit: float) -> bool:
+        """Whether the app passes a health probe (`path`: an HTTP app's probe route)."""
+        ...
+
     async def invoke(self, request: InvokeRequest, budget: float) -> InvokeResponse: ...
+    async def list_input_bindings(self, routes: Mapping[str, str]) -> set[str]: ...
+    async def deliver_binding(
+        self, name: str, data: bytes, metadata: Mapping[str, str], time_limit: float, *, route: str = ""
+    ) -> BindingReply: ...
     async def close(self) -> None: ...
 
 
@@ -91,9 +122,14 @@ AppChannelFactory = Callable[[str, grpc.aio.Channel], AppChannel]
 def event_headers(event: Event) -> list[tuple[str, str]]:
     """Metadata of an event's callback: the delivery span's trace when tracing is on, else the
     envelope's own `traceparent`, so the app continues the publisher's trace either way."""
+    return traced_headers(event.traceparent)
+
+
+def traced_headers(traceparent: str) -> list[tuple[str, str]]:
+    """The current span's trace headers, else `traceparent` (the event's own) when it has one."""
     headers = tracing.inject([])
-    if not headers and event.traceparent:
-        headers = [(tracing.TRACEPARENT, event.traceparent)]
+    if not headers and traceparent:
+        headers = [(tracing.TRACEPARENT, traceparent)]
     return headers
 
 
@@ -122,6 +158,39 @@ class GrpcAppChannel:
 
     async def _on_invoke(self, request: InvokeRequest, budget: float) -> InvokeResponse:
         raise NotImplementedError
+
+    async def healthy(self, path: str, time_limit: float) -> bool:
+        """The standard gRPC health service (grpc.health.v1), as a Layotto app would serve it."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        reply = await health_pb2_grpc.HealthStub(self.connection).Check(
+            health_pb2.HealthCheckRequest(), timeout=time_limit
+        )
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def _input_bindings(self) -> list[str]:
+        """The app's input bindings; a callback API without them (Layotto's) has none."""
+        return []
+
+    async def _on_binding_event(
+        self, name: str, data: bytes, metadata: Mapping[str, str], time_limit: float, headers: list[tuple[str, str]]
+    ) -> BindingReply:
+        raise BindingEventError(f"{type(self).__name__}: the callback API has no input bindings")
+
+    async def list_input_bindings(self, routes: Mapping[str, str]) -> set[str]:
+        try:
+            listed = await self._input_bindings()
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return set()  # the app is up and takes no input binding events
+            raise
+        return {name for name in listed if name in routes}
+
+    async def deliver_binding(
+        self, name: str, data: bytes, metadata: Mapping[str, str], time_limit: float, *, route: str = ""
+    ) -> BindingReply:
+        headers = traced_headers(metadata.get(tracing.TRACEPARENT, ""))
+        return await self._on_binding_event(name, data, metadata, time_limit, headers)
 
     async def list_subscriptions(self) -> list[TopicSubscription]:
         try:
@@ -222,6 +291,8 @@ class DetectingAppChannel:
     def __init__(self, candidates: list[GrpcAppChannel]) -> None:
         self.candidates = candidates
         self.chosen: GrpcAppChannel | None = None
+        #: The candidate that listed input bindings: it gets their events.
+        self.inputs: GrpcAppChannel | None = None
 
     async def list_subscriptions(self) -> list[TopicSubscription]:
         for channel in self._in_turn():
@@ -238,6 +309,20 @@ class DetectingAppChannel:
     async def deliver(self, event: Event, time_limit: float) -> Status:
         return await (self.chosen or self.candidates[0]).deliver(event, time_limit)
 
+    async def list_input_bindings(self, routes: Mapping[str, str]) -> set[str]:
+        for channel in self._in_turn():
+            listed = await channel.list_input_bindings(routes)
+            if listed:
+                self.inputs = channel
+                return listed
+        return set()
+
+    async def deliver_binding(
+        self, name: str, data: bytes, metadata: Mapping[str, str], time_limit: float, *, route: str = ""
+    ) -> BindingReply:
+        channel = self.inputs or self.chosen or self.candidates[0]
+        return await channel.deliver_binding(name, data, metadata, time_limit, route=route)
+
     async def invoke(self, request: InvokeRequest, budget: float) -> InvokeResponse:
         last: InvokeError | None = None
         for channel in self._in_turn():
@@ -252,6 +337,15 @@ class DetectingAppChannel:
             return reply
         assert last is not None
         raise last
+
+    async def healthy(self, path: str, time_limit: float) -> bool:
+        for channel in self._in_turn():
+            try:
+                return await channel.healthy(path, time_limit)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+        return False
 
     def _in_turn(self) -> list[GrpcAppChannel]:
         return [self.chosen] if self.chosen is not None else self.candidates
@@ -297,6 +391,13 @@ class HttpAppChannel:
             documents = await reply.json(content_type=None)
         return from_documents(documents, f"GET {url}")
 
+    async def healthy(self, path: str, time_limit: float) -> bool:
+        import aiohttp
+
+        url = f"{self.base}/{path.lstrip('/')}"
+        async with self._session_now().get(url, timeout=aiohttp.ClientTimeout(total=time_limit)) as reply:
+            return 200 <= reply.status <= 299
+
     async def deliver(self, event: Event, time_limit: float) -> Status:
         if self.events is not None:
             return await self.events.deliver(event, time_limit)
@@ -319,6 +420,47 @@ class HttpAppChannel:
                 return Status.NOT_HANDLED
             log.warning("retriable error from the app for event %s: %d %s", event.id, reply.status, body[:200])
             return Status.RETRY
+
+    async def list_input_bindings(self, routes: Mapping[str, str]) -> set[str]:
+        """As daprd: the app takes a binding's events when `OPTIONS /<route>` answers 2xx or
+        405 (the route exists for other methods)."""
+        if self.events is not None:
+            return await self.events.list_input_bindings(routes)
+        import aiohttp
+
+        found = set()
+        for name, route in routes.items():
+            url = self._route_url(route or name)
+            async with self._session_now().options(url, timeout=aiohttp.ClientTimeout(total=5.0)) as reply:
+                if 200 <= reply.status <= 299 or reply.status == 405:
+                    found.add(name)
+        return found
+
+    async def deliver_binding(
+        self, name: str, data: bytes, metadata: Mapping[str, str], time_limit: float, *, route: str = ""
+    ) -> BindingReply:
+        """POST the data to the binding's route, its metadata as headers, as daprd does; a 2xx
+        takes the event (its JSON body may be a reply), anything else fails it."""
+        if self.events is not None:
+            return await self.events.deliver_binding(name, data, metadata, time_limit, route=route)
+        import aiohttp
+
+        headers = {k: v for k, v in metadata.items() if _header_safe(k) and _header_safe(v)}
+        headers["Content-Type"] = "application/json"
+        headers.update(traced_headers(metadata.get(tracing.TRACEPARENT, "")))
+        async with self._session_now().post(
+            self._route_url(route or name), data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=time_limit)
+        ) as reply:
+            body = await reply.read()
+            if not 200 <= reply.status <= 299:
+                raise BindingEventError(
+                    f"fails to send binding event to http app channel, status code: {reply.status}"
+                    f" body: {body[:200].decode(errors='replace')}"
+                )
+        return http_binding_reply(body)
+
+    def _route_url(self, route: str) -> str:
+        return f"{self.base}/{quote(route.lstrip('/'), safe='/')}"
 
     def _session_now(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -407,6 +549,29 @@ def _http_verdict(event: Event, body: bytes) -> Status:
         log.warning("unknown status %r returned by the app for event %s; it will be redelivered", status, event.id)
         return Status.RETRY
     return verdict
+
+
+def _header_safe(text: str) -> bool:
+    return bool(text) and all(" " <= ch <= "~" for ch in text)
+
+
+def http_binding_reply(body: bytes) -> BindingReply:
+    """An HTTP app's reply to an input binding's event: a JSON object with `to`, `data`,
+    `concurrency`, `storeName`, `state`, each optional; any other body is no reply."""
+    try:
+        answer = json.loads(body) if body.strip() else {}
+    except ValueError:
+        return BindingReply()
+    if not isinstance(answer, dict):
+        return BindingReply()
+    to = answer.get("to") or []
+    return BindingReply(
+        to=[str(name) for name in to] if isinstance(to, list) else [],
+        data=json.dumps(answer.get("data"), separators=(",", ":")).encode(),
+        parallel=str(answer.get("concurrency", "")).lower() == "parallel",
+        store_name=str(answer.get("storeName") or ""),
+        has_state=bool(answer.get("state")),
+    )
 
 
 def open_app_channel(rt: Runtime) -> AppChannel | None:

@@ -37,6 +37,7 @@ from layotto.components.pubsub.base import Message, PubSub, Subscription, subscr
 from layotto.core.cloudevents import RAW_PAYLOAD, Event, decode, is_truthy
 from layotto.observability import tracing
 from layotto.runtime.appchannel import AppChannel, Status
+from layotto.runtime.apphealth import AppHealth
 from layotto.runtime.subscriptions import TopicSubscription, declared, merged
 
 if TYPE_CHECKING:
@@ -293,10 +294,15 @@ def component_metadata(rt: Runtime, pubsub_name: str) -> Mapping[str, object]:
 class DeliveryService:
     """Subscribes the app's topics and delivers their events through the AppChannel."""
 
-    def __init__(self, rt: Runtime, channel: AppChannel, tracer: Tracer | None = None) -> None:
+    def __init__(
+        self, rt: Runtime, channel: AppChannel, tracer: Tracer | None = None, health: AppHealth | None = None
+    ) -> None:
         self.rt = rt
         self.channel = channel
         self.tracer = tracer
+        self.health = health or AppHealth(None, None)
+        #: What the app subscribes to (kept while its subscriptions are closed for an unhealthy app).
+        self.wanted: list[TopicSubscription] = []
         self.stats = DeliveryStats()
         self.subscriptions: list[tuple[TopicSubscription, Subscription, Dispatcher]] = []
         self.ready = asyncio.Event()
@@ -306,6 +312,8 @@ class DeliveryService:
         self._task = asyncio.create_task(self._run(), name="pubsub-delivery")
 
     async def _run(self) -> None:
+        self.health.watch(self._on_app_health)
+        await self.health.wait_for(healthy=True)
         delay = 0.1
         while True:
             try:
@@ -318,10 +326,23 @@ class DeliveryService:
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)
         log.info("app subscribes to %s", [(s.pubsub_name, s.topic) for s in wanted] or "nothing")
-        wanted = merged(wanted, declared(self.rt.config.subscriptions))
-        for sub in wanted:
+        self.wanted = merged(wanted, declared(self.rt.config.subscriptions))
+        for sub in self.wanted:
             await self._subscribe(sub)
         self.ready.set()
+        if not self.health.healthy:  # it changed while the subscriptions were opening
+            await self._close_subscriptions()
+
+    async def _on_app_health(self, healthy: bool) -> None:
+        """An unhealthy app gets no events: its subscriptions close (events wait in the broker)
+        and open again once it is healthy."""
+        if not self.ready.is_set():
+            return  # the first subscriptions wait for a healthy app by themselves
+        if not healthy:
+            await self._close_subscriptions()
+        elif not self.subscriptions:
+            for sub in self.wanted:
+                await self._subscribe(sub)
 
     async def _subscribe(self, sub: TopicSubscription) -> None:
         component = self.rt.get("pubsub", sub.pubsub_name)
@@ -354,6 +375,9 @@ class DeliveryService:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self._close_subscriptions()
+
+    async def _close_subscriptions(self) -> None:
         for _, handle, dispatcher in self.subscriptions:
             dispatcher.closed = True
             try:
@@ -370,10 +394,10 @@ def _brief(exc: BaseException) -> str:
 
 
 async def delivery_services(
-    rt: Runtime, channel: AppChannel | None = None, tracer: Tracer | None = None
+    rt: Runtime, channel: AppChannel | None = None, tracer: Tracer | None = None, health: AppHealth | None = None
 ) -> list[Service]:
-    """A ServiceFactory (the sidecar binds `channel`, its channel to the app, and `tracer`, its
-    one tracer, None with tracing off)."""
+    """A ServiceFactory (the sidecar binds `channel`, its channel to the app, `tracer`, its one
+    tracer (None with tracing off), and `health`, the app's health)."""
     if not rt.components("pubsub") or channel is None:
         return []
-    return [DeliveryService(rt, channel, tracer)]
+    return [DeliveryService(rt, channel, tracer, health)]

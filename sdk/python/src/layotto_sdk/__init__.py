@@ -15,7 +15,9 @@ from layotto_sdk._client import Client, ConfigurationSubscription, LockContext, 
 from layotto_sdk._core import USE_CLIENT_DEFAULT
 from layotto_sdk._errors import LayottoError, LockNotAcquired
 from layotto_sdk._models import (
+    ActiveSubscription,
     BindingResponse,
+    BulkPublishFailure,
     BulkStateItem,
     Concurrency,
     ConfigurationItem,
@@ -29,6 +31,8 @@ from layotto_sdk._models import (
     InvokeResponse,
     Lease,
     LockStatus,
+    RegisteredComponent,
+    SidecarMetadata,
     State,
     StateItem,
     TopicEvent,
@@ -40,11 +44,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "USE_CLIENT_DEFAULT",
+    "ActiveSubscription",
     "AsyncClient",
     "AsyncConfigurationSubscription",
     "AsyncLockContext",
     "AsyncSubscription",
     "BindingResponse",
+    "BulkPublishFailure",
     "BulkStateItem",
     "Client",
     "Concurrency",
@@ -63,6 +69,8 @@ __all__ = [
     "LockContext",
     "LockNotAcquired",
     "LockStatus",
+    "RegisteredComponent",
+    "SidecarMetadata",
     "State",
     "StateItem",
     "Subscription",

@@ -18,6 +18,7 @@ from layotto_sdk._core import USE_CLIENT_DEFAULT, Headers, Metadata, Timeout
 from layotto_sdk._errors import LayottoError, from_rpc_error
 from layotto_sdk._models import (
     BindingResponse,
+    BulkPublishFailure,
     BulkStateItem,
     Concurrency,
     ConfigurationItem,
@@ -30,6 +31,7 @@ from layotto_sdk._models import (
     InvokeResponse,
     Lease,
     LockStatus,
+    SidecarMetadata,
     State,
     StateItem,
     TopicEvent,
@@ -313,6 +315,21 @@ class AsyncClient:
         """Publish ``data`` (bytes, str or JSON-able) to ``topic`` of broker ``pubsub``."""
         await self._unary(core.publish_event(pubsub, topic, data, content_type, metadata), timeout, headers)
 
+    async def publish_events(
+        self,
+        pubsub: str,
+        topic: str,
+        events: Sequence[Any],
+        *,
+        content_type: str | None = None,
+        metadata: Metadata | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+        headers: Headers | None = None,
+    ) -> list[BulkPublishFailure]:
+        """Publish several events at once (Dapr's bulk publish); returns those that failed
+        (``entry_id`` is the event's index), an empty list when all were published."""
+        return await self._unary(core.publish_events(pubsub, topic, events, content_type, metadata), timeout, headers)
+
     def subscribe(
         self,
         pubsub: str,
@@ -334,6 +351,24 @@ class AsyncClient:
         """
         initial = core.subscribe_initial(pubsub, topic, metadata, dead_letter_topic)
         return AsyncSubscription(self, initial, timeout, core.merge_headers(self._headers, headers))
+
+    # ---- the sidecar ----------------------------------------------------------------------------
+
+    async def get_metadata(
+        self, *, timeout: Timeout = USE_CLIENT_DEFAULT, headers: Headers | None = None
+    ) -> SidecarMetadata:
+        """The sidecar's app id, version, components, subscriptions and attributes."""
+        return await self._unary(core.get_metadata(), timeout, headers)
+
+    async def set_metadata(
+        self, key: str, value: str, *, timeout: Timeout = USE_CLIENT_DEFAULT, headers: Headers | None = None
+    ) -> None:
+        """Set an attribute the sidecar reports in :meth:`get_metadata` (``extended``)."""
+        await self._unary(core.set_metadata(key, value), timeout, headers)
+
+    async def shutdown(self, *, timeout: Timeout = USE_CLIENT_DEFAULT, headers: Headers | None = None) -> None:
+        """Ask the sidecar to stop: in-flight calls finish, then it closes its components."""
+        await self._unary(core.shutdown(), timeout, headers)
 
     # ---- configuration ------------------------------------------------------------------------
 

@@ -32,9 +32,12 @@ from google.protobuf.message import Message
 
 from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_sdk import _dapr as dapr
 from layotto_sdk._errors import Drop, LayottoError, LockNotAcquired
 from layotto_sdk._models import (
+    ActiveSubscription,
     BindingResponse,
+    BulkPublishFailure,
     BulkStateItem,
     Concurrency,
     ConfigurationItem,
@@ -48,6 +51,8 @@ from layotto_sdk._models import (
     InvokeResponse,
     Lease,
     LockStatus,
+    RegisteredComponent,
+    SidecarMetadata,
     State,
     StateItem,
     TopicEvent,
@@ -171,10 +176,13 @@ class Unary(Generic[RequestT, ReplyT, ResultT]):
     request: RequestT
     reply_type: type[ReplyT]
     parse: Callable[[ReplyT], ResultT]
+    #: The gRPC service: the Layotto API, or Dapr's (served on the same port) where the
+    #: Layotto API has no such RPC.
+    service: str = SERVICE
 
     @property
     def path(self) -> str:
-        return SERVICE + self.method
+        return self.service + self.method
 
 
 def serialize(message: Message) -> bytes:
@@ -492,6 +500,21 @@ def publish_event(
         pubsub_name=pubsub, topic=topic, data=payload, data_content_type=data_content_type, metadata=_map(metadata)
     )
     return Unary("PublishEvent", request, empty_pb2.Empty, _none)
+
+
+def publish_events(
+    pubsub: str, topic: str, events: Sequence[Any], content_type: str | None, metadata: Metadata | None
+) -> Unary[Any, Any, list[BulkPublishFailure]]:
+    """Dapr's bulk publish: each event encoded as publish_event encodes one, its index its id."""
+    request = dapr.MESSAGES["BulkPublishRequest"](pubsub_name=pubsub, topic=topic, metadata=_map(metadata))
+    for index, event in enumerate(events):
+        payload, event_type = encode_with_type(event, content_type)
+        request.entries.add(entry_id=str(index), event=payload, content_type=event_type)
+
+    def failures(reply: Any) -> list[BulkPublishFailure]:
+        return [BulkPublishFailure(f.entry_id, f.error) for f in reply.failedEntries]
+
+    return Unary("BulkPublishEventAlpha1", request, dapr.MESSAGES["BulkPublishResponse"], failures, dapr.SERVICE)
 
 
 def subscribe_initial(
@@ -816,3 +839,36 @@ def get_file_meta(store: str, name: str, metadata: Metadata | None) -> Unary[Any
         return FileMeta(reply.size, reply.last_modified, meta)
 
     return Unary("GetFileMeta", request, pb.GetFileMetaResponse, parse)
+
+
+# ---- the sidecar (Dapr's API) -----------------------------------------------------------------
+
+
+def _sidecar_metadata(reply: Any) -> SidecarMetadata:
+    return SidecarMetadata(
+        app_id=reply.id,
+        runtime_version=reply.runtime_version,
+        components=[
+            RegisteredComponent(c.name, c.type, c.version, list(c.capabilities)) for c in reply.registered_components
+        ],
+        subscriptions=[
+            ActiveSubscription(s.pubsub_name, s.topic, dict(s.metadata), s.dead_letter_topic)
+            for s in reply.subscriptions
+        ],
+        extended=dict(reply.extended_metadata),
+        enabled_features=list(reply.enabled_features),
+    )
+
+
+def get_metadata() -> Unary[Any, Any, SidecarMetadata]:
+    request = dapr.MESSAGES["GetMetadataRequest"]()
+    return Unary("GetMetadata", request, dapr.MESSAGES["GetMetadataResponse"], _sidecar_metadata, dapr.SERVICE)
+
+
+def set_metadata(key: str, value: str) -> Unary[Any, Any, None]:
+    request = dapr.MESSAGES["SetMetadataRequest"](key=key, value=value)
+    return Unary("SetMetadata", request, dapr.MESSAGES["Empty"], _none, dapr.SERVICE)
+
+
+def shutdown() -> Unary[Any, Any, None]:
+    return Unary("Shutdown", dapr.MESSAGES["ShutdownRequest"](), dapr.MESSAGES["Empty"], _none, dapr.SERVICE)

@@ -265,3 +265,45 @@ class FileMeta:
     size: int
     last_modified: str
     metadata: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RegisteredComponent:
+    """A component the sidecar loaded (:meth:`Client.get_metadata`)."""
+
+    name: str
+    type: str
+    version: str
+    capabilities: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ActiveSubscription:
+    """A topic the sidecar delivers to the app (:meth:`Client.get_metadata`)."""
+
+    pubsub: str
+    topic: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    dead_letter_topic: str = ""
+
+
+@dataclass(frozen=True)
+class SidecarMetadata:
+    """What the sidecar reports about itself: Dapr's GetMetadata."""
+
+    app_id: str
+    runtime_version: str
+    components: list[RegisteredComponent]
+    subscriptions: list[ActiveSubscription]
+    #: Attributes set with :meth:`Client.set_metadata` (and the sidecar's own).
+    extended: dict[str, str]
+    enabled_features: list[str]
+
+
+@dataclass(frozen=True)
+class BulkPublishFailure:
+    """An event of :meth:`Client.publish_events` that was not published: its index (as a
+    string) and why."""
+
+    entry_id: str
+    error: str

@@ -7,6 +7,8 @@ base class, which answers UNIMPLEMENTED.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 
 from layotto.api.answers import load_answers
@@ -27,8 +29,11 @@ from layotto.runtime.runtime import Runtime
 from dapr.proto.runtime.v1 import dapr_pb2_grpc  # isort: skip  (after base: it silences dapr's import warning)
 
 
-def register(server: grpc.aio.Server, rt: Runtime, invoker: Invoker) -> Parts[dapr_pb2_grpc.DaprServicer]:
-    """Serve Dapr's gRPC API on `server` over the started runtime's components."""
+def register(
+    server: grpc.aio.Server, rt: Runtime, invoker: Invoker, shutdown: Callable[[], None]
+) -> Parts[dapr_pb2_grpc.DaprServicer]:
+    """Serve Dapr's gRPC API on `server` over the started runtime's components; `shutdown`
+    stops the sidecar (Dapr's Shutdown)."""
     answers = load_answers(__name__)
     style = DaprPubSubApi.style(rt.app_id)
     parts = Parts(
@@ -44,7 +49,7 @@ def register(server: grpc.aio.Server, rt: Runtime, invoker: Invoker) -> Parts[da
             DaprLockApi(lock_core(rt, answers.checks("lock")), answers["lock"]),
             DaprConfigurationApi(configuration_core(rt), answers["configuration"]),
             DaprInvokeApi(invoker),
-            DaprMetadataApi(rt),
+            DaprMetadataApi(rt, shutdown),
         ],
     )
     dapr_pb2_grpc.add_DaprServicer_to_server(parts.servicer, server)  # type: ignore[no-untyped-call]

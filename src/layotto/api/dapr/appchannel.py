@@ -2,7 +2,8 @@
 
 Chosen when `app.callback_api == "dapr"` (`--app-protocol grpc` with `--app-port`) and
 registered with the runtime's app channels: pub/sub delivery (ListTopicSubscriptions,
-OnTopicEvent) and service invocation (OnInvoke) share one connection, and the rules on the
+OnTopicEvent), input bindings (ListInputBindings, OnBindingEvent) and service invocation
+(OnInvoke) share one connection, and the rules on the
 app's answers (ack, retry, drop, unreachable, timeout) are those of runtime/appchannel.py, the
 same as for Layotto apps.
 
@@ -13,6 +14,7 @@ a CEL `match` and a `path`); the subscription picks the event's route
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -23,7 +25,7 @@ from google.protobuf import any_pb2, empty_pb2, struct_pb2
 
 from layotto.api.dapr import base as _base  # noqa: F401  (dapr import without its legacy warning)
 from layotto.core.cloudevents import Event
-from layotto.runtime.appchannel import GrpcAppChannel, event_fields
+from layotto.runtime.appchannel import BindingReply, GrpcAppChannel, event_fields
 from layotto.runtime.invoke import InvokeRequest, InvokeResponse, call_headers
 from layotto.runtime.subscriptions import Rule, TopicSubscription, envelope_of, with_dead_letter
 
@@ -59,6 +61,28 @@ class DaprAppChannel(GrpcAppChannel):
             )
             for s in reply.subscriptions
         ]
+
+    async def healthy(self, path: str, time_limit: float) -> bool:
+        stub = cb_grpc.AppCallbackHealthCheckStub(self.connection)  # type: ignore[no-untyped-call]
+        await stub.HealthCheck(empty_pb2.Empty(), timeout=time_limit)
+        return True
+
+    async def _input_bindings(self) -> list[str]:
+        reply = await self._stub.ListInputBindings(empty_pb2.Empty(), timeout=5.0)
+        return list(reply.bindings)
+
+    async def _on_binding_event(
+        self, name: str, data: bytes, metadata: Mapping[str, str], time_limit: float, headers: list[tuple[str, str]]
+    ) -> BindingReply:
+        request = cb.BindingEventRequest(name=name, data=data, metadata=dict(metadata))
+        reply = await self._stub.OnBindingEvent(request, metadata=headers, timeout=time_limit)
+        return BindingReply(
+            to=list(reply.to),
+            data=reply.data,
+            parallel=reply.concurrency == cb.BindingEventResponse.PARALLEL,
+            store_name=reply.store_name,
+            has_state=bool(reply.states),
+        )
 
     async def _on_topic_event(self, event: Event, time_limit: float, headers: list[tuple[str, str]]) -> int:
         reply = await self._stub.OnTopicEvent(topic_event_request(event), metadata=headers, timeout=time_limit)

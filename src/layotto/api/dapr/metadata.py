@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import signal
+from collections.abc import Callable
 
 from dapr.proto.runtime.v1 import dapr_pb2
 from dapr.proto.runtime.v1 import metadata_pb2 as pb
@@ -93,9 +91,10 @@ class DaprMetadata:
 
 
 class DaprMetadataApi(ApiBase):
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, shutdown: Callable[[], None]) -> None:
         super().__init__(rt)
         self.metadata = DaprMetadata(rt)
+        self._shutdown = shutdown
 
     async def start_api(self) -> None:
         self.metadata.extended.clear()
@@ -109,11 +108,6 @@ class DaprMetadataApi(ApiBase):
 
     async def Shutdown(self, request: dapr_pb2.ShutdownRequest, context: Ctx) -> empty_pb2.Empty:
         """Answer, then stop the sidecar as SIGTERM does (drain calls, close components)."""
-        handler = signal.getsignal(signal.SIGTERM)
-        if handler in (signal.SIG_DFL, signal.SIG_IGN, None):
-            # Embedded (no `layotto start` signal handling): a SIGTERM would kill the host process.
-            log.warning("Shutdown requested, but this sidecar is embedded without signal handling; ignored")
-            return _EMPTY
         log.info("Shutdown requested through the Dapr API")
-        asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGTERM)
+        self._shutdown()
         return _EMPTY

@@ -1,0 +1,79 @@
+"""The app's health as daprd's app health checks see it (`--enable-app-health-check`).
+
+The sidecar probes the app every `interval` (an HTTP app: GET `path`, any 2xx is healthy; a gRPC
+app: its callback API's health check). After `threshold` failed probes in a row the app is
+unhealthy, and the services that push work to it (event delivery, input bindings) stop taking
+work from their brokers until a probe succeeds again; the work waits in the broker meanwhile.
+With health checks off (or no app), the app counts as healthy from the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from layotto.config.model import AppHealthCheck
+from layotto.runtime.appchannel import AppChannel
+
+log = logging.getLogger("layotto.apphealth")
+
+Listener = Callable[[bool], Awaitable[None]]
+
+
+class AppHealth:
+    def __init__(self, channel: AppChannel | None, check: AppHealthCheck | None) -> None:
+        self._channel = channel
+        self._check = check if channel is not None else None
+        self.healthy = self._check is None
+        self._changed = asyncio.Condition()
+        self._listeners: list[Listener] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, listener: Listener) -> None:
+        """Call `listener(healthy)` on every change, in the order of the changes."""
+        self._listeners.append(listener)
+
+    async def wait_for(self, healthy: bool = True) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.healthy is healthy)
+
+    async def start(self) -> None:
+        if self._check is not None:
+            self._task = asyncio.create_task(self._probe_forever(self._check), name="app-health")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _probe_forever(self, check: AppHealthCheck) -> None:
+        assert self._channel is not None
+        failures = 0
+        while True:
+            try:
+                ok = await asyncio.wait_for(self._channel.healthy(check.path, check.timeout), check.timeout + 0.5)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # an app that cannot answer is failing its probe
+                log.debug("app health probe failed: %r", exc)
+                ok = False
+            failures = 0 if ok else failures + 1
+            if ok and not self.healthy:
+                await self._set(True)
+            elif not ok and self.healthy and failures >= check.threshold:
+                await self._set(False)
+            await asyncio.sleep(check.interval)
+
+    async def _set(self, healthy: bool) -> None:
+        log.warning("the app is %s", "healthy again" if healthy else "unhealthy: no work is sent to it")
+        self.healthy = healthy
+        for listener in self._listeners:
+            try:
+                await listener(healthy)
+            except Exception:
+                log.exception("reacting to the app's health failed")
+        # Waiters learn of the change once the listeners have acted on it.
+        async with self._changed:
+            self._changed.notify_all()
