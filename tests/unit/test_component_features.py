@@ -17,6 +17,7 @@ import pytest
 
 import layotto.components
 from layotto.components.base import Component, Feature
+from layotto.components.bindings.base import Binding, BindingFeature
 from layotto.components.configuration.base import ConfigurationFeature, ConfigurationStore
 from layotto.components.hello.base import HelloFeature, HelloService
 from layotto.components.lock.base import LockFeature, LockStore
@@ -39,6 +40,7 @@ BLOCKS: dict[str, tuple[type[Component], type[Feature]]] = {
     "nameresolution": (NameResolver, NameResolutionFeature),
     "oss": (ObjectStore, OssFeature),
     "hello": (HelloService, HelloFeature),
+    "bindings": (Binding, BindingFeature),
 }
 
 #: The base methods of each feature that has an operation. The other features (ETAG, TTL,
@@ -48,6 +50,7 @@ METHODS: dict[Feature, tuple[str, ...]] = {
     StateFeature.TRANSACTIONAL: ("multi",),
     StateFeature.QUERY: ("query",),
     PubSubFeature.DELAY: ("delay_scheduler",),
+    BindingFeature.INPUT: ("read",),
     LockFeature.KEEP_ALIVE: ("keep_alive",),
     SequencerFeature.SEGMENT: ("reserve",),
     NameResolutionFeature.REGISTRY: ("register", "deregister"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from layotto.components.configuration.base import ConfigurationFeature
+from tests.support.redis_cluster import cluster_metadata, sentinel_metadata
 from tests.support.rows import BackendRow
 
 
@@ -35,6 +36,20 @@ ROWS: list[Row] = [
         type="redis",
         metadata={"address": ["127.0.0.1:6379"], "keyPrefix": "layotto-test-config"},
         requires=("redis",),
+        traits=ConfigurationTraits(),
+    ),
+    BackendRow(
+        block="configuration",
+        type="redis",
+        name="redis-on-cluster",
+        metadata=lambda: {**cluster_metadata(), "keyPrefix": "layotto-test-config"},
+        traits=ConfigurationTraits(),
+    ),
+    BackendRow(
+        block="configuration",
+        type="redis",
+        name="redis-on-sentinel",
+        metadata=lambda: {**sentinel_metadata(), "keyPrefix": "layotto-test-config"},
         traits=ConfigurationTraits(),
     ),
 ]

@@ -2,7 +2,8 @@
 parametrised over ROWS.
 
 Adding a backend = one row. `redis_cluster` runs Redlock over three extra redis-server
-processes started here (on free loopback ports, no persistence) and stopped at exit.
+processes started here (on free loopback ports, no persistence) and stopped at exit; the
+`redis-on-cluster` row is the one-server lock on a Redis Cluster (tests/support/redis_cluster).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import redis
 
 from layotto.components.lock.base import LockFeature
+from tests.support.redis_cluster import cluster_metadata
 from tests.support.rows import BackendRow, by_id
 from tests.support.services import MYSQL, POSTGRES_DSN, require_binary
 from tests.support.sidecar import free_port
@@ -112,10 +114,13 @@ Row = BackendRow[LockTraits]
 KEEP_ALIVE = frozenset({LockFeature.KEEP_ALIVE})
 
 
-def _row(type_name: str, metadata: Callable[[], dict[str, Any]], requires: tuple[str, ...], **traits: Any) -> Row:
+def _row(
+    type_name: str, metadata: Callable[[], dict[str, Any]], requires: tuple[str, ...], name: str = "", **traits: Any
+) -> Row:
     return BackendRow(
         block="lock",
         type=type_name,
+        name=name,
         metadata=metadata,
         requires=requires,
         features=KEEP_ALIVE,
@@ -128,6 +133,7 @@ ROWS: list[Row] = [
     _row("sqlite", lambda: {"databasePath": _SQLITE_PATH, "tableName": TABLE}, (), distributed=False),
     _row("redis", lambda: {"redisHost": "127.0.0.1:6379"}, ("redis",)),
     _row("redis_cluster", lambda: {"redisHosts": REDIS_NODES.start().hosts, "concurrency": "3"}, ("redis",)),
+    _row("redis", cluster_metadata, (), name="redis-on-cluster"),
     _row(
         "etcd",
         lambda: {"endpoints": "127.0.0.1:2379", "keyPrefixPath": f"/layotto-test/lock-{RUN}/"},

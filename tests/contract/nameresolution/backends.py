@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from layotto.components.nameresolution.base import NameResolutionFeature
+from tests.support.redis_cluster import cluster_metadata, sentinel_metadata
 from tests.support.rows import BackendRow
 from tests.support.sidecar import free_port
 
@@ -43,6 +44,49 @@ ROWS: list[Row] = [
         features=frozenset({NameResolutionFeature.REGISTRY}),
         traits=NameResolutionTraits(
             dead_metadata=lambda: {"redisHost": f"127.0.0.1:{free_port()}", "maxRetries": "0", "dialTimeout": "1s"}
+        ),
+    ),
+    BackendRow(
+        block="nameresolution",
+        type="redis",
+        name="redis-on-cluster",
+        metadata=lambda table, ns: {
+            **cluster_metadata(),
+            "keyPrefix": f"layotto-test-nr:{ns}:",
+            "ttl": "1s",
+            "heartbeatInterval": "200ms",
+            "cacheTTL": "100ms",
+        },
+        features=frozenset({NameResolutionFeature.REGISTRY}),
+        traits=NameResolutionTraits(
+            dead_metadata=lambda: {
+                "redisHost": f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}",
+                "redisType": "cluster",
+                "maxRetries": "0",
+                "dialTimeout": "1s",
+            }
+        ),
+    ),
+    BackendRow(
+        block="nameresolution",
+        type="redis",
+        name="redis-on-sentinel",
+        metadata=lambda table, ns: {
+            **sentinel_metadata(),
+            "keyPrefix": f"layotto-test-nr:{ns}:",
+            "ttl": "1s",
+            "heartbeatInterval": "200ms",
+            "cacheTTL": "100ms",
+        },
+        features=frozenset({NameResolutionFeature.REGISTRY}),
+        traits=NameResolutionTraits(
+            dead_metadata=lambda: {
+                "redisHost": f"127.0.0.1:{free_port()}",
+                "failover": "true",
+                "sentinelMasterName": "nobody",
+                "maxRetries": "0",
+                "dialTimeout": "1s",
+            }
         ),
     ),
 ]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from layotto.components.pubsub.base import PubSubFeature
+from tests.support.redis_cluster import cluster_metadata, sentinel_metadata
 from tests.support.rows import BackendRow, by_id
 
 
@@ -30,6 +32,27 @@ async def _redis_cleanup(topics: list[str], groups: list[str]) -> None:
             await client.delete(*topics)
     finally:
         await client.aclose()
+
+
+def _redis_cleanup_of(metadata: Callable[[], dict[str, str]]) -> Callable[[list[str], list[str]], Awaitable[None]]:
+    """The cleanup of a redis row on a deployment of its own (a cluster: one key at a time)."""
+
+    async def cleanup(topics: list[str], groups: list[str]) -> None:
+        from layotto.components._drivers import redis as redis_driver
+        from layotto.components.base import Metadata
+
+        client = redis_driver.connect(redis_driver.RedisSettings.from_metadata(Metadata(metadata())))
+        try:
+            for topic in topics:
+                await client.delete(topic)
+        finally:
+            await client.aclose()
+
+    return cleanup
+
+
+#: Fast redelivery, so the suites' redelivery tests do not wait.
+_REDIS_TIMINGS = {"processingTimeout": "1s", "redeliverInterval": "0.3s"}
 
 
 def nats_stream_name(topic: str) -> str:
@@ -84,6 +107,24 @@ ROWS: list[Row] = [
         features=frozenset({PubSubFeature.DELAY}),
         traits=PubSubTraits(),
         cleanup=_redis_cleanup,
+    ),
+    BackendRow(
+        block="pubsub",
+        type="redis",
+        name="redis-on-cluster",
+        metadata=lambda: {**cluster_metadata(), **_REDIS_TIMINGS},
+        features=frozenset({PubSubFeature.DELAY}),
+        traits=PubSubTraits(),
+        cleanup=_redis_cleanup_of(cluster_metadata),
+    ),
+    BackendRow(
+        block="pubsub",
+        type="redis",
+        name="redis-on-sentinel",
+        metadata=lambda: {**sentinel_metadata(), **_REDIS_TIMINGS},
+        features=frozenset({PubSubFeature.DELAY}),
+        traits=PubSubTraits(),
+        cleanup=_redis_cleanup_of(sentinel_metadata),
     ),
     BackendRow(
         block="pubsub",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from layotto.components.sequencer.base import SequencerFeature
+from tests.support.redis_cluster import cluster_metadata, sentinel_metadata
 from tests.support.rows import BackendRow, by_id
 from tests.support.services import MYSQL, POSTGRES_DSN
 
@@ -43,11 +44,13 @@ def _row(
     metadata: Callable[[], dict[str, Any]],
     requires: tuple[str, ...],
     features: frozenset[SequencerFeature] = COUNTER,
+    name: str = "",
     **traits: Any,
 ) -> Row:
     return BackendRow(
         block="sequencer",
         type=type_name,
+        name=name,
         metadata=metadata,
         requires=requires,
         features=features,
@@ -59,6 +62,8 @@ ROWS: list[Row] = [
     _row("in-memory", dict, (), distributed=False, persistent=False, cache_default=True),
     _row("sqlite", lambda: {"databasePath": _SQLITE_PATH, "tableName": _TABLE}, (), distributed=False),
     _row("redis", lambda: {"redisHost": "127.0.0.1:6379"}, ("redis",), cache_default=True),
+    _row("redis", cluster_metadata, (), name="redis-on-cluster", cache_default=True),
+    _row("redis", sentinel_metadata, (), name="redis-on-sentinel", cache_default=True),
     _row("postgresql", lambda: {"connectionString": POSTGRES_DSN, "tableName": _TABLE}, ("postgresql",)),
     _row("mysql", lambda: {"connectionString": _mysql_dsn(), "tableName": _TABLE}, ("mysql",)),
     _row("etcd", lambda: {"endpoints": "127.0.0.1:2379", "keyPrefixPath": f"/layotto-test/seq-{_RUN}/"}, ("etcd",)),

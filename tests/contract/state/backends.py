@@ -16,6 +16,7 @@ import aiomysql
 import asyncpg
 
 from layotto.components.state.base import StateFeature
+from tests.support.redis_cluster import cluster_metadata, sentinel_metadata
 from tests.support.rows import BackendRow
 from tests.support.services import MYSQL, POSTGRES_DSN
 
@@ -82,6 +83,14 @@ ROWS: list[Row] = [
     ),
     BackendRow(
         block="state",
+        type="redis",
+        name="redis-on-sentinel",
+        metadata=sentinel_metadata,
+        features=FEATURES,
+        traits=None,
+    ),
+    BackendRow(
+        block="state",
         type="postgresql",
         metadata={"connectionString": "host=127.0.0.1 port=5432 user=postgres dbname=test", "tableName": TABLE},
         requires=("postgresql",),
@@ -103,6 +112,14 @@ ROWS: list[Row] = [
         cleanup=_drop_mysql_table,
     ),
 ]
+
+#: The store on a Redis Cluster. Not in ROWS: the suites' transactions take unrelated random
+#: keys, which a cluster keeps in different slots and refuses (InvalidArgumentError) instead of
+#: applying them non-atomically. tests/e2e/test_scale_redis_cluster.py runs every other test of
+#: the suites on it, and its own transactions within one slot.
+CLUSTER_ROW = BackendRow(
+    block="state", type="redis", name="redis-on-cluster", metadata=cluster_metadata, features=FEATURES, traits=None
+)
 
 #: Store names in every sidecar, by keyPrefix strategy.
 STORE = "store"

@@ -1,15 +1,23 @@
 """The one place etcd clients are made from upstream metadata, shared by lock, sequencer and
-configuration: endpoint lists, credentials, the dial timeout and what counts as an outage."""
+configuration: endpoint lists, credentials, the dial timeout, what counts as an outage, and
+how a cluster's members are taken in turn when one fails (`Members`)."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import aetcd
 import aetcd.exceptions
 
 from layotto.components.base import Metadata
 from layotto.errors import BackendUnavailableError, ConfigError
+
+T = TypeVar("T")
 
 DEFAULT_PORT = 2379
 
@@ -64,3 +72,91 @@ def address(endpoints: list[tuple[str, int]]) -> str:
 
 def unavailable(where: str, exc: BaseException) -> BackendUnavailableError:
     return BackendUnavailableError(f"etcd at {where} is unavailable: {exc or type(exc).__name__}")
+
+
+#: A call that failed with these may be sent to another member: the one asked is unreachable,
+#: hung, or cut off from the leader (etcd answers UNAVAILABLE while it elects a new one).
+_ANOTHER_MEMBER = (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError, TimeoutError)
+#: After a member failed, for this long (an election and then some, at etcd's default 1 s
+#: election timeout), attempts are cut short at PROBE seconds: a write a follower forwarded to
+#: the dead leader is never answered, and is better sent again than waited for.
+RECOVERING = 3.0
+PROBE = 1.0
+#: The pause between two rounds over every member, while none answers.
+_ROUND_PAUSE = 0.05
+
+
+def _member_is_there(exc: BaseException) -> bool:
+    """Whether a failed call reached a running member: it timed out, or etcd itself answered
+    (its errors read "etcdserver: ...", e.g. "no leader" during an election) -- worth waiting
+    for, unlike a member that refuses the connection."""
+    return isinstance(exc, (TimeoutError, aetcd.exceptions.ConnectionTimeoutError)) or "etcdserver:" in str(exc)
+
+
+class Members:
+    """The members of one etcd cluster (`endpoints`), as the lock, sequencer and configuration
+    components reach them: a client per member, made on first use, one of them current.
+
+    A call goes to the current member; when that one cannot answer it goes to the next, and
+    the next becomes current, so the components follow a dying member (or leader) without a
+    restart. While some member is there but cannot serve (the members are electing a new
+    leader) the call keeps going round, for `timeout` seconds in all; when no member even
+    takes the connection it is BackendUnavailableError at once. A request may reach etcd
+    before its member fails, so what is sent again must be safe to repeat: every caller's
+    writes are compare-guarded transactions, or idempotent puts.
+    """
+
+    def __init__(self, endpoints: list[tuple[str, int]], metadata: Metadata, timeout: float) -> None:
+        self.endpoints = endpoints
+        self.where = address(endpoints)
+        self._metadata = metadata
+        self._timeout = timeout
+        self._clients: dict[int, aetcd.Client] = {}
+        self._current = 0
+        self._failed_at = float("-inf")
+
+    def client(self) -> aetcd.Client:
+        """The current member's client (for a watch, which outlives one call)."""
+        found = self._clients.get(self._current)
+        if found is None:
+            found = self._clients[self._current] = connect(self.endpoints[self._current], self._metadata, self._timeout)
+        return found
+
+    def failed(self, client: aetcd.Client) -> None:
+        """`client`'s member did not answer: make the next member current, unless a concurrent
+        caller has moved on already."""
+        self._failed_at = time.monotonic()
+        if self._clients.get(self._current) is client:
+            self._current = (self._current + 1) % len(self.endpoints)
+
+    async def call(self, op: Callable[[aetcd.Client], Awaitable[T]]) -> T:
+        """`op` on the current member, then on the next ones while members cannot answer."""
+        deadline = time.monotonic() + self._timeout
+        last: BaseException | None = None
+        worth_waiting = False
+        for attempt in itertools.count(1):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            recovering = time.monotonic() - self._failed_at < RECOVERING
+            client = self.client()
+            try:
+                return await asyncio.wait_for(op(client), min(left, PROBE) if recovering else left)
+            except _ANOTHER_MEMBER as exc:
+                last = exc
+                worth_waiting = worth_waiting or _member_is_there(exc)
+                self.failed(client)
+            except UNAVAILABLE as exc:
+                raise unavailable(self.where, exc) from exc
+            if attempt % len(self.endpoints) == 0:  # a round over every member
+                if not worth_waiting:
+                    break
+                worth_waiting = False
+                await asyncio.sleep(min(_ROUND_PAUSE, max(0.0, deadline - time.monotonic())))
+        raise unavailable(self.where, last or TimeoutError(f"no answer within {self._timeout}s")) from last
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            with contextlib.suppress(Exception):  # closing must not raise
+                await client.close()

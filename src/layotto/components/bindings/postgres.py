@@ -56,11 +56,11 @@ class PostgresBinding(OutputBinding):
         connect_args = postgres.connect_args(metadata.required(key), f"{metadata.where}.metadata.{key}")
         self._timeout = sql.call_timeout(metadata, "timeout", "timeoutInSeconds")
         self._describe = f"postgresql at {postgres.address(connect_args)}"
+        #: How to open a connection of its own (an input binding's listener).
+        self.connect_args = {"timeout": metadata.get_duration("connectTimeout", 5.0), **connect_args}
         try:
             self._pool = await asyncpg.create_pool(
-                min_size=0,
-                max_size=metadata.get_int("maxConns", 10),
-                **{"timeout": metadata.get_duration("connectTimeout", 5.0), **connect_args},
+                min_size=0, max_size=metadata.get_int("maxConns", 10), **self.connect_args
             )
             async with postgres.guarded(self._pool, self._timeout, self._describe) as conn:
                 await conn.execute("SELECT 1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 
 from layotto.components._drivers import redis as redis_driver
@@ -24,7 +26,7 @@ def _ttl(metadata: dict[str, str]) -> int | None:
 
 
 class RedisBinding(OutputBinding):
-    _client: aioredis.Redis | None = None
+    _client: redis_driver.Client | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
@@ -61,7 +63,7 @@ class RedisBinding(OutputBinding):
             raise ComponentError(f"redis binding: {exc}") from exc
 
     @staticmethod
-    async def _run(client: aioredis.Redis, request: InvokeRequest, key: str, ttl: int | None) -> InvokeResponse:
+    async def _run(client: redis_driver.Client, request: InvokeRequest, key: str, ttl: int | None) -> InvokeResponse:
         operation = request.operation
         if operation == "create":
             # One command, so a reader never sees the value without its expiry.
@@ -77,12 +79,16 @@ class RedisBinding(OutputBinding):
             await client.delete(key)
             return InvokeResponse()
         if operation == "increment":
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                if ttl:
-                    pipe.expire(key, ttl)
-                results = await pipe.execute()
-            return InvokeResponse(data=str(results[0]).encode())
+
+            async def increment(node: aioredis.Redis) -> Any:
+                async with node.pipeline(transaction=True) as pipe:
+                    pipe.incr(key)
+                    if ttl:
+                        pipe.expire(key, ttl)
+                    return (await pipe.execute())[0]
+
+            value = await redis_driver.on_one_node(client, [key], increment, "increment")
+            return InvokeResponse(data=str(value).encode())
         raise InvalidArgumentError(f"invalid operation type: {operation}")
 
     async def close(self) -> None:

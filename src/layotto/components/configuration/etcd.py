@@ -12,6 +12,10 @@ subscriber of that app and cancelled after the last one leaves. The watch resume
 revision after the last event it saw, so an etcd restart or a dropped connection loses no
 change. If that revision was compacted meanwhile, subscribers get the current value of every
 key they watch instead (deletes made during the gap are then not reported).
+
+With several members (`address`), calls and the watch go to a member that answers
+(`_drivers/etcd.Members`): when the watched member dies the watch is opened again on the next
+one from the same revision, so a failover loses no change either.
 """
 
 from __future__ import annotations
@@ -59,46 +63,19 @@ def _valid_segment(what: str, value: str) -> None:
 class EtcdConfigStore(configuration.ConfigurationStore):
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
-        self._endpoints = _endpoints(metadata)
         # Upstream reads `timeout` as whole seconds (default 10) and uses it to dial.
-        self._timeout = metadata.get_duration("timeout", 10.0)
-        self._metadata = metadata
-        self._current = 0
-        self._client: aetcd.Client | None = None
+        self._members = etcd.Members(_endpoints(metadata), metadata, metadata.get_duration("timeout", 10.0))
         self.hub = configuration.SubscriptionHub(context.name)
         self.hub.on_last = self._stop_watch
         self._watchers: dict[str, asyncio.Task[None]] = {}
         await self.ping()
 
     # ---- connection ----
-    def _make_client(self) -> aetcd.Client:
-        return etcd.connect(self._endpoints[self._current], self._metadata, self._timeout)
-
-    def _client_now(self) -> aetcd.Client:
-        if self._client is None:
-            self._client = self._make_client()
-        return self._client
-
-    async def _failover(self, failed: aetcd.Client) -> None:
-        """After a connection failure, move to the next endpoint (with several configured)."""
-        current: Any = self._client
-        if len(self._endpoints) < 2 or current is not failed:
-            return
-        self._current = (self._current + 1) % len(self._endpoints)
-        self._client = None
-        with contextlib.suppress(Exception):
-            await current.close()
-
-    def _where(self) -> str:
-        return etcd.address(self._endpoints[self._current : self._current + 1])
-
     async def _call(self, op: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        client = self._client_now()
         try:
-            return await fn(client, *args, **kwargs)
-        except _UNAVAILABLE as exc:
-            await self._failover(client)
-            raise etcd.unavailable(self._where(), exc) from exc
+            return await self._members.call(lambda client: fn(client, *args, **kwargs))
+        except aetcd.exceptions.WatchTimeoutError as exc:
+            raise etcd.unavailable(self._members.where, exc) from exc
         except aetcd.exceptions.ClientError as exc:
             raise ComponentError(f"etcd {op} failed: {exc}") from exc
 
@@ -219,7 +196,7 @@ class EtcdConfigStore(configuration.ConfigurationStore):
         next_revision = start_revision
         delay = _RETRY_MIN
         while True:
-            client = self._client_now()
+            client = self._members.client()
             watch: Any = None
             try:
                 watch = await client.watch_prefix(prefix, start_revision=next_revision)
@@ -241,7 +218,7 @@ class EtcdConfigStore(configuration.ConfigurationStore):
             except Exception as exc:  # any watch failure: retry from the same revision
                 log.warning("etcd watch on /%s/ broke (%s); resuming from revision %d", app_id, exc, next_revision)
                 if isinstance(exc, _UNAVAILABLE):
-                    await self._failover(client)
+                    self._members.failed(client)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX)
             finally:
@@ -265,8 +242,6 @@ class EtcdConfigStore(configuration.ConfigurationStore):
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        client = getattr(self, "_client", None)
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await client.close()
-            self._client = None
+        members = getattr(self, "_members", None)
+        if members is not None:
+            await members.close()

@@ -10,6 +10,12 @@ change on the channel `<prefix>:<app_id>`, so it needs no keyspace notifications
 disabled, and not allowed on managed Redis). Messages are JSON
 `{"group", "label", "items": [{"key", "content", "deleted"}]}`.
 
+On a Redis Cluster the app's part of the names is a hash tag (`{<prefix>:<app_id>}:<group>:<label>`
+and its `:tags`), so all of one app's keys share a slot and a write stays one MULTI/EXEC on
+one node. The change messages need nothing per node either: a PUBLISH reaches the subscribers
+on every node of the cluster, so a watcher subscribes on one node (found again after it
+fails). Keyspace notifications, which are per node and off by default, are not used at all.
+
 Pub/Sub is fire-and-forget: a message sent while a sidecar is reconnecting is lost. So each
 watcher keeps the last content it knows of every key its subscribers watch, and after each
 (re)subscription re-reads those hashes and reports every difference -- no change is missed,
@@ -37,17 +43,18 @@ log = logging.getLogger("layotto.configuration.redis")
 _RETRY_MIN = 0.05
 _RETRY_MAX = 1.0
 
-# Deletes only what exists and announces exactly that, atomically.
+# Deletes only what exists and announces exactly that, atomically. The channel is an argument,
+# not a key: a cluster wants a script's keys in one slot, and a channel is in none.
 _DELETE_SCRIPT = """
 local deleted = {}
 for i, key in ipairs(ARGV) do
-  if i > 2 and redis.call('HDEL', KEYS[1], key) == 1 then
+  if i > 3 and redis.call('HDEL', KEYS[1], key) == 1 then
     redis.call('HDEL', KEYS[2], key)
     table.insert(deleted, {key = key, content = '', deleted = true})
   end
 end
 if #deleted > 0 then
-  redis.call('PUBLISH', KEYS[3], cjson.encode({group = ARGV[1], label = ARGV[2], items = deleted}))
+  redis.call('PUBLISH', ARGV[1], cjson.encode({group = ARGV[2], label = ARGV[3], items = deleted}))
 end
 return #deleted
 """
@@ -65,6 +72,7 @@ class RedisConfigStore(configuration.ConfigurationStore):
             if isinstance(first, str):
                 host = first
         settings = redis_driver.RedisSettings.from_metadata(metadata, address=host)
+        self._settings = settings
         self._address = settings.address
         self._prefix = metadata.get_str("keyPrefix", "layotto-config")
         self._client = redis_driver.connect(settings)
@@ -89,28 +97,33 @@ class RedisConfigStore(configuration.ConfigurationStore):
             raise self._unavailable(exc) from exc
 
     def _hash(self, app_id: str, group: str, label: str) -> str:
-        return f"{self._prefix}:{app_id}:{group}:{label}"
+        return f"{redis_driver.hash_tagged(self._settings, f'{self._prefix}:{app_id}')}:{group}:{label}"
 
     def _channel(self, app_id: str) -> str:
         return f"{self._prefix}:{app_id}"
 
     async def _read_scope(self, app_id: str, group: str, label: str, keys: list[str]) -> list[configuration.ConfigItem]:
         name = self._hash(app_id, group, label)
-        try:
-            if keys:
-                async with self._client.pipeline(transaction=True) as pipe:
+
+        async def read(node: aioredis.Redis) -> list[Any]:
+            async with node.pipeline(transaction=True) as pipe:
+                if keys:
                     pipe.hmget(name, keys)
                     pipe.hmget(name + ":tags", keys)
-                    contents, tags = await pipe.execute()
-                found = {k: c for k, c in zip(keys, contents, strict=True) if c is not None}
-                tag_map = {k: t for k, t in zip(keys, tags, strict=True) if t is not None}
-            else:
-                async with self._client.pipeline(transaction=True) as pipe:
+                else:
                     pipe.hgetall(name)
                     pipe.hgetall(name + ":tags")
-                    found, tag_map = await pipe.execute()
+                return await pipe.execute()
+
+        try:
+            contents, tags = await redis_driver.on_one_node(self._client, [name, name + ":tags"], read, "a read")
         except redis_driver.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
+        if keys:
+            found = {k: c for k, c in zip(keys, contents, strict=True) if c is not None}
+            tag_map = {k: t for k, t in zip(keys, tags, strict=True) if t is not None}
+        else:
+            found, tag_map = contents, tags
         items: list[configuration.ConfigItem] = []
         for raw_key, raw_content in found.items():
             key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
@@ -131,10 +144,11 @@ class RedisConfigStore(configuration.ConfigurationStore):
             if not item.key:
                 raise InvalidArgumentError("configuration key is empty")
             by_scope.setdefault((item.group, item.label), []).append(item)
-        try:
-            async with self._client.pipeline(transaction=True) as pipe:
-                for (group, label), items in by_scope.items():
-                    name = self._hash(request.app_id, group, label)
+        names = [self._hash(request.app_id, group, label) for group, label in by_scope]
+
+        async def write(node: aioredis.Redis) -> None:
+            async with node.pipeline(transaction=True) as pipe:
+                for name, ((group, label), items) in zip(names, by_scope.items(), strict=True):
                     contents: dict[Any, Any] = {i.key: i.content for i in items}
                     pipe.hset(name, mapping=contents)
                     tagged: dict[Any, Any] = {i.key: json.dumps(i.tags) for i in items if i.tags}
@@ -150,6 +164,9 @@ class RedisConfigStore(configuration.ConfigurationStore):
                     }
                     pipe.publish(self._channel(request.app_id), json.dumps(message))
                 await pipe.execute()
+
+        try:
+            await redis_driver.on_one_node(self._client, [*names, *(n + ":tags" for n in names)], write, "a save")
         except redis_driver.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
 
@@ -159,8 +176,8 @@ class RedisConfigStore(configuration.ConfigurationStore):
         name = self._hash(request.app_id, request.group, request.label)
         try:
             await self._delete(
-                keys=[name, name + ":tags", self._channel(request.app_id)],
-                args=[request.group, request.label, *request.keys],
+                keys=[name, name + ":tags"],
+                args=[self._channel(request.app_id), request.group, request.label, *request.keys],
             )
         except redis_driver.UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
@@ -218,8 +235,10 @@ class RedisConfigStore(configuration.ConfigurationStore):
     async def _watch(self, app_id: str) -> None:
         delay = _RETRY_MIN
         while True:
-            pubsub = self._sub_client.pubsub()
+            redis_driver.stop_if_cancelled()
+            pubsub: Any = None
             try:
+                pubsub = await redis_driver.pubsub(self._sub_client)
                 await pubsub.subscribe(self._channel(app_id))
                 while True:  # wait for the subscribe confirmation
                     msg = await pubsub.get_message(timeout=self._sub_timeout())
@@ -233,6 +252,7 @@ class RedisConfigStore(configuration.ConfigurationStore):
                     ready.set_result(None)
                 delay = _RETRY_MIN
                 while True:
+                    redis_driver.stop_if_cancelled()
                     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
                     if msg is not None and msg["type"] == "message":
                         self._on_message(app_id, msg["data"])
@@ -240,6 +260,7 @@ class RedisConfigStore(configuration.ConfigurationStore):
                 raise
             except (*redis_driver.UNAVAILABLE, ComponentError) as exc:
                 log.warning("redis config watch of %r broke (%s); re-subscribing", app_id, exc)
+                await redis_driver.relearn(self._sub_client)
                 ready = self._ready.get(app_id)
                 if ready is not None and not ready.done():
                     ready.set_exception(self._unavailable(exc))
@@ -247,8 +268,9 @@ class RedisConfigStore(configuration.ConfigurationStore):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
 
     def _sub_timeout(self) -> float:
         return 5.0
@@ -274,7 +296,7 @@ class RedisConfigStore(configuration.ConfigurationStore):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for client in (getattr(self, "_client", None), getattr(self, "_sub_client", None)):
-            if isinstance(client, aioredis.Redis):
+            if client is not None:
                 with contextlib.suppress(Exception):
                     await client.aclose()
 

@@ -5,6 +5,9 @@ default "layotto-delay-queue"):
   <prefix>        sorted set: message id, scored by the due time (Redis server clock, ms)
   <prefix>:msg    hash: message id -> JSON {topic, data (base64), metadata}
 
+On a Redis Cluster both keys carry the prefix as a hash tag (`{<prefix>}`, `{<prefix>}:msg`)
+so the scripts, which touch both, run on the one node of their slot.
+
 Any sidecar's scheduler claims due messages with one script that pushes their score a lease
 ahead (`delayLease`, 30s) before publishing, and deletes them once published. A sidecar that
 dies between the two leaves the message to be published again when the lease ends: delivery
@@ -78,11 +81,11 @@ BATCH = 100
 
 class RedisScheduler(DelayScheduler):
     async def start(self) -> None:
-        prefix = self.metadata.get_str("delayQueueKey") or "layotto-delay-queue"
+        settings = redis_driver.RedisSettings.from_metadata(self.metadata)
+        prefix = redis_driver.hash_tagged(settings, self.metadata.get_str("delayQueueKey") or "layotto-delay-queue")
         self._keys = [prefix, f"{prefix}:msg"]
         self._lease_ms = int(self.metadata.get_duration("delayLease", 30.0) * 1000)
         self._poll = self.metadata.get_duration("delayPollInterval", 1.0)
-        settings = redis_driver.RedisSettings.from_metadata(self.metadata)
         self._address = settings.address
         self._client = redis_driver.connect(settings)
         self._schedule = self._client.register_script(_SCHEDULE)
@@ -113,6 +116,7 @@ class RedisScheduler(DelayScheduler):
 
     async def _loop(self) -> None:
         while True:
+            redis_driver.stop_if_cancelled()
             self._wake.clear()
             try:
                 reply: list[Any] = await self._claim(keys=self._keys, args=[self._lease_ms, BATCH])

@@ -5,6 +5,13 @@ TTL is the lock's expire, so etcd itself deletes it when the holder stops renewi
 Keep-alive moves the key to a fresh lease of the requested TTL (owner- and revision-checked)
 and revokes the old one, because an etcd lease refresh can only restore the lease's
 original TTL.
+
+With several endpoints a call that a member cannot answer (it died, or lost its leader) goes
+to the next member (`_drivers/etcd.Members`). Every write is a compare-guarded transaction, so
+sending one again is safe: a TryLock whose first attempt did take the lock finds its own
+lease on the key and reports it taken. A lock's lease lives on the cluster, not on a member,
+and a new leader renews every lease to its full TTL (plus the election timeout): a failover
+never ends a lock early, it may let one outlive a crashed holder by that much.
 """
 
 from __future__ import annotations
@@ -23,13 +30,11 @@ from layotto.errors import ComponentError, ConfigError
 T = TypeVar("T")
 
 DEFAULT_PREFIX = "/layotto/"
-#: Errors after which the request cannot have reached etcd, so another endpoint may be tried.
-_NOT_SENT = (etcd_errors.ConnectionFailedError,)
 
 
 class EtcdLock(lock.LockStore):
     features = frozenset({lock.LockFeature.KEEP_ALIVE})
-    _clients: list[aetcd.Client]
+    _members: etcd.Members | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
@@ -37,29 +42,17 @@ class EtcdLock(lock.LockStore):
         endpoints = etcd.parse_endpoints(metadata.get_str("endpoints"), where)
         if not endpoints:
             raise ConfigError("etcd lock error: missing endpoints address", where)
-        self._where = etcd.address(endpoints)
-        timeout = metadata.get_duration("dialTimeout", 5.0)
         self._prefix = metadata.get_str("keyPrefixPath") or DEFAULT_PREFIX
-        self._clients = [etcd.connect(endpoint, metadata, timeout) for endpoint in endpoints]
-        self._current = 0
+        self._members = etcd.Members(endpoints, metadata, metadata.get_duration("dialTimeout", 5.0))
         await self.ping()
 
     async def _call(self, op: Callable[[aetcd.Client], Awaitable[T]]) -> T:
-        """Run `op` on the current endpoint, moving on to the next when one cannot be reached."""
-        last: BaseException | None = None
-        for _ in self._clients:
-            client = self._clients[self._current]
-            try:
-                return await op(client)
-            except _NOT_SENT as exc:
-                last = exc
-                self._current = (self._current + 1) % len(self._clients)
-            except etcd.UNAVAILABLE as exc:
-                raise etcd.unavailable(self._where, exc) from exc
-            except etcd_errors.ClientError as exc:
-                raise ComponentError(f"[etcdLock]: {exc}") from exc
-        assert last is not None
-        raise etcd.unavailable(self._where, last) from last
+        """Run `op` on a member that answers (see `_drivers/etcd.Members`)."""
+        assert self._members is not None, "init() was not called"
+        try:
+            return await self._members.call(op)
+        except etcd_errors.ClientError as exc:
+            raise ComponentError(f"[etcdLock]: {exc}") from exc
 
     def _key(self, key: str) -> bytes:
         return (self._prefix + key).encode()
@@ -87,14 +80,20 @@ class EtcdLock(lock.LockStore):
             return await c.transaction(
                 compare=[condition(c.transactions)],
                 success=[c.transactions.put(key, owner.encode(), lease=lease.id)],
-                failure=[],
+                failure=[c.transactions.get(key)],
             )
 
         try:
-            succeeded, _ = await self._call(txn)
+            succeeded, responses = await self._call(txn)
         except BaseException:
             await self._revoke_quietly(lease.id)
             raise
+        if not succeeded:
+            # Sent twice (the first reply lost with its member), the first one may have won:
+            # the key then holds this owner on this very lease.
+            found = responses[0] if responses else []
+            held = found[0][1] if found else None
+            succeeded = held is not None and held.value == owner.encode() and held.lease == lease.id
         return bool(succeeded), lease.id
 
     async def _revoke_quietly(self, lease_id: int) -> None:
@@ -150,8 +149,5 @@ class EtcdLock(lock.LockStore):
         return succeeded
 
     async def close(self) -> None:
-        for client in getattr(self, "_clients", []):
-            try:
-                await client.close()
-            except Exception:
-                pass
+        if self._members is not None:
+            await self._members.close()

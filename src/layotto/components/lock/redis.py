@@ -1,14 +1,14 @@
 """Lock on one Redis server (upstream type `redis`): SET NX EX, owner-checked Lua unlock/keep-alive.
 
 Safe as long as that one server keeps its data: a failover to a replica that had not yet
-received the SET can grant the lock twice (see docs/lock.md).
+received the SET can grant the lock twice (see docs/lock.md, docs/scaling.md). The same holds
+on a Redis Cluster (each lock key lives on the master of its slot) and behind Sentinel.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from layotto.components._drivers import redis as redis_driver
@@ -20,7 +20,7 @@ from layotto.errors import ComponentError
 
 class RedisLock(lock.LockStore):
     features = frozenset({lock.LockFeature.KEEP_ALIVE})
-    _client: aioredis.Redis
+    _client: redis_driver.Client
     _address: str
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:

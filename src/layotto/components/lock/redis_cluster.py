@@ -14,7 +14,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -28,7 +27,7 @@ T = TypeVar("T")
 
 
 class _Node:
-    def __init__(self, address: str, client: aioredis.Redis) -> None:
+    def __init__(self, address: str, client: redis_driver.Client) -> None:
         self.address = address
         self.client = client
         self.unlock = client.register_script(scripts.UNLOCK)

@@ -45,7 +45,7 @@ class RedisResolver(NameResolver):
     ttl (10s), heartbeatInterval (ttl/3), cacheTTL (1s)."""
 
     features = frozenset({NameResolutionFeature.REGISTRY})
-    _client: aioredis.Redis | None = None
+    _client: redis_driver.Client | None = None
     _heartbeat: asyncio.Task[None] | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
@@ -116,6 +116,7 @@ class RedisResolver(NameResolver):
     async def _beat(self) -> None:
         failing = False
         while True:
+            redis_driver.stop_if_cancelled()
             await asyncio.sleep(self._interval)
             if self._registered is None:
                 continue

@@ -11,6 +11,11 @@ Cost per message is what limits throughput, so: publishes, acks and the other sh
 share one automatically pipelined connection (_drivers/redis_autopipe); each subscription reads with
 a blocking XREADGROUP on a connection of its own (COUNT = free handler slots, replies parsed
 raw); acks of messages handled meanwhile go out together as one XACK.
+
+On a Redis Cluster a topic is one stream key, so it and its consumer groups live on the master
+of its slot: publishes and acks go to that node's pipelined connection, and a subscription's
+reader connects to that node (and follows the stream when its slot moves). Behind Sentinel
+every connection is to the current master.
 """
 
 from __future__ import annotations
@@ -149,25 +154,24 @@ class _StreamSubscription:
         while True:
             try:
                 count = await self.inflight.wait_free()
-                command = redis_driver.encode_command(
+                reply: Any = await self.reader.execute(
                     "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count,
                     "BLOCK", READ_BLOCK_MS, "STREAMS", self.topic, ">",
                 )  # fmt: skip
-                reply: Any = await self.reader.call(command)
                 failures = 0
                 for _, entries in reply or ():
                     for entry_id, fields in entries:
                         self._take(entry_id, fields)
             except asyncio.CancelledError:
                 raise
-            except ResponseError as exc:
-                if not await self._recovered(exc, "XREADGROUP"):
-                    await backoff_sleep(failures)
-                    failures += 1
             except redis_driver.UNAVAILABLE as exc:
                 log.warning("redis unavailable while reading %s: %s", self.topic, exc)
                 await backoff_sleep(failures)
                 failures += 1
+            except ResponseError as exc:
+                if not await self._recovered(exc, "XREADGROUP"):
+                    await backoff_sleep(failures)
+                    failures += 1
 
     async def _recovered(self, exc: ResponseError, command: str) -> bool:
         """Recreate the consumer group when Redis lost it (True); else log the failure."""
@@ -208,10 +212,10 @@ class _StreamSubscription:
                         break
             except asyncio.CancelledError:
                 raise
-            except ResponseError as exc:
-                await self._recovered(exc, "XAUTOCLAIM")
             except redis_driver.UNAVAILABLE as exc:
                 log.warning("redis unavailable while reclaiming %s: %s", self.topic, exc)
+            except ResponseError as exc:
+                await self._recovered(exc, "XAUTOCLAIM")
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -237,7 +241,7 @@ class _StreamSubscription:
 
 class RedisStreamsPubSub(PubSub):
     features = frozenset({PubSubFeature.DELAY})
-    client: redis_driver.AutoPipelineRedis
+    client: redis_driver.Client
 
     def __init__(self) -> None:
         self.subscriptions = OpenSubscriptions[_StreamSubscription]()
@@ -247,9 +251,7 @@ class RedisStreamsPubSub(PubSub):
         self.metadata = metadata
         self.settings = redis_driver.RedisSettings.from_metadata(metadata)
         self.address = self.settings.address
-        client = redis_driver.connect(self.settings, autopipeline=True)
-        assert isinstance(client, redis_driver.AutoPipelineRedis)
-        self.client = client
+        self.client = redis_driver.connect(self.settings, autopipeline=True)
         self.processing_timeout = metadata.get_duration("processingTimeout", 60.0)
         self.redeliver_interval = metadata.get_duration("redeliverInterval", 15.0)
         self.max_len = metadata.get_int("maxLenApprox", 0)
@@ -262,11 +264,12 @@ class RedisStreamsPubSub(PubSub):
     def delay_scheduler(self, name: str, metadata: Metadata) -> DelayScheduler:
         return RedisScheduler(self, name, metadata)
 
-    def reader(self) -> redis_driver.SharedConnection:
+    def reader(self) -> redis_driver.Pipelined:
         """A connection of its own for one subscription's blocking XREADGROUP (opened on first
-        use); its read timeout leaves room for the block."""
+        use; on a cluster, to the node of the topic's slot); its read timeout leaves room for
+        the block."""
         read_timeout = self.settings.read_timeout + READ_BLOCK_MS / 1000
-        return redis_driver.shared_connection(dataclasses.replace(self.settings, read_timeout=read_timeout))
+        return redis_driver.pipelined(self.client, dataclasses.replace(self.settings, read_timeout=read_timeout))
 
     async def ping(self) -> None:
         try:
@@ -287,11 +290,11 @@ class RedisStreamsPubSub(PubSub):
         options = subscribe_options(metadata, self.metadata, self.context.app_id)
         try:
             await self.client.xgroup_create(topic, options.consumer_id, id="0", mkstream=True)
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self.address, exc) from exc
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        except redis_driver.UNAVAILABLE as exc:
-            raise redis_driver.unavailable(self.address, exc) from exc
         subscription = _StreamSubscription(self, topic, options.consumer_id, handler, options.max_concurrency)
         return self.subscriptions.add(subscription)
 

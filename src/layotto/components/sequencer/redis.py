@@ -1,8 +1,12 @@
-"""Redis sequencer: INCRBY on the stored key (upstream's layout: a plain integer string)."""
+"""Redis sequencer: INCRBY on the stored key (upstream's layout: a plain integer string).
+
+Each key is one counter on one server (on a cluster, the master of its slot), so ids stay
+unique and increasing across sidecars; a failover to a replica that missed the last INCRBYs
+would hand those ids out again (docs/scaling.md).
+"""
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from layotto.components._drivers import redis as redis_driver
@@ -27,7 +31,7 @@ return 0
 class RedisSequencer(RangeSequencer):
     segment_cache_default = True
 
-    _client: aioredis.Redis
+    _client: redis_driver.Client
     _address: str
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:

@@ -5,14 +5,21 @@ and `first-write`=0 once saved with first-write concurrency. Saves and deletes r
 scripts whose checks are upstream's, so sidecars of either implementation can share data.
 Unlike upstream, the TTL is applied inside the save script (one atomic round trip), and a
 transaction checks every etag under WATCH before its MULTI/EXEC, so it applies all or nothing.
+
+On a Redis Cluster each key goes to the node of its slot (reads and saves share one pipelined
+connection per node). A transaction runs on the node of its keys' slot, so its keys must share
+one (a {hash tag}); keys in several slots are refused before anything is written, since no
+cluster can apply them atomically. Strong consistency waits (WAIT) for the replicas of the
+node that took the write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError, WatchError
@@ -78,9 +85,9 @@ class RedisStateStore(state.StateStore):
     features = frozenset({state.StateFeature.ETAG, state.StateFeature.TRANSACTIONAL, state.StateFeature.TTL})
 
     def __init__(self) -> None:
-        self._client: aioredis.Redis | None = None
+        self._client: redis_driver.Client | None = None
         # Never None, so the hot path needs no check; init replaces it before any use.
-        self._fast = redis_driver.SharedConnection("127.0.0.1", 6379)
+        self._fast: redis_driver.Pipelined = redis_driver.SharedConnection("127.0.0.1", 6379)
         self._address = ""
         self._default_ttl: int | None = None
         self._replicas = 0
@@ -89,21 +96,27 @@ class RedisStateStore(state.StateStore):
         await super().init(metadata, context)
         settings = redis_driver.RedisSettings.from_metadata(metadata)
         self._client = redis_driver.connect(settings)
-        self._fast = redis_driver.shared_connection(settings)
+        self._fast = redis_driver.pipelined(self._client, settings)
         self._address = settings.address
         self._default_ttl = state.ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
         self._set = self._client.register_script(SET_SCRIPT)
         self._delete = self._client.register_script(DELETE_SCRIPT)
+        self._scripts = {True: (self._set.sha, SET_SCRIPT), False: (self._delete.sha, DELETE_SCRIPT)}
         try:
             await self._client.ping()
-            info = await self._client.info("replication")
+            await self._count_replicas()
         except redis_driver.UNAVAILABLE as exc:
             await self.close()
             raise redis_driver.unavailable(self._address, exc) from exc
-        self._replicas = int(info.get("connected_slaves", 0) or 0)
+
+    async def _count_replicas(self) -> None:
+        """The replicas of the server (not of a cluster: its nodes' are in the slot table)."""
+        if not isinstance(self.client, redis_driver.RoutedCluster):
+            info = await self.client.info("replication")
+            self._replicas = int(info.get("connected_slaves", 0) or 0)
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> redis_driver.Client:
         assert self._client is not None, "redis state store is not initialised"
         return self._client
 
@@ -199,43 +212,66 @@ class RedisStateStore(state.StateStore):
             return ETagMismatchError(text)
         return ComponentError(text)
 
-    async def _wait_replicas(self, consistency: str) -> None:
-        if consistency == state.STRONG and self._replicas > 0:
-            await self.client.wait(self._replicas, 1000)
+    def _replicas_of(self, key: str) -> int:
+        found = redis_driver.replicas_of(self.client, key)
+        return self._replicas if found is None else found
+
+    async def _write_and_wait(self, script: Any, key: str, args: list[bytes | str | int], replicas: int) -> None:
+        """The script and a WAIT for `replicas` on one connection: WAIT counts the replicas that
+        have what *its own connection* wrote."""
+
+        async def on(node: aioredis.Redis) -> list[Any]:
+            async with node.pipeline(transaction=False) as pipe:
+                await script(keys=[key], args=args, client=pipe)
+                pipe.wait(replicas, 1000)
+                return await pipe.execute()
+
+        _, acked = await redis_driver.on_one_node(self.client, [key], on, "a strongly consistent write")
+        if int(acked) < replicas:
+            # A replica left (or a failover took the master's place): count again, so later
+            # writes do not wait a second each for a replica that is not there.
+            log.warning("only %s of %d replicas acknowledged the write of %s", acked, replicas, key)
+            await self._count_replicas()
 
     async def set(self, request: state.SetRequest) -> None:
-        await self._write(self._set.sha, SET_SCRIPT, request.key, self._set_args(request), request.consistency)
+        await self._write(self._set, SET_SCRIPT, request.key, self._set_args(request), request.consistency)
 
     async def delete(self, request: state.DeleteRequest) -> None:
-        await self._write(self._delete.sha, DELETE_SCRIPT, request.key, self._delete_args(request), request.consistency)
+        await self._write(self._delete, DELETE_SCRIPT, request.key, self._delete_args(request), request.consistency)
 
-    async def _write(self, sha: str, script: str, key: str, args: list[bytes | str | int], consistency: str) -> None:
+    async def _write(self, script: Any, source: str, key: str, args: list[bytes | str | int], consistency: str) -> None:
         try:
-            await self._run_script(sha, script, key, args)
-            await self._wait_replicas(consistency)
+            replicas = self._replicas_of(key) if consistency == state.STRONG else 0
+            if replicas > 0:
+                await self._write_and_wait(script, key, args, replicas)
+            else:
+                await self._run_script(script.sha, source, key, args)
+        except redis_driver.UNAVAILABLE as exc:
+            raise redis_driver.unavailable(self._address, exc) from exc
         except ResponseError as exc:
             raise self._failure(exc) from exc
-        except redis_driver.UNAVAILABLE as exc:
-            raise redis_driver.unavailable(self._address, exc) from exc
 
-    async def _pipelined(self, calls: list[tuple[bool, str, list[bytes | str | int]]]) -> None:
-        """Run scripts in one round trip (not atomic, as upstream's bulk calls); raise the first failure."""
-        try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for is_set, key, args in calls:
-                    await (self._set if is_set else self._delete)(keys=[key], args=args, client=pipe)
-                replies = await pipe.execute(raise_on_error=False)
-        except redis_driver.UNAVAILABLE as exc:
-            raise redis_driver.unavailable(self._address, exc) from exc
-        for reply in replies:
-            if isinstance(reply, ResponseError):
-                raise self._failure(reply)
+    async def _concurrently(self, calls: list[tuple[bool, str, list[bytes | str | int]]]) -> None:
+        """Run the scripts at once (one round trip per node, not atomic, as upstream's bulk
+        calls); raise the first failure."""
+        results = await asyncio.gather(
+            *(self._run_script(*(self._scripts[is_set]), key, args) for is_set, key, args in calls),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, redis_driver.UNAVAILABLE):
+                raise redis_driver.unavailable(self._address, result) from result
+        for result in results:
+            if isinstance(result, ResponseError):
+                raise self._failure(result) from result
+            if isinstance(result, BaseException):
+                raise result
 
     async def bulk_set(self, requests: Sequence[state.SetRequest]) -> None:
-        await self._pipelined([(True, r.key, self._set_args(r)) for r in requests])
+        await self._concurrently([(True, r.key, self._set_args(r)) for r in requests])
 
     async def bulk_delete(self, requests: Sequence[state.DeleteRequest]) -> None:
-        await self._pipelined([(False, r.key, self._delete_args(r)) for r in requests])
+        await self._concurrently([(False, r.key, self._delete_args(r)) for r in requests])
 
     # ---- transactions ----
     @staticmethod
@@ -263,36 +299,51 @@ class RedisStateStore(state.StateStore):
             return
         args = [self._set_args(op) if isinstance(op, state.SetRequest) else self._delete_args(op) for op in operations]
         keys = list(dict.fromkeys(op.key for op in operations))
+
+        async def on(node: aioredis.Redis) -> list[Any]:
+            return await self._watched(node, operations, keys, args)
+
         try:
-            async with self.client.pipeline(transaction=True) as pipe:
-                for _ in range(_MAX_WATCH_RETRIES):
-                    await pipe.watch(*keys)
-                    known: dict[str, _Known] = {}
-                    for key in keys:
-                        try:
-                            version, flag = await pipe.hmget(key, ["version", "first-write"])
-                        except ResponseError:  # a plain value: the set script replaces it
-                            version, flag = None, None
-                        known[key] = _Known(cast(bytes | None, version), flag is not None)
-                    self._check(operations, known, args)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    for op, op_args in zip(operations, args, strict=True):
-                        script = SET_SCRIPT if isinstance(op, state.SetRequest) else DELETE_SCRIPT
-                        pipe.eval(script, 1, op.key, *op_args)
-                    try:
-                        replies = await pipe.execute(raise_on_error=False)
-                    except WatchError:
-                        continue  # another writer touched a key: check again
-                    break
-                else:
-                    raise ComponentError("transaction aborted: its keys kept changing under concurrent writers")
-        except ResponseError as exc:
-            raise self._failure(exc) from exc
+            replies = await redis_driver.on_one_node(self.client, keys, on, "a state transaction")
         except redis_driver.UNAVAILABLE as exc:
             raise redis_driver.unavailable(self._address, exc) from exc
+        except ResponseError as exc:
+            raise self._failure(exc) from exc
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise self._failure(reply)
+
+    async def _watched(
+        self,
+        node: aioredis.Redis,
+        operations: Sequence[state.Operation],
+        keys: list[str],
+        args: list[list[bytes | str | int]],
+    ) -> list[Any]:
+        """WATCH the keys, check every etag, then MULTI/EXEC the scripts; again while another
+        writer touches a key in between."""
+        async with node.pipeline(transaction=True) as pipe:
+            for _ in range(_MAX_WATCH_RETRIES):
+                await pipe.watch(*keys)
+                known: dict[str, _Known] = {}
+                for key in keys:
+                    try:
+                        version, flag = await pipe.hmget(key, ["version", "first-write"])
+                    except ResponseError as exc:
+                        if isinstance(exc, redis_driver.UNAVAILABLE) or not str(exc).startswith("WRONGTYPE"):
+                            raise
+                        version, flag = None, None  # a plain value: the set script replaces it
+                    known[key] = _Known(cast(bytes | None, version), flag is not None)
+                self._check(operations, known, args)
+                pipe.multi()  # type: ignore[no-untyped-call]
+                for op, op_args in zip(operations, args, strict=True):
+                    script = SET_SCRIPT if isinstance(op, state.SetRequest) else DELETE_SCRIPT
+                    pipe.eval(script, 1, op.key, *op_args)
+                try:
+                    return await pipe.execute(raise_on_error=False)
+                except WatchError:
+                    continue  # another writer touched a key: check again
+        raise ComponentError("transaction aborted: its keys kept changing under concurrent writers")
 
     async def ping(self) -> None:
         try:
