@@ -12,9 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from layotto.config.model import AppHealthCheck
 from layotto.runtime.appchannel import AppChannel
+
+if TYPE_CHECKING:
+    from layotto.observability.tracing.tracer import Tracer
+    from layotto.runtime.runtime import Runtime
 
 log = logging.getLogger("layotto.apphealth")
 
@@ -77,3 +82,16 @@ class AppHealth:
         # Waiters learn of the change once the listeners have acted on it.
         async with self._changed:
             self._changed.notify_all()
+
+
+class AppWorkService:
+    """The base of a service that pushes work to the app (pub/sub events, input binding events):
+    the runtime, the app channel, the sidecar's tracer and the app's health."""
+
+    def __init__(
+        self, rt: Runtime, channel: AppChannel, tracer: Tracer | None = None, health: AppHealth | None = None
+    ) -> None:
+        self.rt = rt
+        self.channel = channel
+        self.tracer = tracer
+        self.health = health or AppHealth(None, None)

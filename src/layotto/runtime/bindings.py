@@ -51,7 +51,7 @@ from layotto.core.problems import Checks
 from layotto.errors import BackendUnavailableError
 from layotto.observability import tracing
 from layotto.runtime.appchannel import AppChannel, BindingReply
-from layotto.runtime.apphealth import AppHealth
+from layotto.runtime.apphealth import AppHealth, AppWorkService
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
@@ -227,16 +227,13 @@ def input_specs(rt: Runtime) -> dict[str, InputSpec]:
     return found
 
 
-class InputBindingService:
+class InputBindingService(AppWorkService):
     """Reads the input bindings the app wants and delivers their events through the AppChannel."""
 
     def __init__(
         self, rt: Runtime, channel: AppChannel, tracer: Tracer | None = None, health: AppHealth | None = None
     ) -> None:
-        self.rt = rt
-        self.channel = channel
-        self.tracer = tracer
-        self.health = health or AppHealth(None, None)
+        super().__init__(rt, channel, tracer, health)
         self.forward = Forwarder(rt)
         #: The input bindings the app takes events of, by name (kept while an unhealthy app's
         #: readings are closed).

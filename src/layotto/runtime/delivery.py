@@ -37,7 +37,7 @@ from layotto.components.pubsub.base import Message, PubSub, Subscription, subscr
 from layotto.core.cloudevents import RAW_PAYLOAD, Event, decode, is_truthy
 from layotto.observability import tracing
 from layotto.runtime.appchannel import AppChannel, Status
-from layotto.runtime.apphealth import AppHealth
+from layotto.runtime.apphealth import AppHealth, AppWorkService
 from layotto.runtime.subscriptions import TopicSubscription, declared, merged
 
 if TYPE_CHECKING:
@@ -291,16 +291,13 @@ def component_metadata(rt: Runtime, pubsub_name: str) -> Mapping[str, object]:
     return spec.metadata if spec is not None else {}
 
 
-class DeliveryService:
+class DeliveryService(AppWorkService):
     """Subscribes the app's topics and delivers their events through the AppChannel."""
 
     def __init__(
         self, rt: Runtime, channel: AppChannel, tracer: Tracer | None = None, health: AppHealth | None = None
     ) -> None:
-        self.rt = rt
-        self.channel = channel
-        self.tracer = tracer
-        self.health = health or AppHealth(None, None)
+        super().__init__(rt, channel, tracer, health)
         #: What the app subscribes to (kept while its subscriptions are closed for an unhealthy app).
         self.wanted: list[TopicSubscription] = []
         self.stats = DeliveryStats()

@@ -27,16 +27,7 @@ import zoneinfo
 from dataclasses import dataclass
 
 from layotto.components.base import ComponentContext, Metadata, parse_duration
-from layotto.components.bindings.base import (
-    Binding,
-    BindingEvent,
-    BindingFeature,
-    Handler,
-    Reading,
-    TaskReading,
-    close_readings,
-    handled,
-)
+from layotto.components.bindings import base as binding
 from layotto.errors import ConfigError
 
 log = logging.getLogger("layotto.bindings.cron")
@@ -200,11 +191,11 @@ def go_utc(moment: dt.datetime) -> str:
     return f"{utc:%Y-%m-%d %H:%M:%S}{fraction} +0000 UTC"
 
 
-class CronBinding(Binding):
-    features = frozenset({BindingFeature.INPUT})
+class CronBinding(binding.Binding):
+    features = frozenset({binding.BindingFeature.INPUT})
 
     def __init__(self) -> None:
-        self._readings: set[TaskReading] = set()
+        self._readings: set[binding.TaskReading] = set()
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
@@ -218,10 +209,10 @@ class CronBinding(Binding):
             raise ConfigError(f"invalid schedule format '{spec}': {exc}", where) from None
         self.spec = spec
 
-    async def read(self, handler: Handler) -> Reading:
-        return TaskReading(self._ticks(handler), f"cron-{self.context.name}", self._readings)
+    async def read(self, handler: binding.Handler) -> binding.Reading:
+        return binding.TaskReading(self._ticks(handler), f"cron-{self.context.name}", self._readings)
 
-    async def _ticks(self, handler: Handler) -> None:
+    async def _ticks(self, handler: binding.Handler) -> None:
         running: set[asyncio.Task[bool]] = set()
         last = dt.datetime.now(dt.UTC)
         try:
@@ -234,7 +225,9 @@ class CronBinding(Binding):
                 await asyncio.sleep(max(0.0, (due - dt.datetime.now(dt.UTC)).total_seconds()))
                 last = due
                 metadata = {"timeZone": self.schedule.zone_name, "readTimeUTC": go_utc(dt.datetime.now(dt.UTC))}
-                task = asyncio.create_task(handled(handler, BindingEvent(b"", metadata), f"cron {self.context.name}"))
+                task = asyncio.create_task(
+                    binding.handled(handler, binding.BindingEvent(b"", metadata), f"cron {self.context.name}")
+                )
                 running.add(task)
                 task.add_done_callback(running.discard)
         finally:
@@ -243,4 +236,4 @@ class CronBinding(Binding):
             await asyncio.gather(*running, return_exceptions=True)
 
     async def close(self) -> None:
-        await close_readings(self._readings)
+        await binding.close_readings(self._readings)

@@ -26,31 +26,18 @@ import logging
 import aiomqtt
 
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.bindings.base import (
-    CREATE,
-    BindingEvent,
-    BindingFeature,
-    Handler,
-    InvokeRequest,
-    InvokeResponse,
-    OutputBinding,
-    Reading,
-    TaskReading,
-    close_readings,
-    handled,
-    pause,
-)
+from layotto.components.bindings import base as binding
 from layotto.components.pubsub.mqtt import MqttPubSub
 from layotto.errors import BackendUnavailableError, ConfigError
 
 log = logging.getLogger("layotto.bindings.mqtt")
 
 
-class MqttBinding(OutputBinding):
-    features = frozenset({BindingFeature.INPUT})
+class MqttBinding(binding.OutputBinding):
+    features = frozenset({binding.BindingFeature.INPUT})
 
     def __init__(self) -> None:
-        self._readings: set[TaskReading] = set()
+        self._readings: set[binding.TaskReading] = set()
         #: Publishing is the MQTT pub/sub component's (one producer connection, redialled).
         self._producer = MqttPubSub()
 
@@ -69,14 +56,14 @@ class MqttBinding(OutputBinding):
         await self._producer.init(metadata.with_values({"qos": "1"}), context)
 
     def operations(self) -> list[str]:
-        return [CREATE]
+        return [binding.CREATE]
 
     async def ping(self) -> None:
         await self._producer.ping()
 
-    async def invoke(self, request: InvokeRequest) -> InvokeResponse:
+    async def invoke(self, request: binding.InvokeRequest) -> binding.InvokeResponse:
         await self._producer.publish(request.metadata.get("topic") or self.topic, request.data, {})
-        return InvokeResponse()
+        return binding.InvokeResponse()
 
     def _consumer(self) -> aiomqtt.Client:
         producer = self._producer
@@ -103,15 +90,15 @@ class MqttBinding(OutputBinding):
             raise
         return client
 
-    async def read(self, handler: Handler) -> Reading:
+    async def read(self, handler: binding.Handler) -> binding.Reading:
         try:
             client = await self._connected()
         except (aiomqtt.MqttError, OSError) as exc:
             where = f"{self._producer.host}:{self._producer.port}"
             raise BackendUnavailableError(f"mqtt broker at {where} is unavailable: {exc}") from exc
-        return TaskReading(self._consume(client, handler), f"mqtt-{self.topic}", self._readings)
+        return binding.TaskReading(self._consume(client, handler), f"mqtt-{self.topic}", self._readings)
 
-    async def _consume(self, client: aiomqtt.Client | None, handler: Handler) -> None:
+    async def _consume(self, client: aiomqtt.Client | None, handler: binding.Handler) -> None:
         failures = 0
         try:
             while True:
@@ -122,22 +109,22 @@ class MqttBinding(OutputBinding):
                     async for message in client.messages:
                         payload = message.payload
                         data = payload if isinstance(payload, bytes) else str(payload).encode()
-                        if await self._deliver(handler, BindingEvent(data, {"topic": str(message.topic)})):
+                        if await self._deliver(handler, binding.BindingEvent(data, {"topic": str(message.topic)})):
                             client._client.ack(message.mid, message.qos)
                 except (aiomqtt.MqttError, OSError) as exc:
                     log.warning("mqtt binding %s lost its broker (%s); reconnecting", self.context.name, exc)
                     if client is not None:
                         await _leave(client)
                     client = None
-                    await pause(failures)
+                    await binding.pause(failures)
                     failures += 1
         finally:
             if client is not None:
                 await _leave(client)
 
-    async def _deliver(self, handler: Handler, event: BindingEvent) -> bool:
+    async def _deliver(self, handler: binding.Handler, event: binding.BindingEvent) -> bool:
         attempt = 0
-        while not await handled(handler, event, f"mqtt binding {self.context.name}"):
+        while not await binding.handled(handler, event, f"mqtt binding {self.context.name}"):
             if 0 <= self.max_retries <= attempt:
                 log.warning("mqtt binding %s: a message failed; left unacked", self.context.name)
                 return False
@@ -146,7 +133,7 @@ class MqttBinding(OutputBinding):
         return True
 
     async def close(self) -> None:
-        await close_readings(self._readings)
+        await binding.close_readings(self._readings)
         await self._producer.close()
 
 

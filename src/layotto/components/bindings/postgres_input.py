@@ -22,16 +22,7 @@ import asyncpg
 
 from layotto.components._drivers import postgres
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.bindings.base import (
-    BindingEvent,
-    BindingFeature,
-    Handler,
-    Reading,
-    TaskReading,
-    close_readings,
-    handled,
-    pause,
-)
+from layotto.components.bindings import base as binding
 from layotto.components.bindings.postgres import PostgresBinding
 from layotto.errors import BackendUnavailableError
 
@@ -44,11 +35,11 @@ class _Listener:
     def __init__(self, conn: Any, channel: str) -> None:
         self.conn = conn
         self.channel = channel
-        self.events: asyncio.Queue[BindingEvent | None] = asyncio.Queue()
+        self.events: asyncio.Queue[binding.BindingEvent | None] = asyncio.Queue()
         conn.add_termination_listener(lambda _conn: self.events.put_nowait(None))
 
     def on_notify(self, _conn: Any, pid: int, channel: str, payload: str) -> None:
-        self.events.put_nowait(BindingEvent(payload.encode(), {"channel": channel, "pid": str(pid)}))
+        self.events.put_nowait(binding.BindingEvent(payload.encode(), {"channel": channel, "pid": str(pid)}))
 
     async def close(self) -> None:
         try:
@@ -58,10 +49,10 @@ class _Listener:
 
 
 class PostgresInputBinding(PostgresBinding):
-    features = frozenset({BindingFeature.INPUT})
+    features = frozenset({binding.BindingFeature.INPUT})
 
     def __init__(self) -> None:
-        self._readings: set[TaskReading] = set()
+        self._readings: set[binding.TaskReading] = set()
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
@@ -82,13 +73,13 @@ class PostgresInputBinding(PostgresBinding):
             raise
         return listener
 
-    async def read(self, handler: Handler) -> Reading:
-        if BindingFeature.INPUT not in self.features:
+    async def read(self, handler: binding.Handler) -> binding.Reading:
+        if binding.BindingFeature.INPUT not in self.features:
             return await super().read(handler)
         listener = await self._listen()
-        return TaskReading(self._deliver(listener, handler), f"postgres-listen-{self.channel}", self._readings)
+        return binding.TaskReading(self._deliver(listener, handler), f"postgres-listen-{self.channel}", self._readings)
 
-    async def _deliver(self, listener: _Listener | None, handler: Handler) -> None:
+    async def _deliver(self, listener: _Listener | None, handler: binding.Handler) -> None:
         where = f"postgresql binding {self.context.name}"
         failures = 0
         try:
@@ -99,7 +90,7 @@ class PostgresInputBinding(PostgresBinding):
                         failures = 0
                     except BackendUnavailableError as exc:
                         log.warning("%s: cannot LISTEN again (%s); retrying", where, exc)
-                        await pause(failures)
+                        await binding.pause(failures)
                         failures += 1
                         continue
                 event = await listener.events.get()
@@ -108,12 +99,12 @@ class PostgresInputBinding(PostgresBinding):
                     await listener.close()
                     listener = None
                     continue
-                if not await handled(handler, event, where):
+                if not await binding.handled(handler, event, where):
                     log.warning("%s: the app failed a notification; PostgreSQL cannot deliver it again", where)
         finally:
             if listener is not None:
                 await listener.close()
 
     async def close(self) -> None:
-        await close_readings(self._readings)
+        await binding.close_readings(self._readings)
         await super().close()

@@ -26,19 +26,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError
 
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.bindings.base import (
-    CREATE,
-    BindingEvent,
-    BindingFeature,
-    Handler,
-    InvokeRequest,
-    InvokeResponse,
-    OutputBinding,
-    Reading,
-    TaskReading,
-    close_readings,
-    handled,
-)
+from layotto.components.bindings import base as binding
 from layotto.components.pubsub.rabbitmq import _UNAVAILABLE, _safe
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError, InvalidArgumentError
 
@@ -55,12 +43,12 @@ def _seconds(metadata: dict[str, str], key: str) -> int | None:
         raise InvalidArgumentError(f"value must be a valid integer: actual is '{raw}'") from None
 
 
-class RabbitMQBinding(OutputBinding):
-    features = frozenset({BindingFeature.INPUT})
+class RabbitMQBinding(binding.OutputBinding):
+    features = frozenset({binding.BindingFeature.INPUT})
     connection: AbstractRobustConnection
 
     def __init__(self) -> None:
-        self._readings: set[TaskReading] = set()
+        self._readings: set[binding.TaskReading] = set()
         self._publisher: Any = None
         self._lock = asyncio.Lock()
 
@@ -100,7 +88,7 @@ class RabbitMQBinding(OutputBinding):
             raise ComponentError(f"rabbitmq: cannot declare queue {self.queue_name}: {exc!r}") from exc
 
     def operations(self) -> list[str]:
-        return [CREATE]
+        return [binding.CREATE]
 
     async def ping(self) -> None:
         if self.connection.is_closed or not self.connection.connected.is_set():
@@ -112,7 +100,7 @@ class RabbitMQBinding(OutputBinding):
                 self._publisher = await self.connection.channel(publisher_confirms=True)
             return self._publisher
 
-    async def invoke(self, request: InvokeRequest) -> InvokeResponse:
+    async def invoke(self, request: binding.InvokeRequest) -> binding.InvokeResponse:
         metadata = request.metadata
         ttl = _seconds(metadata, "ttlInSeconds")
         priority = _seconds(metadata, "priority")
@@ -131,9 +119,9 @@ class RabbitMQBinding(OutputBinding):
             raise BackendUnavailableError(f"rabbitmq at {_safe(self.url)} is unavailable: {exc!r}") from exc
         except AMQPError as exc:
             raise ComponentError(f"failed to publish message: {exc!r}") from exc
-        return InvokeResponse()
+        return binding.InvokeResponse()
 
-    async def read(self, handler: Handler) -> Reading:
+    async def read(self, handler: binding.Handler) -> binding.Reading:
         try:
             channel = await self.connection.channel()
             await channel.set_qos(prefetch_count=self.prefetch)
@@ -151,7 +139,7 @@ class RabbitMQBinding(OutputBinding):
                 task.add_done_callback(handling.discard)
             async with one_at_a_time:  # the lock's waiters are served in delivery order
                 headers = {str(k): v for k, v in (incoming.headers or {}).items() if isinstance(v, str)}
-                ok = await handled(handler, BindingEvent(incoming.body, headers), where)
+                ok = await binding.handled(handler, binding.BindingEvent(incoming.body, headers), where)
                 try:
                     await (incoming.ack() if ok else incoming.nack(requeue=True))
                 except Exception as exc:  # the channel died: the broker requeues the message itself
@@ -171,10 +159,10 @@ class RabbitMQBinding(OutputBinding):
 
         # The broker pushes messages to `on_message`: the reading's task only waits to be closed.
         idle: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        return TaskReading(idle, f"rabbitmq-{self.queue_name}", self._readings, stop)
+        return binding.TaskReading(idle, f"rabbitmq-{self.queue_name}", self._readings, stop)
 
     async def close(self) -> None:
-        await close_readings(self._readings)
+        await binding.close_readings(self._readings)
         try:
             await self.connection.close()
         except Exception as exc:

@@ -34,16 +34,7 @@ from redis.exceptions import ResponseError
 
 from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.bindings.base import (
-    BindingEvent,
-    BindingFeature,
-    Handler,
-    Reading,
-    TaskReading,
-    close_readings,
-    handled,
-    pause,
-)
+from layotto.components.bindings import base as binding
 from layotto.components.bindings.redis import RedisBinding
 from layotto.errors import ConfigError, InvalidArgumentError
 
@@ -58,11 +49,11 @@ def _text(value: Any) -> str:
 
 
 class RedisInputBinding(RedisBinding):
-    features = frozenset({BindingFeature.INPUT})
+    features = frozenset({binding.BindingFeature.INPUT})
     _reader: Any = None
 
     def __init__(self) -> None:
-        self._readings: set[TaskReading] = set()
+        self._readings: set[binding.TaskReading] = set()
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
@@ -90,13 +81,13 @@ class RedisInputBinding(RedisBinding):
                 await self.close()
                 raise ConfigError(str(exc), f"{metadata.where}.metadata.listKey") from None
 
-    async def read(self, handler: Handler) -> Reading:
-        if BindingFeature.INPUT not in self.features:
+    async def read(self, handler: binding.Handler) -> binding.Reading:
+        if binding.BindingFeature.INPUT not in self.features:
             return await super().read(handler)
         where = f"redis binding {self.context.name}"
         if self.list_key:
             await self._guarded(self._requeue_processing)
-            return TaskReading(self._loop(lambda: self._list_step(handler, where)), where, self._readings)
+            return binding.TaskReading(self._loop(lambda: self._list_step(handler, where)), where, self._readings)
         consumer = f"{self.consumer_id}-{uuid.uuid4().hex[:12]}"
         await self._guarded(self._ensure_group)
         state = {"reclaim_at": time.monotonic() + self.redeliver_interval}
@@ -112,7 +103,7 @@ class RedisInputBinding(RedisBinding):
             if not pending:
                 await self._reader.xgroup_delconsumer(self.stream_key, self.consumer_id, consumer)
 
-        return TaskReading(self._loop(step), where, self._readings, leave)
+        return binding.TaskReading(self._loop(step), where, self._readings, leave)
 
     async def _guarded(self, call: Callable[[], Awaitable[None]]) -> None:
         try:
@@ -129,7 +120,7 @@ class RedisInputBinding(RedisBinding):
                 failures = 0
             except (ResponseError, *redis_driver.UNAVAILABLE) as exc:
                 log.warning("redis binding %s: reading failed (%s); retrying", self.context.name, exc)
-                await pause(failures)
+                await binding.pause(failures)
                 failures += 1
 
     # ---- list ----
@@ -138,12 +129,12 @@ class RedisInputBinding(RedisBinding):
         while await self._reader.lmove(self.processing, self.list_key, "LEFT", "RIGHT") is not None:
             pass
 
-    async def _list_step(self, handler: Handler, where: str) -> None:
+    async def _list_step(self, handler: binding.Handler, where: str) -> None:
         value = await self._reader.blmove(self.list_key, self.processing, BLOCK_SECONDS, "RIGHT", "LEFT")
         if value is None:
             return
         data = bytes(value) if isinstance(value, bytes) else str(value).encode()
-        ok = await handled(handler, BindingEvent(data, {"key": self.list_key}), where)
+        ok = await binding.handled(handler, binding.BindingEvent(data, {"key": self.list_key}), where)
         async with self._reader.pipeline(transaction=True) as pipe:
             pipe.lrem(self.processing, 1, value)
             if not ok:
@@ -158,7 +149,7 @@ class RedisInputBinding(RedisBinding):
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def _stream_step(self, handler: Handler, where: str, consumer: str, state: dict[str, float]) -> None:
+    async def _stream_step(self, handler: binding.Handler, where: str, consumer: str, state: dict[str, float]) -> None:
         try:
             entries = await self._stream_entries(consumer, state)
         except ResponseError as exc:
@@ -170,7 +161,7 @@ class RedisInputBinding(RedisBinding):
             metadata = {_text(k): _text(v) for k, v in (fields or {}).items() if k != b"data"}
             metadata["id"] = _text(entry_id)
             data = (fields or {}).get(b"data", b"")
-            if await handled(handler, BindingEvent(bytes(data), metadata), where):
+            if await binding.handled(handler, binding.BindingEvent(bytes(data), metadata), where):
                 await self._reader.xack(self.stream_key, self.consumer_id, entry_id)
 
     async def _stream_entries(self, consumer: str, state: dict[str, float]) -> list[Any]:
@@ -195,7 +186,7 @@ class RedisInputBinding(RedisBinding):
         return entries
 
     async def close(self) -> None:
-        await close_readings(self._readings)
+        await binding.close_readings(self._readings)
         reader, self._reader = self._reader, None
         if reader is not None:
             await reader.aclose()
