@@ -567,7 +567,7 @@ def http_binding_reply(body: bytes) -> BindingReply:
     to = answer.get("to") or []
     return BindingReply(
         to=[str(name) for name in to] if isinstance(to, list) else [],
-        data=json.dumps(answer.get("data"), separators=(",", ":")).encode(),
+        data=json.dumps(answer["data"], separators=(",", ":")).encode() if "data" in answer else b"",
         parallel=str(answer.get("concurrency", "")).lower() == "parallel",
         store_name=str(answer.get("storeName") or ""),
         has_state=bool(answer.get("state")),

@@ -159,7 +159,7 @@ async def test_a_closed_reading_takes_no_more_events(under: Under) -> None:
         await reading.close()
         await reading.close()  # closing twice is harmless
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(inbox.events.get(), 1.5)
+            await asyncio.wait_for(inbox.events.get(), 1.2)
         return
     await reading.close()
     await reading.close()
@@ -184,7 +184,7 @@ async def test_closing_the_component_closes_its_readings(under: Under) -> None:
     await under.component.close()
     if under.row.traits.send is None:
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(inbox.events.get(), 1.5)
+            await asyncio.wait_for(inbox.events.get(), 1.2)
         return
     # The component is closed: the event goes in through a fresh one, and stays for later.
     fresh = await under.make()

@@ -127,7 +127,8 @@ class TaskReading:
         readings: set[TaskReading],
         cleanup: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        self.task = asyncio.create_task(_awaited(loop), name=name)
+        coroutine = loop if asyncio.iscoroutine(loop) else _awaited(loop)
+        self.task = asyncio.create_task(coroutine, name=name)
         self._readings = readings
         self._cleanup = cleanup
         readings.add(self)

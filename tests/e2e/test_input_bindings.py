@@ -1,0 +1,254 @@
+"""Input bindings reach apps the way daprd delivers them: an HTTP app (`OPTIONS /<route>` says
+which bindings it takes, events are POSTed there, the status acks or fails them) and a Dapr gRPC
+app (`ListInputBindings`, `OnBindingEvent`, a gRPC error fails the event), each with cron ticks
+and rabbitmq, MQTT and redis (list) events. A failed event comes again; a binding the app does
+not route or list gets nothing (unless its `direction` says `input`); `to` in the reply writes
+the reply's data to an output binding (an `http` binding POSTing to a sink)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiomqtt
+import grpc
+import redis.asyncio as aioredis
+import yaml
+from aiohttp import web
+
+from layotto.config import dapr_yaml, layotto_json
+from layotto.runtime.bindings import InputBindingService
+from layotto.sidecar import Sidecar
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
+from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from tests.support.services import require
+from tests.support.sidecar import free_port, layotto_config
+
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+WAIT = 10.0
+
+Received = tuple[str, bytes, dict[str, str]]
+
+
+class Names:
+    """This test's backend names (queue, topic, list, consumer), unique per run."""
+
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:10]
+        self.queue = f"layotto-e2e-input-{tag}"
+        self.topic = f"layotto/e2e/input/{tag}"
+        self.list_key = f"layotto-e2e-input-{tag}"
+        self.consumer = f"layotto-e2e-{tag}"
+
+
+def components(names: Names, sink_port: int, *, rabbitmq_route: str = "") -> str:
+    """The Dapr component YAML: four inputs, a cron the app does not take, a sink."""
+
+    def component(name: str, kind: str, **metadata: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "dapr.io/v1alpha1",
+            "kind": "Component",
+            "metadata": {"name": name},
+            "spec": {
+                "type": f"bindings.{kind}",
+                "version": "v1",
+                "metadata": [{"name": k, "value": v} for k, v in metadata.items()],
+            },
+        }
+
+    route = {"route": rabbitmq_route} if rabbitmq_route else {}
+    documents = [
+        component("cron", "cron", schedule="@every 1s"),
+        component("unwanted", "cron", schedule="@every 1s"),
+        component("ticker", "cron", schedule="@every 1s", direction="input"),
+        component("rmq", "rabbitmq", host=RABBITMQ_URL, queueName=names.queue, **route),
+        component("mqtt", "mqtt3", url="tcp://127.0.0.1:1883", topic=names.topic, consumerID=names.consumer),
+        component("jobs", "redis", redisHost="127.0.0.1:6379", listKey=names.list_key, consumerID=names.consumer),
+        component("sink", "http", url=f"http://127.0.0.1:{sink_port}/sink", direction="output"),
+    ]
+    return yaml.safe_dump_all(documents)
+
+
+class Recorder:
+    """What the app got, by binding; `fail-once` data fails its first delivery; `forward`
+    data is answered with `to: [sink]`."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, asyncio.Queue[Received]] = {}
+        self.failed: set[bytes] = set()
+
+    def queue(self, name: str) -> asyncio.Queue[Received]:
+        return self.events.setdefault(name, asyncio.Queue())
+
+    def got(self, name: str, data: bytes, metadata: dict[str, str]) -> str:
+        """Record the event; the answer: "fail", "forward" or "ok"."""
+        self.queue(name).put_nowait((name, data, metadata))
+        if data == b"fail-once" and data not in self.failed:
+            self.failed.add(data)
+            return "fail"
+        return "forward" if data == b"forward" else "ok"
+
+    async def next(self, name: str) -> Received:
+        return await asyncio.wait_for(self.queue(name).get(), WAIT)
+
+
+@contextlib.asynccontextmanager
+async def http_server(routes: web.Application) -> AsyncIterator[int]:
+    runner = web.AppRunner(routes)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+def http_app(recorder: Recorder, routes: dict[str, str]) -> web.Application:
+    """An aiohttp app with a POST route per binding it takes (`routes`: path -> binding), and
+    `/sink`, where the sink binding POSTs."""
+    app = web.Application()
+
+    def handler(binding: str) -> Any:
+        async def on_event(request: web.Request) -> web.Response:
+            answer = recorder.got(binding, await request.read(), dict(request.headers))
+            if answer == "fail":
+                return web.Response(status=500, text="not now")
+            if answer == "forward":
+                return web.json_response({"to": ["sink"], "data": {"forwarded": binding}})
+            return web.Response(status=200)
+
+        return on_event
+
+    for path, binding in routes.items():
+        app.router.add_post(path, handler(binding))
+    app.router.add_post("/sink", handler("sink"))
+    return app
+
+
+@contextlib.asynccontextmanager
+async def sidecar_for(app: dict[str, Any], resources: Path) -> AsyncIterator[tuple[Sidecar, Any]]:
+    port = free_port()
+    grpc_config = {"app": {"app_id": "bindings-app", **app}}
+    cfg = layotto_json.load_document(layotto_config(grpc_config, grpc_port=port), source="<test>")
+    dapr_yaml.load_into(cfg, str(resources))
+    sidecar = Sidecar(cfg)
+    await sidecar.start()
+    try:
+        service = next(s for s in sidecar.rt.services if isinstance(s, InputBindingService))
+        await asyncio.wait_for(service.ready.wait(), WAIT)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield sidecar, runtime_pb2_grpc.RuntimeStub(channel)
+    finally:
+        await sidecar.stop()
+
+
+@contextlib.asynccontextmanager
+async def backends(names: Names) -> AsyncIterator[None]:
+    for service in ("rabbitmq", "mqtt", "redis"):
+        require(service)
+    try:
+        yield
+    finally:
+        async with aioredis.Redis() as client:
+            await client.delete(names.list_key, f"{names.list_key}:processing:{names.consumer}")
+        connection = await aio_pika.connect(RABBITMQ_URL)
+        async with connection:
+            await (await connection.channel()).queue_delete(names.queue)
+        async with aiomqtt.Client("127.0.0.1", identifier=f"{names.consumer}-consumer", clean_session=True):
+            pass  # ends the persistent session the binding kept
+
+
+async def send_all(stub: Any, names: Names) -> None:
+    """One event on each queue binding: rabbitmq fails once, redis asks for a forward."""
+    await stub.InvokeBinding(pb.InvokeBindingRequest(name="rmq", operation="create", data=b"fail-once"))
+    await stub.InvokeBinding(pb.InvokeBindingRequest(name="mqtt", operation="create", data=b"over mqtt"))
+    async with aioredis.Redis() as client:
+        await client.lpush(names.list_key, b"forward")
+
+
+def _service(sidecar: Sidecar) -> InputBindingService:
+    return next(s for s in sidecar.rt.services if isinstance(s, InputBindingService))
+
+
+async def test_an_http_app_gets_the_events_of_the_bindings_it_routes(tmp_path: Path) -> None:
+    names, recorder = Names(), Recorder()
+    routes = {"/cron": "cron", "/queue-events": "rmq", "/mqtt": "mqtt", "/jobs": "jobs", "/ticker": "ticker"}
+    async with backends(names), http_server(http_app(recorder, routes)) as port:
+        (tmp_path / "components.yaml").write_text(components(names, port, rabbitmq_route="/queue-events"))
+        async with sidecar_for({"http_port": port}, tmp_path) as (sidecar, stub):
+            assert sorted(_service(sidecar).readings) == ["cron", "jobs", "mqtt", "rmq", "ticker"]
+            await send_all(stub, names)
+
+            _, data, headers = await recorder.next("cron")
+            assert data == b"" and headers["Content-Type"] == "application/json"
+            assert headers["readTimeUTC"].endswith(" +0000 UTC") and headers["timeZone"] == "Local"
+
+            # A 500 fails the event: RabbitMQ gives it again, to the route in `route` metadata.
+            assert (await recorder.next("rmq"))[1] == b"fail-once"
+            assert (await recorder.next("rmq"))[1] == b"fail-once"
+            assert (await recorder.next("mqtt"))[1] == b"over mqtt"
+
+            # The reply's `to` writes its `data` to the sink binding (an http POST to /sink).
+            _, data, headers = await recorder.next("jobs")
+            assert data == b"forward" and headers["key"] == names.list_key
+            assert json.loads((await recorder.next("sink"))[1]) == {"forwarded": "jobs"}
+
+            # Two more ticks: the unrouted cron would have ticked by now too.
+            await recorder.next("cron")
+            await recorder.next("cron")
+            assert recorder.queue("unwanted").empty() and "unwanted" not in _service(sidecar).readings
+
+
+async def test_a_dapr_grpc_app_gets_the_events_of_the_bindings_it_lists(tmp_path: Path) -> None:
+    from dapr.proto.runtime.v1 import appcallback_pb2 as dcb
+    from dapr.proto.runtime.v1 import appcallback_pb2_grpc as dcb_grpc
+
+    names, recorder = Names(), Recorder()
+
+    class DaprApp(dcb_grpc.AppCallbackServicer):
+        async def ListInputBindings(self, request: Any, context: Any) -> Any:
+            return dcb.ListInputBindingsResponse(bindings=["cron", "rmq", "mqtt", "jobs"])
+
+        async def OnBindingEvent(self, request: Any, context: Any) -> Any:
+            answer = recorder.got(request.name, request.data, dict(request.metadata))
+            if answer == "fail":
+                await context.abort(grpc.StatusCode.INTERNAL, "not now")
+            if answer == "forward":
+                return dcb.BindingEventResponse(to=["sink"], data=b'{"forwarded":"grpc"}')
+            return dcb.BindingEventResponse()
+
+    server = grpc.aio.server()
+    dcb_grpc.add_AppCallbackServicer_to_server(DaprApp(), server)  # type: ignore[no-untyped-call]
+    app_port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with backends(names), http_server(http_app(recorder, {})) as sink_port:
+            (tmp_path / "components.yaml").write_text(components(names, sink_port))
+            # No callback_api: the callback API is found by asking (Layotto's has no bindings).
+            async with sidecar_for({"grpc_callback_port": app_port}, tmp_path) as (sidecar, stub):
+                # `ticker` is not listed, but its direction says input: it is read anyway.
+                assert sorted(_service(sidecar).readings) == ["cron", "jobs", "mqtt", "rmq", "ticker"]
+                await send_all(stub, names)
+
+                _, data, metadata = await recorder.next("cron")
+                assert data == b"" and {"readTimeUTC", "timeZone"} <= metadata.keys()
+                assert (await recorder.next("ticker"))[1] == b""
+                # A gRPC error fails the event: RabbitMQ gives it again.
+                assert (await recorder.next("rmq"))[1] == b"fail-once"
+                assert (await recorder.next("rmq"))[1] == b"fail-once"
+                assert (await recorder.next("mqtt"))[2]["topic"] == names.topic
+                assert (await recorder.next("jobs"))[1] == b"forward"
+                assert json.loads((await recorder.next("sink"))[1]) == {"forwarded": "grpc"}
+
+                await recorder.next("cron")
+                await recorder.next("cron")
+                assert recorder.queue("unwanted").empty()
+    finally:
+        await server.stop(None)
