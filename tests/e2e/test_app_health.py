@@ -20,6 +20,7 @@ from layotto.runtime.delivery import DeliveryService
 from layotto.sidecar import Sidecar
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from tests.support.httpapp import http_server
 from tests.support.services import require
 from tests.support.sidecar import free_port, layotto_config
 
@@ -48,14 +49,8 @@ async def serving(app: ProbedApp) -> AsyncIterator[int]:
     routes.router.add_get("/healthz", app.healthz)
     routes.router.add_get("/dapr/subscribe", app.subscribe)
     routes.router.add_post("/events", app.event)
-    runner = web.AppRunner(routes)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with http_server(routes) as port:
         yield port
-    finally:
-        await runner.cleanup()
 
 
 async def test_an_unhealthy_app_gets_its_events_once_healthy_again() -> None:

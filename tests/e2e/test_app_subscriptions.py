@@ -23,6 +23,7 @@ from layotto.runtime.delivery import DeliveryService
 from layotto.sidecar import Sidecar
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from tests.support.httpapp import http_server
 from tests.support.sidecar import free_port, layotto_config
 
 PUBSUB = "mem"
@@ -68,15 +69,8 @@ async def serving(app: HttpApp) -> AsyncIterator[int]:
     routes = web.Application()
     routes.router.add_get("/dapr/subscribe", app.subscribe)
     routes.router.add_post("/{tail:.*}", app.event)
-    runner = web.AppRunner(routes)
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
+    async with http_server(routes) as port:
         yield port
-    finally:
-        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager

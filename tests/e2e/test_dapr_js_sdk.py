@@ -17,18 +17,16 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 import redis
 
 from tests.support.services import missing, require
-from tests.support.sidecar import free_port, layotto_config
+from tests.support.sidecar import free_port, layotto_config, wait_for_sidecar
 
 NODE_DIR = Path(__file__).parent / "node"
 APP_ID = "js-orders"
@@ -77,20 +75,6 @@ def _manifests(secrets_file: Path, http_port: int) -> str:
     )
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], address: str, log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"sidecar exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                grpc.channel_ready_future(channel).result(timeout=0.5)
-                return
-            except grpc.FutureTimeoutError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"sidecar not ready:\n{log.read_text()}") from None
-
-
 @pytest.fixture(scope="module")
 def sdk_run() -> Iterator[tuple[dict[str, Any], str]]:
     node = shutil.which("node")
@@ -116,7 +100,7 @@ def sdk_run() -> Iterator[tuple[dict[str, Any], str]]:
     proc = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT)
     prefix = f"js-{uuid.uuid4().hex[:12]}"
     try:
-        _wait_ready(proc, f"127.0.0.1:{grpc_port}", log)
+        wait_for_sidecar(proc, f"127.0.0.1:{grpc_port}", log)
         env = {**os.environ, "DAPR_HTTP_PORT": str(http_port), "TEST_PREFIX": prefix}
         done = subprocess.run(
             [node, str(NODE_DIR / "dapr_http.js")], cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=90

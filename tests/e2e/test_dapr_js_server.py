@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_dapr_js_sdk import NODE_DIR, _wait_ready
+from tests.e2e.test_dapr_js_sdk import NODE_DIR
 from tests.support.services import missing
-from tests.support.sidecar import free_port
+from tests.support.sidecar import free_port, wait_for_sidecar
 
 APP_ID = "js-server"
 
@@ -59,7 +59,7 @@ def run() -> Iterator[dict[str, Any]]:
     argv += ["--dapr-grpc-port", str(grpc_port), "--dapr-http-port", str(http_port)]
     proc = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT)
     try:
-        _wait_ready(proc, f"127.0.0.1:{grpc_port}", log)
+        wait_for_sidecar(proc, f"127.0.0.1:{grpc_port}", log)
         node_env = {
             **os.environ,
             "APP_ID": APP_ID,

@@ -24,7 +24,7 @@ import pytest
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as lpb
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc as lgrpc
 from tests.support.services import require
-from tests.support.sidecar import free_port
+from tests.support.sidecar import free_port, wait_for_sidecar
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -158,17 +158,7 @@ class DaprSidecar:
         self.address = f"127.0.0.1:{self.grpc_port}"
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.address) as channel:
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"sidecar exited with {self.proc.returncode}:\n{self.log()}")
-                try:
-                    grpc.channel_ready_future(channel).result(timeout=0.5)
-                    return
-                except grpc.FutureTimeoutError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"sidecar not ready:\n{self.log()}") from None
+        wait_for_sidecar(self.proc, self.address, self.log_path, timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -27,6 +27,7 @@ from layotto.runtime.bindings import InputBindingService
 from layotto.sidecar import Sidecar
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
+from tests.support.httpapp import http_server
 from tests.support.services import require
 from tests.support.sidecar import free_port, layotto_config
 
@@ -96,18 +97,6 @@ class Recorder:
 
     async def next(self, name: str) -> Received:
         return await asyncio.wait_for(self.queue(name).get(), WAIT)
-
-
-@contextlib.asynccontextmanager
-async def http_server(routes: web.Application) -> AsyncIterator[int]:
-    runner = web.AppRunner(routes)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield port
-    finally:
-        await runner.cleanup()
 
 
 def http_app(recorder: Recorder, routes: dict[str, str]) -> web.Application:

@@ -97,6 +97,26 @@ async def running_sidecar(grpc_config: dict[str, Any], **kwargs: Any) -> AsyncIt
         await sidecar.stop()
 
 
+def wait_for_sidecar(proc: subprocess.Popen[bytes], address: str, log: Path, timeout: float = 30.0) -> None:
+    """Until the sidecar process `proc` takes gRPC connections on `address`; its log (at `log`)
+    is in the error when it exits or is not ready within `timeout`."""
+
+    def text() -> str:
+        return log.read_text(errors="replace") if log.exists() else ""
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"sidecar exited with {proc.returncode}:\n{text()}")
+            try:
+                grpc.channel_ready_future(channel).result(timeout=max(0.1, min(1.0, deadline - time.monotonic())))
+                return
+            except grpc.FutureTimeoutError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"sidecar not ready after {timeout}s:\n{text()}") from None
+
+
 class SidecarProcess:
     """A sidecar in its own process (`python -m layotto.cli start -c FILE`)."""
 
@@ -133,18 +153,8 @@ class SidecarProcess:
         return self
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.address) as channel:
-            while True:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"sidecar exited with {self.proc.returncode}:\n{self.log()}")
-                try:
-                    grpc.channel_ready_future(channel).result(timeout=max(0.1, min(1.0, deadline - time.monotonic())))
-                    return
-                except grpc.FutureTimeoutError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"sidecar not ready after {timeout}s:\n{self.log()}") from None
+        assert self.proc is not None
+        wait_for_sidecar(self.proc, self.address, self.log_path, timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
