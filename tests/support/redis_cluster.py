@@ -316,6 +316,27 @@ def cluster_metadata() -> dict[str, str]:
     return {"redisHost": shared_cluster().seeds, "redisType": "cluster"}
 
 
+def dead_cluster_metadata() -> dict[str, str]:
+    """A redis component's metadata for a cluster nobody runs (seed ports with no server)."""
+    return {
+        "redisHost": f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}",
+        "redisType": "cluster",
+        "maxRetries": "0",
+        "dialTimeout": "1s",
+    }
+
+
+def dead_sentinel_metadata() -> dict[str, str]:
+    """A redis component's metadata for sentinels nobody runs."""
+    return {
+        "redisHost": f"127.0.0.1:{free_port()}",
+        "failover": "true",
+        "sentinelMasterName": "nobody",
+        "maxRetries": "0",
+        "dialTimeout": "1s",
+    }
+
+
 def sentinel_metadata() -> dict[str, str]:
     """A redis component's metadata for the shared sentinel group (started on first use)."""
     return {"redisHost": shared_sentinel().hosts, "failover": "true", "sentinelMasterName": MASTER_NAME}

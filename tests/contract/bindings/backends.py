@@ -18,7 +18,12 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from layotto.components.bindings.base import BindingFeature, InvokeRequest, InvokeResponse, OutputBinding
-from tests.support.redis_cluster import cluster_metadata, sentinel_metadata
+from tests.support.redis_cluster import (
+    cluster_metadata,
+    dead_cluster_metadata,
+    dead_sentinel_metadata,
+    sentinel_metadata,
+)
 from tests.support.rows import BackendRow
 from tests.support.services import POSTGRES_DSN
 from tests.support.sidecar import free_port
@@ -79,12 +84,7 @@ ROWS: list[Row] = [
         name="redis-on-cluster",
         metadata=lambda base: {**cluster_metadata(), "maxRetries": "0"},
         traits=BindingTraits(
-            dead_metadata=lambda: {
-                "redisHost": f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}",
-                "redisType": "cluster",
-                "maxRetries": "0",
-                "dialTimeout": "1s",
-            },
+            dead_metadata=dead_cluster_metadata,
             write=lambda k, v: InvokeRequest("create", v, {"key": f"layotto-test-binding-{k}"}),
             read=lambda k: InvokeRequest("get", b"", {"key": f"layotto-test-binding-{k}"}),
             delete=lambda k: InvokeRequest("delete", b"", {"key": f"layotto-test-binding-{k}"}),
@@ -96,13 +96,7 @@ ROWS: list[Row] = [
         name="redis-on-sentinel",
         metadata=lambda base: {**sentinel_metadata(), "maxRetries": "0"},
         traits=BindingTraits(
-            dead_metadata=lambda: {
-                "redisHost": f"127.0.0.1:{free_port()}",
-                "failover": "true",
-                "sentinelMasterName": "nobody",
-                "maxRetries": "0",
-                "dialTimeout": "1s",
-            },
+            dead_metadata=dead_sentinel_metadata,
             write=lambda k, v: InvokeRequest("create", v, {"key": f"layotto-test-binding-{k}"}),
             read=lambda k: InvokeRequest("get", b"", {"key": f"layotto-test-binding-{k}"}),
             delete=lambda k: InvokeRequest("delete", b"", {"key": f"layotto-test-binding-{k}"}),

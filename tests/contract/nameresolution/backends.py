@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from layotto.components.nameresolution.base import NameResolutionFeature
-from tests.support.redis_cluster import cluster_metadata, sentinel_metadata
+from tests.support.redis_cluster import (
+    cluster_metadata,
+    dead_cluster_metadata,
+    dead_sentinel_metadata,
+    sentinel_metadata,
+)
 from tests.support.rows import BackendRow
 from tests.support.sidecar import free_port
 
@@ -58,14 +63,7 @@ ROWS: list[Row] = [
             "cacheTTL": "100ms",
         },
         features=frozenset({NameResolutionFeature.REGISTRY}),
-        traits=NameResolutionTraits(
-            dead_metadata=lambda: {
-                "redisHost": f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}",
-                "redisType": "cluster",
-                "maxRetries": "0",
-                "dialTimeout": "1s",
-            }
-        ),
+        traits=NameResolutionTraits(dead_metadata=dead_cluster_metadata),
     ),
     BackendRow(
         block="nameresolution",
@@ -79,15 +77,7 @@ ROWS: list[Row] = [
             "cacheTTL": "100ms",
         },
         features=frozenset({NameResolutionFeature.REGISTRY}),
-        traits=NameResolutionTraits(
-            dead_metadata=lambda: {
-                "redisHost": f"127.0.0.1:{free_port()}",
-                "failover": "true",
-                "sentinelMasterName": "nobody",
-                "maxRetries": "0",
-                "dialTimeout": "1s",
-            }
-        ),
+        traits=NameResolutionTraits(dead_metadata=dead_sentinel_metadata),
     ),
 ]
 REGISTRIES = [b for b in ROWS if NameResolutionFeature.REGISTRY in b.features]
