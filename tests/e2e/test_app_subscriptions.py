@@ -168,16 +168,12 @@ async def test_routing_rules_pick_the_handler_and_raw_payloads_arrive_wrapped() 
         ]
     )
     async with serving(app) as port, sidecar_for({"http_port": port}) as (_, stub):
-        for event_type, source in (("widget", "x"), ("gadget", "shop"), ("gadget", "elsewhere")):
+        routed = (("widget", "x", "/widgets"), ("gadget", "shop", "/gadgets"), ("gadget", "elsewhere", "/others"))
+        for event_type, source, expected in routed:
             event = {"id": uuid.uuid4().hex, "source": source, "type": event_type, "specversion": "1.0", "data": 1}
             await _publish(stub, topic, json.dumps(event).encode(), "application/cloudevents+json")
             path, body, _ = await app.next_event()
-            assert body["type"] == event_type
-            assert (
-                path == {"widget": "/widgets", "gadget": "/gadgets"}[event_type]
-                if source != "elsewhere"
-                else path == "/others"
-            )
+            assert (body["type"], path) == (event_type, expected)
 
         await _publish(stub, raw_topic, b"\x00raw bytes", rawPayload="true")
         path, body, _ = await app.next_event()
