@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from layotto.config.model import AppHealthCheck
 from layotto.runtime.appchannel import AppChannel
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("layotto.apphealth")
 
 Listener = Callable[[bool], Awaitable[None]]
+T = TypeVar("T")
 
 
 class AppHealth:
@@ -85,8 +87,15 @@ class AppHealth:
 
 
 class AppWorkService:
-    """The base of a service that pushes work to the app (pub/sub events, input binding events):
-    the runtime, the app channel, the sidecar's tracer and the app's health."""
+    """The base of a service that pushes work to the app (pub/sub events, input binding events).
+
+    Its one task waits for a healthy app, learns what the app wants (`_learn`) and opens it
+    (`_open_all`); an unhealthy app's work is closed (`_close_all`) and opened again once the app
+    is healthy, so the work waits in the broker meanwhile.
+    """
+
+    #: The name of the service's task.
+    task_name = "app-work"
 
     def __init__(
         self, rt: Runtime, channel: AppChannel, tracer: Tracer | None = None, health: AppHealth | None = None
@@ -95,3 +104,72 @@ class AppWorkService:
         self.channel = channel
         self.tracer = tracer
         self.health = health or AppHealth(None, None)
+        #: Set once the first work has been opened (or there is nothing to open).
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @abstractmethod
+    async def _learn(self) -> None:
+        """Find out what the app wants (asking it, retrying until it answers)."""
+
+    @abstractmethod
+    async def _open_all(self) -> None:
+        """Open what the app wants."""
+
+    @abstractmethod
+    async def _close_all(self) -> None:
+        """Close all that is open."""
+
+    @abstractmethod
+    def _is_open(self) -> bool:
+        """Whether anything is open."""
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.task_name)
+
+    async def _run(self) -> None:
+        self.health.watch(self._on_app_health)
+        await self.health.wait_for(healthy=True)
+        await self._learn()
+        await self._open_all()
+        self.ready.set()
+        if not self.health.healthy:  # it changed while the work was opening
+            await self._close_all()
+
+    async def _on_app_health(self, healthy: bool) -> None:
+        if not self.ready.is_set():
+            return  # the first opening waits for a healthy app by itself
+        if not healthy:
+            await self._close_all()
+        elif not self._is_open():
+            await self._open_all()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._close_all()
+
+
+async def retrying(
+    call: Callable[[], Awaitable[T]],
+    describe: str,
+    first: float,
+    most: float,
+    *,
+    retry_on: tuple[type[Exception], ...] = (Exception,),
+    level: int = logging.INFO,
+    brief: Callable[[Exception], str] = repr,
+) -> T:
+    """`call`'s result once it succeeds, retrying what fails with `retry_on` after a delay that
+    doubles from `first` seconds up to `most` (the app or a broker may not be up yet)."""
+    delay = first
+    while True:
+        try:
+            return await call()
+        except asyncio.CancelledError:
+            raise
+        except retry_on as exc:
+            log.log(level, "%s failed (%s); retrying in %.1fs", describe, brief(exc), delay)
+            await asyncio.sleep(delay)
+            delay = min(most, delay * 2)

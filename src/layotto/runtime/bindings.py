@@ -51,7 +51,7 @@ from layotto.core.problems import Checks
 from layotto.errors import BackendUnavailableError
 from layotto.observability import tracing
 from layotto.runtime.appchannel import AppChannel, BindingReply
-from layotto.runtime.apphealth import AppHealth, AppWorkService
+from layotto.runtime.apphealth import AppHealth, AppWorkService, retrying
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
@@ -230,6 +230,8 @@ def input_specs(rt: Runtime) -> dict[str, InputSpec]:
 class InputBindingService(AppWorkService):
     """Reads the input bindings the app wants and delivers their events through the AppChannel."""
 
+    task_name = "input-bindings"
+
     def __init__(
         self, rt: Runtime, channel: AppChannel, tracer: Tracer | None = None, health: AppHealth | None = None
     ) -> None:
@@ -239,46 +241,22 @@ class InputBindingService(AppWorkService):
         #: readings are closed).
         self.wanted: dict[str, InputSpec] = {}
         self.readings: dict[str, tuple[Reading, BindingDispatcher]] = {}
-        #: Set once the first readings have begun (or there is nothing to read).
-        self.ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="input-bindings")
-
-    async def _run(self) -> None:
-        self.health.watch(self._on_app_health)
-        await self.health.wait_for(healthy=True)
+    async def _learn(self) -> None:
         inputs = input_specs(self.rt)
         asked = {name: spec.route for name, spec in inputs.items() if not spec.explicit}
         listed = await self._ask(asked) if asked else set()
         self.wanted = {name: spec for name, spec in inputs.items() if spec.explicit or name in listed}
         for name in inputs.keys() - self.wanted.keys():
             log.info("app has not subscribed to binding %s", name)
-        await self._open_all()
-        self.ready.set()
-        if not self.health.healthy:  # it changed while the readings were opening
-            await self._close_all()
 
     async def _ask(self, routes: Mapping[str, str]) -> set[str]:
-        delay = 0.1
-        while True:
-            try:
-                return await self.channel.list_input_bindings(routes)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.info("app not reachable to list its input bindings yet (%r); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(5.0, delay * 2)
+        return await retrying(
+            lambda: self.channel.list_input_bindings(routes), "listing the app's input bindings", 0.1, 5.0
+        )
 
-    async def _on_app_health(self, healthy: bool) -> None:
-        if not self.ready.is_set():
-            return  # the first readings wait for a healthy app by themselves
-        if not healthy:
-            await self._close_all()
-        elif not self.readings:
-            await self._open_all()
+    def _is_open(self) -> bool:
+        return bool(self.readings)
 
     async def _open_all(self) -> None:
         for spec in self.wanted.values():
@@ -286,20 +264,18 @@ class InputBindingService(AppWorkService):
 
     async def _open(self, spec: InputSpec) -> None:
         dispatcher = BindingDispatcher(spec, self.channel, self.forward, self.tracer)
-        delay = 0.2
-        while True:
-            try:
-                reading = await spec.component.read(dispatcher)
-                break
-            except asyncio.CancelledError:
-                raise
-            except BackendUnavailableError as exc:
-                log.warning("reading input binding %s failed (%s); retrying in %.1fs", spec.name, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(10.0, delay * 2)
-            except Exception as exc:
-                log.error("error reading from input binding %s: %s", spec.name, exc)
-                return
+        try:
+            reading = await retrying(
+                lambda: spec.component.read(dispatcher),
+                f"reading input binding {spec.name}",
+                0.2,
+                10.0,
+                retry_on=(BackendUnavailableError,),
+                level=logging.WARNING,
+            )
+        except Exception as exc:
+            log.error("error reading from input binding %s: %s", spec.name, exc)
+            return
         self.readings[spec.name] = (reading, dispatcher)
         log.info("reading input binding %s", spec.name)
 
@@ -311,12 +287,6 @@ class InputBindingService(AppWorkService):
                 await reading.close()
             except Exception:
                 log.exception("closing input binding %s failed", name)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._close_all()
 
 
 async def input_binding_services(

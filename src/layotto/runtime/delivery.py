@@ -37,7 +37,7 @@ from layotto.components.pubsub.base import Message, PubSub, Subscription, subscr
 from layotto.core.cloudevents import RAW_PAYLOAD, Event, decode, is_truthy
 from layotto.observability import tracing
 from layotto.runtime.appchannel import AppChannel, Status
-from layotto.runtime.apphealth import AppHealth, AppWorkService
+from layotto.runtime.apphealth import AppHealth, AppWorkService, retrying
 from layotto.runtime.subscriptions import TopicSubscription, declared, merged
 
 if TYPE_CHECKING:
@@ -294,6 +294,8 @@ def component_metadata(rt: Runtime, pubsub_name: str) -> Mapping[str, object]:
 class DeliveryService(AppWorkService):
     """Subscribes the app's topics and delivers their events through the AppChannel."""
 
+    task_name = "pubsub-delivery"
+
     def __init__(
         self, rt: Runtime, channel: AppChannel, tracer: Tracer | None = None, health: AppHealth | None = None
     ) -> None:
@@ -302,44 +304,20 @@ class DeliveryService(AppWorkService):
         self.wanted: list[TopicSubscription] = []
         self.stats = DeliveryStats()
         self.subscriptions: list[tuple[TopicSubscription, Subscription, Dispatcher]] = []
-        self.ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="pubsub-delivery")
-
-    async def _run(self) -> None:
-        self.health.watch(self._on_app_health)
-        await self.health.wait_for(healthy=True)
-        delay = 0.1
-        while True:
-            try:
-                wanted = await self.channel.list_subscriptions()
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.info("app not reachable for ListTopicSubscriptions yet (%s); retrying in %.1fs", _brief(exc), delay)
-                await asyncio.sleep(delay)
-                delay = min(5.0, delay * 2)
+    async def _learn(self) -> None:
+        wanted = await retrying(
+            self.channel.list_subscriptions, "asking the app for ListTopicSubscriptions", 0.1, 5.0, brief=_brief
+        )
         log.info("app subscribes to %s", [(s.pubsub_name, s.topic) for s in wanted] or "nothing")
         self.wanted = merged(wanted, declared(self.rt.config.subscriptions))
+
+    def _is_open(self) -> bool:
+        return bool(self.subscriptions)
+
+    async def _open_all(self) -> None:
         for sub in self.wanted:
             await self._subscribe(sub)
-        self.ready.set()
-        if not self.health.healthy:  # it changed while the subscriptions were opening
-            await self._close_subscriptions()
-
-    async def _on_app_health(self, healthy: bool) -> None:
-        """An unhealthy app gets no events: its subscriptions close (events wait in the broker)
-        and open again once it is healthy."""
-        if not self.ready.is_set():
-            return  # the first subscriptions wait for a healthy app by themselves
-        if not healthy:
-            await self._close_subscriptions()
-        elif not self.subscriptions:
-            for sub in self.wanted:
-                await self._subscribe(sub)
 
     async def _subscribe(self, sub: TopicSubscription) -> None:
         component = self.rt.get("pubsub", sub.pubsub_name)
@@ -352,29 +330,17 @@ class DeliveryService(AppWorkService):
         dispatcher = Dispatcher(
             component, sub.pubsub_name, sub.topic, policy, self.channel.deliver, self.stats, self.tracer, sub
         )
-        delay = 0.2
-        while True:
-            try:
-                handle = await component.subscribe(sub.topic, dispatcher, dict(sub.metadata))
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "subscribing to %s/%s failed (%s); retrying in %.1fs", sub.pubsub_name, sub.topic, exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(10.0, delay * 2)
+        handle = await retrying(
+            lambda: component.subscribe(sub.topic, dispatcher, dict(sub.metadata)),
+            f"subscribing to {sub.pubsub_name}/{sub.topic}",
+            0.2,
+            10.0,
+            level=logging.WARNING,
+        )
         self.subscriptions.append((sub, handle, dispatcher))
         log.info("subscribed to topic %s on pubsub %s", sub.topic, sub.pubsub_name)
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._close_subscriptions()
-
-    async def _close_subscriptions(self) -> None:
+    async def _close_all(self) -> None:
         for _, handle, dispatcher in self.subscriptions:
             dispatcher.closed = True
             try:

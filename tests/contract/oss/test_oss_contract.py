@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from layotto.components.oss.base import ObjectStore, OssFeature, PutOptions
+from layotto.components.oss.base import ObjectStore, OssFeature, PartSource, PutOptions
 from layotto.errors import NotFoundError, UnsupportedError
 from tests.contract.oss.backends import ROWS, Row
 from tests.support.rows import params
@@ -116,7 +116,7 @@ def _refused(store: ObjectStore, bucket: str, feature: OssFeature) -> list[Await
         OssFeature.MULTIPART: lambda: [
             store.create_multipart(bucket, "a", opts),
             store.upload_part(bucket, "a", "u", 1, body),
-            store.upload_part_copy(bucket, "a", "u", 1, bucket, "b", 0, 1),
+            store.upload_part_copy(bucket, "a", "u", 1, PartSource(bucket, "b", 0, 1)),
             store.complete_multipart(bucket, "a", "u", []),
             store.abort_multipart(bucket, "a", "u"),
             store.list_uploads(bucket, "", "", "", 10),

@@ -27,9 +27,7 @@ from layotto_proto.spec.proto.extension.v1.s3 import oss_pb2_grpc
 from layotto_proto.spec.proto.extension.v1.sms import sms_pb2_grpc
 
 
-def register(
-    server: grpc.aio.Server, rt: Runtime, delay_schedulers: Mapping[str, DelayScheduler]
-) -> list[Parts[Any]]:
+def register(server: grpc.aio.Server, rt: Runtime, delay_schedulers: Mapping[str, DelayScheduler]) -> list[Parts[Any]]:
     """Serve the extension services on `server` over the started runtime's components and the
     sidecar's delay schedulers (one per delay-capable pub/sub component)."""
     answers = load_answers(__name__)

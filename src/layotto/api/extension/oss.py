@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from layotto.api.common import Answering, Ctx, abort, answered, message_of
-from layotto.components.oss.base import ObjectInfo, PutOptions
+from layotto.components.oss.base import ObjectInfo, PartSource, PutOptions
 from layotto.core.oss import OssCore
 from layotto.core.problems import Problem
 from layotto_proto.spec.proto.extension.v1.s3 import oss_pb2 as pb
@@ -241,10 +241,9 @@ class ObjectStorageApi(Answering[OssCore]):
                 request.key,
                 request.upload_id,
                 request.part_number,
-                source.copy_source_bucket,
-                source.copy_source_key,
-                request.start_position,
-                request.part_size,
+                PartSource(
+                    source.copy_source_bucket, source.copy_source_key, request.start_position, request.part_size
+                ),
             )
         )
         return pb.UploadPartCopyOutput(

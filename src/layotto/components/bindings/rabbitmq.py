@@ -25,10 +25,10 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError
 
+from layotto.components._drivers import rabbitmq
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.bindings import base as binding
-from layotto.components.pubsub.rabbitmq import _UNAVAILABLE, _safe
-from layotto.errors import BackendUnavailableError, ComponentError, ConfigError, InvalidArgumentError
+from layotto.errors import ComponentError, ConfigError, InvalidArgumentError
 
 log = logging.getLogger("layotto.bindings.rabbitmq")
 
@@ -72,14 +72,11 @@ class RabbitMQBinding(binding.OutputBinding):
         if metadata.get_str("maxPriority"):
             arguments["x-max-priority"] = min(255, metadata.get_int("maxPriority"))
         self.queue_options["arguments"] = arguments
-        try:
-            self.connection = await aio_pika.connect_robust(
-                self.url,
-                timeout=metadata.get_duration("dialTimeout", 5.0),
-                reconnect_interval=metadata.get_duration("reconnectWaitInSeconds", 5.0),
-            )
-        except Exception as exc:
-            raise BackendUnavailableError(f"rabbitmq at {_safe(self.url)} is unavailable: {exc!r}") from exc
+        self.connection = await rabbitmq.connect(
+            self.url,
+            metadata.get_duration("dialTimeout", 5.0),
+            metadata.get_duration("reconnectWaitInSeconds", 5.0),
+        )
         try:
             channel = await self._publish_channel()
             await channel.declare_queue(self.queue_name, **self.queue_options)
@@ -91,8 +88,7 @@ class RabbitMQBinding(binding.OutputBinding):
         return [binding.CREATE]
 
     async def ping(self) -> None:
-        if self.connection.is_closed or not self.connection.connected.is_set():
-            raise BackendUnavailableError(f"rabbitmq at {_safe(self.url)} is not connected")
+        rabbitmq.check_connected(self.connection, self.url)
 
     async def _publish_channel(self) -> Any:
         async with self._lock:
@@ -115,8 +111,8 @@ class RabbitMQBinding(binding.OutputBinding):
         try:
             channel = await self._publish_channel()
             await channel.default_exchange.publish(message, routing_key=self.queue_name, timeout=10.0)
-        except _UNAVAILABLE as exc:
-            raise BackendUnavailableError(f"rabbitmq at {_safe(self.url)} is unavailable: {exc!r}") from exc
+        except rabbitmq.UNAVAILABLE as exc:
+            raise rabbitmq.unavailable(self.url, exc) from exc
         except AMQPError as exc:
             raise ComponentError(f"failed to publish message: {exc!r}") from exc
         return binding.InvokeResponse()
@@ -126,8 +122,8 @@ class RabbitMQBinding(binding.OutputBinding):
             channel = await self.connection.channel()
             await channel.set_qos(prefetch_count=self.prefetch)
             queue = await channel.declare_queue(self.queue_name, **self.queue_options)
-        except _UNAVAILABLE as exc:
-            raise BackendUnavailableError(f"rabbitmq at {_safe(self.url)} is unavailable: {exc!r}") from exc
+        except rabbitmq.UNAVAILABLE as exc:
+            raise rabbitmq.unavailable(self.url, exc) from exc
         one_at_a_time = asyncio.Lock()
         where = f"rabbitmq binding {self.context.name}"
         handling: set[asyncio.Task[Any]] = set()

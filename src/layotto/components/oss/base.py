@@ -29,29 +29,9 @@ class OssFeature(Feature):
     MULTIPART = enum.auto()
 
 
-@dataclass
-class ObjectInfo:
-    bucket: str
-    key: str
-    size: int
-    etag: str
-    #: Unix seconds.
-    last_modified: int
-    content_type: str = ""
-    cache_control: str = ""
-    content_disposition: str = ""
-    content_encoding: str = ""
-    content_language: str = ""
-    expires: int = 0
-    storage_class: str = "STANDARD"
-    meta: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    parts_count: int = 0
-
-
-@dataclass
-class PutOptions:
-    """Header fields of a put, a copy target or a multipart upload."""
+@dataclass(kw_only=True)
+class ObjectHeaders:
+    """The header fields an object is stored with, as S3 names them."""
 
     meta: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
@@ -62,6 +42,23 @@ class PutOptions:
     content_language: str = ""
     expires: int = 0
     storage_class: str = ""
+
+
+@dataclass(kw_only=True)
+class ObjectInfo(ObjectHeaders):
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    #: Unix seconds.
+    last_modified: int
+    storage_class: str = "STANDARD"
+    parts_count: int = 0
+
+
+@dataclass(kw_only=True)
+class PutOptions(ObjectHeaders):
+    """Header fields of a put, a copy target or a multipart upload."""
 
     @classmethod
     def headers_of(cls, source: object, **more: Any) -> PutOptions:
@@ -99,6 +96,16 @@ class Listing:
     common_prefixes: list[str]
     is_truncated: bool
     next_marker: str
+
+
+@dataclass(frozen=True)
+class PartSource:
+    """The byte range of an object that UploadPartCopy copies; `size` 0 is to the end."""
+
+    bucket: str
+    key: str
+    start: int
+    size: int
 
 
 @dataclass
@@ -186,15 +193,7 @@ class ObjectStore(Component):
         raise unsupported("UploadPart", self.kind, OssFeature.MULTIPART)
 
     async def upload_part_copy(
-        self,
-        bucket: str,
-        key: str,
-        upload_id: str,
-        part_number: int,
-        src_bucket: str,
-        src_key: str,
-        start: int,
-        size: int,
+        self, bucket: str, key: str, upload_id: str, part_number: int, source: PartSource
     ) -> PartInfo:
         raise unsupported("UploadPartCopy", self.kind, OssFeature.MULTIPART)
 

@@ -418,21 +418,13 @@ class LocalObjectStore(oss.ObjectStore):
         return await self._save_part(folder, part_number, writer)
 
     async def upload_part_copy(
-        self,
-        bucket: str,
-        key: str,
-        upload_id: str,
-        part_number: int,
-        src_bucket: str,
-        src_key: str,
-        start: int,
-        size: int,
+        self, bucket: str, key: str, upload_id: str, part_number: int, source: oss.PartSource
     ) -> oss.PartInfo:
         self._check_part(part_number)
         folder, _ = await self._upload(bucket, key, upload_id)
-        end = start + size - 1 if size > 0 else -1
-        source = await self.get_object(src_bucket, src_key, start, end)
-        writer = await self._stream_to(source.chunks)
+        end = source.start + source.size - 1 if source.size > 0 else -1
+        copied = await self.get_object(source.bucket, source.key, source.start, end)
+        writer = await self._stream_to(copied.chunks)
         return await self._save_part(folder, part_number, writer)
 
     def _parts(self, folder: Path) -> list[oss.PartInfo]:

@@ -18,18 +18,15 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+from aio_pika.exceptions import AMQPError
 
+from layotto.components._drivers import rabbitmq
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.pubsub._consumer import OpenSubscriptions, call_handler
 from layotto.components.pubsub.base import Handler, Message, PubSub, subscribe_options
-from layotto.errors import BackendUnavailableError, ComponentError
+from layotto.errors import ComponentError
 
 log = logging.getLogger("layotto.pubsub.rabbitmq")
-
-# aiormq raises a bare RuntimeError("<Connection ...> closed") for a channel opened on a lost
-# connection; every other RuntimeError of aio_pika/aiormq is a closed-state error too.
-_UNAVAILABLE = (ConnectionError, OSError, ChannelInvalidStateError, asyncio.TimeoutError, RuntimeError)
 
 
 class _QueueSubscription:
@@ -102,20 +99,13 @@ class RabbitMQPubSub(PubSub):
         self.delivery_mode = metadata.get_int("deliveryMode", 2)
         self.prefetch = metadata.get_int("prefetchCount", 0)
         self.requeue = metadata.get_bool("requeueInFailure", True)
-        try:
-            self.connection = await aio_pika.connect_robust(
-                self.url,
-                timeout=metadata.get_duration("dialTimeout", 5.0),
-                # aio_pika waits 5 s between attempts; a broker back is noticed within this.
-                reconnect_interval=metadata.get_duration("reconnectWait", 1.0),
-            )
-        except Exception as exc:
-            raise BackendUnavailableError(f"rabbitmq at {_safe(self.url)} is unavailable: {exc}") from exc
+        # aio_pika waits 5 s between attempts; a broker back is noticed within this.
+        self.connection = await rabbitmq.connect(
+            self.url, metadata.get_duration("dialTimeout", 5.0), metadata.get_duration("reconnectWait", 1.0)
+        )
 
     def _check_connected(self) -> None:
-        # A robust connection that lost its broker is not closed, only not connected (it reconnects).
-        if self.connection.is_closed or not self.connection.connected.is_set():
-            raise BackendUnavailableError(f"rabbitmq at {_safe(self.url)} is not connected")
+        rabbitmq.check_connected(self.connection, self.url)
 
     async def ping(self) -> None:
         self._check_connected()
@@ -140,9 +130,9 @@ class RabbitMQPubSub(PubSub):
         try:
             exchange = await self._exchange(topic)
             await exchange.publish(aio_pika.Message(body=data, delivery_mode=mode), routing_key="", timeout=10.0)
-        except _UNAVAILABLE as exc:
+        except rabbitmq.UNAVAILABLE as exc:
             self._exchanges.pop(topic, None)
-            raise BackendUnavailableError(f"rabbitmq at {_safe(self.url)} is unavailable: {exc!r}") from exc
+            raise rabbitmq.unavailable(self.url, exc) from exc
         except AMQPError as exc:
             self._exchanges.pop(topic, None)
             raise ComponentError(f"rabbitmq refused the message: {exc!r}") from exc
@@ -159,8 +149,8 @@ class RabbitMQPubSub(PubSub):
                 f"{options.consumer_id}-{topic}", durable=self.durable, auto_delete=self.delete_when_unused
             )
             await queue.bind(exchange)
-        except _UNAVAILABLE as exc:
-            raise BackendUnavailableError(f"rabbitmq at {_safe(self.url)} is unavailable: {exc!r}") from exc
+        except rabbitmq.UNAVAILABLE as exc:
+            raise rabbitmq.unavailable(self.url, exc) from exc
         subscription = _QueueSubscription(self, topic, channel, queue, handler)
         await subscription.start()
         return self.subscriptions.add(subscription)
@@ -171,11 +161,3 @@ class RabbitMQPubSub(PubSub):
             await self.connection.close()
         except Exception as exc:
             log.debug("closing rabbitmq connection: %r", exc)
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for messages."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"

@@ -56,10 +56,10 @@ class GetResponse:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class SetRequest:
-    key: str
-    value: bytes
+@dataclass(slots=True, kw_only=True)
+class WriteOptions:
+    """What a save and a delete say besides the key (and value), by name."""
+
     #: None (or "") means no concurrency check, unless `concurrency` is first-write.
     etag: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
@@ -68,12 +68,14 @@ class SetRequest:
 
 
 @dataclass(slots=True)
-class DeleteRequest:
+class SetRequest(WriteOptions):
     key: str
-    etag: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    concurrency: str = ""
-    consistency: str = ""
+    value: bytes
+
+
+@dataclass(slots=True)
+class DeleteRequest(WriteOptions):
+    key: str
 
 
 @dataclass(slots=True)

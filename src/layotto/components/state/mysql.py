@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 import aiomysql
 import pymysql
 
-from layotto.components._drivers import mysql, sql
+from layotto.components._drivers import mysql
 from layotto.components.base import ComponentContext, Metadata, parse_duration
 from layotto.components.state import base as state
-from layotto.components.state.relational import SqlStateStore
+from layotto.components.state.relational import PooledSqlStateStore
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError, ETagMismatchError
 
 log = logging.getLogger("layotto.state.mysql")
@@ -52,27 +52,22 @@ def _tls(value: str) -> ssl.SSLContext | None:
     return context
 
 
-class MysqlStateStore(SqlStateStore):
-    def __init__(self) -> None:
-        self._pool: aiomysql.Pool | None = None
-        self._table = "`dapr_state_store`.`state`"
-        self._timeout = sql.DEFAULT_TIMEOUT
-        self._describe = "mysql"
+class MysqlStateStore(PooledSqlStateStore[aiomysql.Pool, aiomysql.Cursor]):
+    _table = "`dapr_state_store`.`state`"
+    _engine = _describe = "mysql"
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         where = f"{metadata.where}.metadata"
-        dsn = mysql.parse_go_dsn(metadata.required("connectionString"), f"{where}.connectionString")
+        dsn = mysql.parse_go_dsn(*self._connection_string(metadata))
         schema = metadata.get_str("schemaName", "dapr_state_store")
         table = metadata.get_str("tableName", "state")
         for key, name in (("schemaName", schema), ("tableName", table)):
             if not _IDENT.match(name):
                 raise ConfigError(f"invalid name {name!r}", f"{where}.{key}")
         self._table = f"`{schema}`.`{table}`"
-        self._read_default_ttl(metadata)
+        self._read_server_options(metadata, f"mysql at {dsn.unix_socket or f'{dsn.host}:{dsn.port}'}")
         timeout = parse_duration(dsn.params["timeout"]) if dsn.params.get("timeout") else 10.0
-        self._timeout = sql.call_timeout(metadata, "timeoutInSeconds", "timeout")
-        self._describe = f"mysql at {dsn.unix_socket or f'{dsn.host}:{dsn.port}'}"
         options: dict[str, Any] = {
             **dsn.connect_args(),
             "connect_timeout": timeout,
@@ -140,51 +135,27 @@ class MysqlStateStore(SqlStateStore):
         self._sql_delete = f"DELETE FROM {t} WHERE id = %s"
         self._sql_purge = f"DELETE FROM {t} WHERE expiredate IS NOT NULL AND expiredate <= NOW(6)"
 
-    async def _purge_expired(self) -> None:
-        await self._call(lambda cur: cur.execute(self._sql_purge))
+    _driver_errors = (pymysql.err.MySQLError,)
 
-    @property
-    def pool(self) -> aiomysql.Pool:
-        assert self._pool is not None, "mysql state store is not initialised"
-        return self._pool
+    def _retryable(self, exc: Exception) -> bool:
+        # A deadlock or lock timeout rolled the transaction back; MySQL advises a retry.
+        return mysql.error_code(exc) in _RETRYABLE
 
-    async def _call(
-        self, fn: Callable[[aiomysql.Cursor], Awaitable[T]], *, retry: bool = False, transaction: bool = False
-    ) -> T:
-        """Run fn with a pooled cursor (in a transaction when asked), bounded by the call timeout.
-
-        A dropped connection is retried once when `retry` (idempotent calls); a deadlock or
-        lock timeout rolls the transaction back and retries it, as MySQL advises. A call the
-        server did not answer is never retried: it may have been applied.
-        """
-        attempts = 3
-        for attempt in range(1, attempts + 1):
+    async def _attempt(self, fn: Callable[[aiomysql.Cursor], Awaitable[T]], transaction: bool) -> T:
+        async with mysql.guarded(self.pool, self._timeout, self._describe) as conn:
+            if not transaction:
+                async with conn.cursor() as cur:
+                    return await fn(cur)
+            await conn.begin()
             try:
-                async with mysql.guarded(self.pool, self._timeout, self._describe) as conn:
-                    if not transaction:
-                        async with conn.cursor() as cur:
-                            return await fn(cur)
-                    await conn.begin()
-                    try:
-                        async with conn.cursor() as cur:
-                            result = await fn(cur)
-                        await conn.commit()
-                        return result
-                    except BaseException:
-                        with contextlib.suppress(Exception):
-                            await conn.rollback()
-                        raise
-            except sql.NoAnswerError:
+                async with conn.cursor() as cur:
+                    result = await fn(cur)
+                await conn.commit()
+                return result
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await conn.rollback()
                 raise
-            except BackendUnavailableError:
-                if retry and attempt == 1:
-                    continue
-                raise
-            except pymysql.err.MySQLError as exc:
-                if mysql.error_code(exc) in _RETRYABLE and attempt < attempts:
-                    continue
-                raise ComponentError(f"mysql error: {exc}") from exc
-        raise AssertionError("unreachable")
 
     # ---- reads ----
     async def get(self, request: state.GetRequest) -> state.GetResponse | None:
@@ -236,19 +207,6 @@ class MysqlStateStore(SqlStateStore):
                 raise ETagMismatchError(f"possible etag mismatch: key {op.key} was not deleted")
         else:
             await cur.execute(self._sql_delete, (op.key,))
-
-    async def _run(self, operations: Sequence[state.Operation]) -> None:
-        if not operations:
-            return
-        if len(operations) == 1:
-            await self._call(lambda cur: self._apply(cur, operations[0]))
-            return
-
-        async def batch(cur: aiomysql.Cursor) -> None:
-            for op in operations:
-                await self._apply(cur, op)
-
-        await self._call(batch, transaction=True)
 
     async def _upsert_all(self, requests: Sequence[state.SetRequest]) -> None:
         # One multi-row upsert per chunk, in one transaction.

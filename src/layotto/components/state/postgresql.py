@@ -19,10 +19,10 @@ from typing import TypeVar
 
 import asyncpg
 
-from layotto.components._drivers import postgres, sql
+from layotto.components._drivers import postgres
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.state import base as state
-from layotto.components.state.relational import SqlStateStore
+from layotto.components.state.relational import PooledSqlStateStore
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError, ETagMismatchError
 
 log = logging.getLogger("layotto.state.postgresql")
@@ -37,24 +37,18 @@ def _quote(table: str) -> str:
     return ".".join(f'"{part}"' for part in table.split("."))
 
 
-class PostgresqlStateStore(SqlStateStore):
-    def __init__(self) -> None:
-        self._pool: asyncpg.Pool | None = None
-        self._table = "state"
-        self._timeout = sql.DEFAULT_TIMEOUT
-        self._describe = "postgresql"
+class PostgresqlStateStore(PooledSqlStateStore[asyncpg.Pool, asyncpg.Connection]):
+    _table = "state"
+    _engine = _describe = "postgresql"
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
-        where = f"{metadata.where}.metadata"
-        args = postgres.connect_args(metadata.required("connectionString"), f"{where}.connectionString")
+        args = postgres.connect_args(*self._connection_string(metadata))
         self._table = metadata.get_str("tableName", "state")
         if not _TABLE_NAME.match(self._table):
-            raise ConfigError(f"invalid table name {self._table!r}", f"{where}.tableName")
-        self._read_default_ttl(metadata)
+            raise ConfigError(f"invalid table name {self._table!r}", f"{metadata.where}.metadata.tableName")
+        self._read_server_options(metadata, f"postgresql at {postgres.address(args)}")
         args.setdefault("timeout", metadata.get_duration("connectTimeout", 10.0))
-        self._timeout = sql.call_timeout(metadata, "timeoutInSeconds", "timeout")
-        self._describe = f"postgresql at {postgres.address(args)}"
         self._build_statements()
         try:
             # No command_timeout: sql.guarded bounds every call, and asyncpg's own timeout
@@ -116,33 +110,14 @@ class PostgresqlStateStore(SqlStateStore):
         except (asyncpg.exceptions.UniqueViolationError, asyncpg.exceptions.DuplicateTableError):
             pass  # another sidecar created it at the same moment
 
-    async def _purge_expired(self) -> None:
-        await self._call(lambda conn: conn.execute(self._sql_purge))
+    _driver_errors = (asyncpg.PostgresError,)
 
-    @property
-    def pool(self) -> asyncpg.Pool:
-        assert self._pool is not None, "postgresql state store is not initialised"
-        return self._pool
-
-    async def _call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, retry: bool = False) -> T:
-        """Run fn on a pooled connection, bounded by the call timeout.
-
-        A dropped connection (a pooled one that died while idle) is retried once when `retry`;
-        a call the server did not answer is not: it may have been applied.
-        """
-        for attempt in (1, 2):
-            try:
-                async with postgres.guarded(self.pool, self._timeout, self._describe) as conn:
-                    return await fn(conn)
-            except sql.NoAnswerError:
-                raise
-            except BackendUnavailableError:
-                if retry and attempt == 1:
-                    continue
-                raise
-            except asyncpg.PostgresError as exc:
-                raise ComponentError(f"postgresql error: {exc}") from exc
-        raise AssertionError("unreachable")
+    async def _attempt(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], transaction: bool) -> T:
+        async with postgres.guarded(self.pool, self._timeout, self._describe) as conn:
+            if not transaction:
+                return await fn(conn)
+            async with conn.transaction():
+                return await fn(conn)
 
     # ---- reads ----
     async def get(self, request: state.GetRequest) -> state.GetResponse | None:
@@ -174,28 +149,10 @@ class PostgresqlStateStore(SqlStateStore):
         else:
             await conn.execute(self._sql_delete, [op.key])
 
-    async def _run(self, operations: Sequence[state.Operation]) -> None:
-        if not operations:
-            return
-        if len(operations) == 1:
-            await self._call(lambda conn: self._apply(conn, operations[0]))
-            return
-
-        async def batch(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                for op in operations:
-                    await self._apply(conn, op)
-
-        await self._call(batch)
-
     async def _upsert_all(self, requests: Sequence[state.SetRequest]) -> None:
         rows = [(r.key, r.value, self._ttl(r)) for r in requests]
 
-        async def upsert_all(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                await conn.executemany(self._sql_upsert, rows)
-
-        await self._call(upsert_all)
+        await self._call(lambda conn: conn.executemany(self._sql_upsert, rows), transaction=True)
 
     async def _delete_all(self, requests: Sequence[state.DeleteRequest]) -> None:
         keys = [r.key for r in requests]
