@@ -148,6 +148,25 @@ async def test_an_http_app_gets_cloudevents_on_its_routes_and_its_answers_count(
         assert app.calls["404"] == 1 and app.calls["drop"] == 2  # once on the topic, once dead-lettered
 
 
+async def test_with_a_dead_letter_topic_the_first_failed_delivery_moves_the_event_as_daprd_does() -> None:
+    topic, dead = f"once-{uuid.uuid4().hex[:6]}", f"dead-{uuid.uuid4().hex[:6]}"
+    app = HttpApp(
+        [
+            {"pubsubname": PUBSUB, "topic": topic, "route": "/orders", "deadLetterTopic": dead},
+            {"pubsubname": PUBSUB, "topic": dead, "route": "dead-letters"},
+        ]
+    )
+    async with serving(app) as port, sidecar_for({"http_port": port}) as (sidecar, stub):
+        await _publish(stub, topic, b"retry", "text/plain")
+        assert (await app.next_event())[0] == "/orders"
+        path, body, _ = await app.next_event()
+        assert (path, body["data"]) == ("/dead-letters", "retry")
+        # One delivery, no local retries, no redelivery: straight to the dead-letter topic.
+        assert app.calls["retry"] == 2  # once on the topic, once dead-lettered
+        stats = _delivery(sidecar).stats
+        assert (stats.retried, stats.dead_lettered, stats.nacked) == (1, 1, 0)
+
+
 async def test_routing_rules_pick_the_handler_and_raw_payloads_arrive_wrapped() -> None:
     topic, raw_topic = f"rules-{uuid.uuid4().hex[:6]}", f"raw-{uuid.uuid4().hex[:6]}"
     app = HttpApp(

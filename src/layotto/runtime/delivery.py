@@ -12,8 +12,9 @@ message to a `Dispatcher` that applies the outcome rules:
   times, then nacked so the backend redelivers it later (possibly to another sidecar).
 - gRPC UNIMPLEMENTED (an HTTP app: 404) from the app is dropped like DROP, but never
   dead-lettered (upstream, daprd).
-- With a dead-letter topic, an event that failed `maxDeliveryAttempts` times is published
-  there (same component) and acked.
+- With a dead-letter topic, an event that failed `maxDeliveryAttempts` times (1 by default,
+  as daprd moves it after its first failed delivery) is published there (same component) and
+  acked.
 
 With tracing on, each callback is a CONSUMER span continuing the envelope's `traceparent`,
 and the app gets that span as its parent in the callback's `traceparent` header.
@@ -133,7 +134,8 @@ class DeliveryPolicy:
         return cls(
             max_concurrency=options.max_concurrency,
             dead_letter_topic=dead_letter,
-            max_delivery_attempts=int(number("maxDeliveryAttempts", 5 if dead_letter else 0)),
+            # daprd dead-letters after the first failed delivery (with no resiliency retries).
+            max_delivery_attempts=int(number("maxDeliveryAttempts", 1 if dead_letter else 0)),
             local_retries=int(number("maxRetries", 3)),
             backoff_base=number("retryBackoff", 0.05),
             timeout=number("appCallbackTimeout", 60.0),

@@ -265,7 +265,7 @@ def _sentinel_pool(settings: RedisSettings, autopipeline: bool) -> _SentinelPool
         "password": settings.sentinel_password,
         "ssl": settings.tls,
     }
-    sentinels = Sentinel(settings.nodes, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    sentinels = Sentinel(settings.nodes, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call, unused-ignore]
     return _SentinelPool(  # type: ignore[no-untyped-call]
         settings.sentinel_master_name, sentinels, ssl=settings.tls, **_pool_kwargs(settings, autopipeline)
     )
@@ -403,6 +403,29 @@ def replicas_of(client: Client, key: str) -> int | None:
         return None
     nodes = client.nodes_manager.slots_cache.get(client.keyslot(key)) or []
     return max(0, len(nodes) - 1)
+
+
+@dataclass(frozen=True)
+class StreamRedelivery:
+    """When a stream entry left pending (a failed handler, a consumer that died) is handled
+    again: every `interval` seconds a reader claims (XAUTOCLAIM) the group's entries idle for
+    more than `idle` seconds. Dapr's keys and defaults (`redeliverInterval` 60 s,
+    `processingTimeout` 15 s); either 0 turns redelivery off."""
+
+    interval: float
+    idle: float
+
+    @classmethod
+    def from_metadata(cls, metadata: Metadata) -> StreamRedelivery:
+        return cls(metadata.get_duration("redeliverInterval", 60.0), metadata.get_duration("processingTimeout", 15.0))
+
+    @property
+    def enabled(self) -> bool:
+        return self.interval > 0 and self.idle > 0
+
+    @property
+    def idle_ms(self) -> int:
+        return max(1, int(self.idle * 1000))
 
 
 def stop_if_cancelled() -> None:

@@ -12,8 +12,8 @@ extension, so these names are ours):
   each its own to keep their in-flight entries apart. Event metadata: `key`.
 - `streamKey`: a stream read by the consumer group `consumerID` (created at the stream's start
   with MKSTREAM), each reading one consumer of it. Taken: XACK. Failed: the entry stays
-  pending and is claimed again (XAUTOCLAIM) once idle for `processingTimeout` (60 s), looked
-  for every `redeliverInterval` (15 s), as Dapr's Redis pub/sub does. The event data is the
+  pending and is claimed again (XAUTOCLAIM) once idle for `processingTimeout` (15 s), looked
+  for every `redeliverInterval` (60 s), as Dapr's Redis pub/sub does. The event data is the
   entry's `data` field; its other fields, and `id` (the entry id), are the metadata.
 
 `consumerID` defaults to the app id. One of the two keys, not both; with neither the binding
@@ -67,8 +67,7 @@ class RedisInputBinding(RedisBinding):
             return
         self.consumer_id = metadata.get_str("consumerID") or context.app_id or "layotto"
         self.processing = f"{self.list_key}:processing:{self.consumer_id}"
-        self.processing_timeout = metadata.get_duration("processingTimeout", 60.0)
-        self.redeliver_interval = metadata.get_duration("redeliverInterval", 15.0)
+        self.redelivery = redis_driver.StreamRedelivery.from_metadata(metadata)
         settings = redis_driver.RedisSettings.from_metadata(metadata)
         # Blocking reads on a client of their own, whose read timeout leaves room for the block.
         self._reader = redis_driver.connect(
@@ -90,7 +89,7 @@ class RedisInputBinding(RedisBinding):
             return binding.TaskReading(self._loop(lambda: self._list_step(handler, where)), where, self._readings)
         consumer = f"{self.consumer_id}-{uuid.uuid4().hex[:12]}"
         await self._guarded(self._ensure_group)
-        state = {"reclaim_at": time.monotonic() + self.redeliver_interval}
+        state = {"reclaim_at": time.monotonic() + self.redelivery.interval}
 
         async def step() -> None:
             await self._stream_step(handler, where, consumer, state)
@@ -167,16 +166,16 @@ class RedisInputBinding(RedisBinding):
     async def _stream_entries(self, consumer: str, state: dict[str, float]) -> list[Any]:
         """Entries idle too long (when a reclaim is due), else new ones (blocking a while)."""
         entries: list[Any] = []
-        if self.redeliver_interval > 0 and time.monotonic() >= state["reclaim_at"]:
-            state["reclaim_at"] = time.monotonic() + self.redeliver_interval
-            idle_ms = max(1, int(self.processing_timeout * 1000))
+        redelivery = self.redelivery
+        if redelivery.enabled and time.monotonic() >= state["reclaim_at"]:
+            state["reclaim_at"] = time.monotonic() + redelivery.interval
             reply: Any = await self._reader.xautoclaim(
-                self.stream_key, self.consumer_id, consumer, idle_ms, start_id="0-0", count=16
+                self.stream_key, self.consumer_id, consumer, redelivery.idle_ms, start_id="0-0", count=16
             )
             entries = [entry for entry in reply[1] if entry[1] is not None]
         if not entries:
             block = BLOCK_SECONDS
-            if self.redeliver_interval > 0:
+            if redelivery.enabled:
                 block = max(0.001, min(block, state["reclaim_at"] - time.monotonic()))
             reply = await self._reader.xreadgroup(
                 self.consumer_id, consumer, {self.stream_key: ">"}, count=1, block=int(block * 1000)

@@ -3,9 +3,9 @@
 - publish: XADD <topic> [MAXLEN ~ maxLenApprox] * data <bytes>
 - a consumer group per consumerID (created at "0", MKSTREAM); each subscriber is one consumer
   of the group with a unique name, reading with XREADGROUP and acking with XACK on success.
-- a nacked message stays pending; every `redeliverInterval` each subscriber claims (XAUTOCLAIM)
-  the group's entries idle for more than `processingTimeout` (a failed handler, or a consumer
-  that died) and handles them again.
+- a nacked message stays pending; every `redeliverInterval` (60 s) each subscriber claims
+  (XAUTOCLAIM) the group's entries idle for more than `processingTimeout` (15 s; a failed
+  handler, or a consumer that died) and handles them again. Dapr's defaults; 0 turns it off.
 
 Cost per message is what limits throughput, so: publishes, acks and the other short commands
 share one automatically pipelined connection (_drivers/redis_autopipe); each subscription reads with
@@ -189,10 +189,10 @@ class _StreamSubscription:
             await asyncio.sleep(1.0)
 
     async def _reclaim_loop(self) -> None:
-        interval = self.owner.redeliver_interval
-        if interval <= 0:
+        redelivery = self.owner.redelivery
+        if not redelivery.enabled:
             return
-        idle_ms = max(1, int(self.owner.processing_timeout * 1000))
+        interval, idle_ms = redelivery.interval, redelivery.idle_ms
         while True:
             await asyncio.sleep(interval)
             try:
@@ -252,8 +252,7 @@ class RedisStreamsPubSub(PubSub):
         self.settings = redis_driver.RedisSettings.from_metadata(metadata)
         self.address = self.settings.address
         self.client = redis_driver.connect(self.settings, autopipeline=True)
-        self.processing_timeout = metadata.get_duration("processingTimeout", 60.0)
-        self.redeliver_interval = metadata.get_duration("redeliverInterval", 15.0)
+        self.redelivery = redis_driver.StreamRedelivery.from_metadata(metadata)
         self.max_len = metadata.get_int("maxLenApprox", 0)
         try:
             await self.client.ping()
