@@ -4,16 +4,19 @@ them, the `direction` metadata, and an HTTP app's reply to an event."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from layotto.api.dapr_http import state as http_state
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.bindings.cron import CronBinding, Schedule, ScheduleError, go_utc
+from layotto.components.state.base import SetRequest
 from layotto.errors import ConfigError
 from layotto.runtime.appchannel import BindingReply, http_binding_reply
-from layotto.runtime.bindings import allows, directions
+from layotto.runtime.cores import allows, directions
 
 #: A Friday, half a second past ten (UTC).
 NOW = dt.datetime(2024, 5, 17, 10, 0, 0, 500000, tzinfo=dt.UTC)
@@ -125,9 +128,42 @@ def test_direction_metadata_says_what_a_binding_may_be() -> None:
         ),
         (
             b'{"storeName": "s", "state": [{"key": "k", "value": 1}]}',
-            BindingReply(store_name="s", has_state=True),
+            BindingReply(store_name="s", states=[SetRequest(key="k", value=b"1")]),
+        ),
+        (
+            b'{"storeName": "s", "state": ['
+            b'{"key": "a", "value": {"b": 2.0, "a": "<x>"}, "etag": "7", "metadata": {"ttlInSeconds": "60"},'
+            b' "options": {"concurrency": "first-write", "consistency": "strong"}},'
+            b' {"key": "b", "value": "hi", "etag": "3", "options": {"concurrency": "last-write"}}]}',
+            BindingReply(
+                store_name="s",
+                states=[
+                    SetRequest(
+                        key="a",
+                        value=b'{"a":"\\u003cx\\u003e","b":2}',
+                        etag="7",
+                        metadata={"ttlInSeconds": "60"},
+                        concurrency="first-write",
+                        consistency="strong",
+                    ),
+                    # Last-write checks no etag, as the state APIs read it.
+                    SetRequest(key="b", value=b'"hi"', concurrency="last-write"),
+                ],
+            ),
+        ),
+        (
+            # What is not a state item is left out; a missing value is JSON's null.
+            b'{"storeName": "s", "state": [{"value": 1}, "x", {"key": "m", "metadata": {"n": 1}}, {"key": "ok"}]}',
+            BindingReply(store_name="s", states=[SetRequest(key="ok", value=b"null")]),
         ),
     ],
 )
 def test_an_http_apps_reply_is_read_as_daprs(body: bytes, expected: BindingReply) -> None:
     assert http_binding_reply(body) == expected
+
+
+@pytest.mark.parametrize("value", ["hi", 1, 2.0, 1.5, None, True, {"z": [1, "<&>"], "a": {}}, [], "\u2028"])
+def test_a_replys_state_is_stored_as_the_http_state_api_stores_it(value: object) -> None:
+    item = {"key": "k", "value": value, "etag": "0", "metadata": {"m": "v"}, "options": {"consistency": "eventual"}}
+    reply = http_binding_reply(json.dumps({"storeName": "s", "state": [item]}).encode())
+    assert reply.states == [http_state.set_request(item, {})]

@@ -14,7 +14,7 @@ from google.protobuf import empty_pb2
 
 from layotto.api.common import Answering, Ctx, answered
 from layotto.components.state import base as state
-from layotto.core.state import UPSERT, StateCore
+from layotto.core.state import UPSERT, StateCore, etag_of
 
 CONCURRENCY = {1: state.FIRST_WRITE, 2: state.LAST_WRITE}
 CONSISTENCY = {1: state.EVENTUAL, 2: state.STRONG}
@@ -23,22 +23,10 @@ __all__ = [
     "CONSISTENCY",
     "StateRpcs",
     "delete_request",
-    "etag_of",
     "get_request",
     "operation",
     "set_request",
 ]
-
-
-def etag_of(has: bool, value: str, concurrency: str) -> str | None:
-    """The etag a store must check, or None.
-
-    As upstream's stores read it: last-write ignores the etag, and "" or "0" mean "none"
-    (Layotto's JS SDK always sends "0" when the app gave no etag).
-    """
-    if not has or concurrency == state.LAST_WRITE or value in ("", "0"):
-        return None
-    return value
 
 
 def get_request(key: str, metadata: Any, consistency: int = 0) -> state.GetRequest:

@@ -18,7 +18,7 @@ from layotto.components.state import base as state
 from layotto.core.problems import Checks, Problem, guarded, named
 from layotto.errors import ComponentError
 
-__all__ = ["DELETE", "UPSERT", "BoundStore", "StateCore", "StateProblem", "bind_stores"]
+__all__ = ["DELETE", "UPSERT", "BoundStore", "StateCore", "StateProblem", "bind_stores", "etag_of"]
 
 UPSERT = "upsert"
 DELETE = "delete"
@@ -39,6 +39,18 @@ class StateProblem(Enum):
     DELETE_FAILED = "delete failed"  # facts: store, key
     BULK_DELETE_FAILED = "bulk delete failed"  # facts: store
     TRANSACTION_FAILED = "transaction failed"  # facts: store
+
+
+def etag_of(has: bool, value: str, concurrency: str) -> str | None:
+    """The etag a store must check, or None.
+
+    As upstream's stores read it: last-write ignores the etag, and "" or "0" mean "none"
+    (Layotto's JS SDK always sends "0" when the app gave no etag). Here, not in an API, because
+    the runtime reads etags too (the states of an app's reply to an input binding event).
+    """
+    if not has or concurrency == state.LAST_WRITE or value in ("", "0"):
+        return None
+    return value
 
 
 @dataclass(frozen=True, slots=True)

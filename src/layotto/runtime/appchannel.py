@@ -19,7 +19,7 @@ import base64
 import enum
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
@@ -27,7 +27,10 @@ from urllib.parse import quote
 import grpc
 from google.protobuf import any_pb2, empty_pb2
 
+from layotto.components.state.base import SetRequest
 from layotto.core.cloudevents import Event, encode
+from layotto.core.gojson import stringify
+from layotto.core.state import etag_of
 from layotto.errors import ConfigError
 from layotto.observability import tracing
 from layotto.runtime.invoke import (
@@ -77,14 +80,15 @@ def status_of(value: int) -> Status:
 @dataclass
 class BindingReply:
     """The app's answer to an input binding's event (Dapr's BindingEventResponse, or the JSON
-    body of an HTTP app's 2xx): write `data` to the output bindings `to`, one after the other
-    or all at once (`parallel`). `store_name` with state is not acted on (see docs/bindings.md)."""
+    body of an HTTP app's 2xx): save `states` to the state store `store_name`, and write `data`
+    to the output bindings `to`, one after the other or all at once (`parallel`)."""
 
     to: list[str] = field(default_factory=list)
     data: bytes = b""
     parallel: bool = False
     store_name: str = ""
-    has_state: bool = False
+    #: Each with the app's key, as a SaveState request carries it.
+    states: list[SetRequest] = field(default_factory=list)
 
 
 class BindingEventError(Exception):
@@ -565,12 +569,53 @@ def http_binding_reply(body: bytes) -> BindingReply:
     if not isinstance(answer, dict):
         return BindingReply()
     to = answer.get("to") or []
+    states = answer.get("state") or []
     return BindingReply(
         to=[str(name) for name in to] if isinstance(to, list) else [],
         data=json.dumps(answer["data"], separators=(",", ":")).encode() if "data" in answer else b"",
         parallel=str(answer.get("concurrency", "")).lower() == "parallel",
         store_name=str(answer.get("storeName") or ""),
-        has_state=bool(answer.get("state")),
+        states=[r for r in map(_reply_state, states if isinstance(states, list) else []) if r is not None],
+    )
+
+
+def _texts(values: Iterable[Any]) -> bool:
+    """Whether each of `values` is a string or absent, as Go's decoder wants a string field."""
+    return all(v is None or isinstance(v, str) for v in values)
+
+
+def _reply_state(item: Any) -> SetRequest | None:
+    """One item of a reply's `state` (daprd's state.SetRequest: key, value, etag, metadata,
+    options), read as the Dapr HTTP API reads a saved item, so that both store the same bytes
+    (`stringify`) and check the same etag; an item that is not one is left out, logged."""
+    if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+        log.warning("the app's reply to an input binding holds a state item without a key: %.200r", item)
+        return None
+    options = item.get("options") or {}
+    metadata = item.get("metadata") or {}
+    etag = item.get("etag")
+    if not (
+        isinstance(options, dict)
+        and _texts(options.get(k) for k in ("concurrency", "consistency"))
+        and isinstance(metadata, dict)
+        and _texts(metadata.values())
+        and _texts([etag])
+    ):
+        log.warning("the app's reply to an input binding holds a malformed state item %r", item["key"])
+        return None
+    concurrency, consistency = options.get("concurrency") or "", options.get("consistency") or ""
+    try:
+        value = stringify(item.get("value"))
+    except ValueError:  # NaN or Infinity: JSON Go would not have read
+        log.warning("the app's reply to an input binding holds a state item %r of no JSON value", item["key"])
+        return None
+    return SetRequest(
+        key=item["key"],
+        value=value,
+        etag=etag_of(etag is not None, etag or "", concurrency),
+        metadata={str(k): v or "" for k, v in metadata.items()},
+        concurrency=concurrency,
+        consistency=consistency,
     )
 
 

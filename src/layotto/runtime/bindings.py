@@ -16,10 +16,19 @@ Each event goes to the app through the `AppChannel` (`OnBindingEvent`; an HTTP a
 it (a gRPC error, another status, a timeout, no answer), and the component acks or leaves it to
 its backend accordingly. After a failure the binding's next answer waits a moment that grows
 with consecutive failures (50 ms doubling, up to 5 s), so that a backend redelivering at once
-does not spin. A reply naming output bindings in `to` has its `data` written to each of them
-(operation `create`) through the bindings core, one after the other (the first error stops
-them) or all at once with `concurrency: parallel`; their failures are logged and do not fail
-the event. State in a reply (`storeName`, `state`) is not saved.
+does not spin.
+
+A reply acts through the block cores the APIs use (`runtime/cores.py`), both parts at once and
+each regardless of the other, awaited before the event is acked:
+- its states (`storeName`, `state`) are saved to that store through the state core, with the
+  app's key prefix, exactly as the app's own SaveState would save them (daprd saves the keys
+  bare; here the app reads them back with GetState);
+- its `data` is written to each output binding named in `to` (operation `create`) through the
+  bindings core, one after the other (the first error stops them) or all at once with
+  `concurrency: parallel`. A binding whose `direction` says only `input` is no output binding,
+  here as for the APIs.
+A failed save or write (an unknown store or binding included) is logged and does not fail the
+event, as in daprd.
 
 While the app is unhealthy (app health checks) the readings are closed; the backend keeps the
 events meanwhile, and reading begins again once the app is healthy. Each delivery is counted
@@ -37,21 +46,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from layotto.components.bindings.base import (
-    CREATE,
-    Binding,
-    BindingEvent,
-    BindingFeature,
-    InvokeRequest,
-    OutputBinding,
-    Reading,
-)
-from layotto.core.bindings import BindingsCore, BindingsProblem
+from layotto.components.bindings.base import CREATE, Binding, BindingEvent, BindingFeature, InvokeRequest, Reading
+from layotto.core.bindings import BindingsProblem
 from layotto.core.problems import Checks
+from layotto.core.state import StateProblem
 from layotto.errors import BackendUnavailableError
 from layotto.observability import tracing
 from layotto.runtime.appchannel import AppChannel, BindingReply
 from layotto.runtime.apphealth import AppHealth, AppWorkService, retrying
+from layotto.runtime.cores import bindings_core, directions, state_core
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
@@ -61,7 +64,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("layotto.bindings.input")
 
-DIRECTION = "direction"
 ROUTE = "route"
 CALLBACK_TIMEOUT = "appCallbackTimeout"
 
@@ -80,19 +82,6 @@ def _meta(values: Mapping[str, object], key: str) -> str:
     return next((str(v) for k, v in values.items() if k.lower() == key.lower()), "")
 
 
-def directions(metadata: Mapping[str, object]) -> frozenset[str] | None:
-    """The binding's `direction` metadata ("input", "output", "input, output"); None without it."""
-    if not any(k.lower() == DIRECTION for k in metadata):
-        return None
-    return frozenset(part.strip().lower() for part in _meta(metadata, DIRECTION).split(",") if part.strip())
-
-
-def allows(metadata: Mapping[str, object], direction: str) -> bool:
-    """Whether a binding may serve as `direction`: no `direction` metadata allows both."""
-    said = directions(metadata)
-    return said is None or direction in said
-
-
 @dataclass(frozen=True)
 class InputSpec:
     """An input binding as the service reads it."""
@@ -106,21 +95,34 @@ class InputSpec:
 
 
 class Forwarder:
-    """Writes an app's reply to the output bindings it names (`to`)."""
+    """Acts on an app's reply: saves its states (`store_name`) and writes its data to the
+    output bindings it names (`to`), through the cores the APIs use."""
 
     def __init__(self, rt: Runtime) -> None:
-        outputs = {
-            name: c
-            for name, c in rt.components("bindings").items()
-            if isinstance(c, OutputBinding) and allows(_spec_metadata(rt, name), "output")
-        }
-        self.core = BindingsCore(outputs, Checks(list(BindingsProblem)))
-        self._state_warned = False
+        self.core = bindings_core(rt, Checks(list(BindingsProblem)))
+        # The app's key prefix is deliberate (daprd saves the keys bare): the states are saved as
+        # the app's own SaveState would save them, so that the app reads them back with GetState.
+        self.state = state_core(rt, Checks(list(StateProblem)))
 
     async def __call__(self, source: str, reply: BindingReply) -> None:
-        if reply.has_state and not self._state_warned:
-            self._state_warned = True
-            log.warning("state in the app's replies to input bindings (binding %s) is not saved", source)
+        # Independent, as in daprd: a failed save does not stop the writes, nor the reverse.
+        # Awaited (daprd saves in the background), so that stopping cannot lose a save.
+        await asyncio.gather(self._save(source, reply), self._forward(source, reply))
+
+    async def _save(self, source: str, reply: BindingReply) -> None:
+        if not reply.states:
+            return
+        try:
+            await self.state.save(reply.store_name, reply.states)
+        except Exception as exc:  # the event was taken: a failed save is logged, as by daprd
+            log.warning(
+                "saving the state of the app's reply to store %r (from binding %s) failed: %s",
+                reply.store_name,
+                source,
+                exc,
+            )
+
+    async def _forward(self, source: str, reply: BindingReply) -> None:
         if not reply.to:
             return
         if reply.parallel:

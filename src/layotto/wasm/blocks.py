@@ -11,15 +11,6 @@ from enum import Enum
 from typing import Any
 
 from layotto.api.answers import AnswerBook
-from layotto.api.wiring import (
-    bindings_core,
-    configuration_core,
-    lock_core,
-    pubsub_core,
-    secrets_core,
-    sequencer_core,
-    state_core,
-)
 from layotto.components.bindings.base import InvokeRequest as BindingRequest
 from layotto.components.state.base import DeleteRequest, GetRequest, SetRequest
 from layotto.core.bindings import BindingsCore
@@ -32,6 +23,15 @@ from layotto.core.sequencer import SequencerCore
 from layotto.core.state import StateCore
 from layotto.errors import LayottoError
 from layotto.observability import tracing
+from layotto.runtime.cores import (
+    bindings_core,
+    configuration_core,
+    lock_core,
+    pubsub_core,
+    secrets_core,
+    sequencer_core,
+    state_core,
+)
 from layotto.runtime.runtime import Runtime
 from layotto.wasm.abi import WasmResult, encode_pairs
 from layotto.wasm.answers import Answer, result_of

@@ -22,7 +22,7 @@ from layotto.api.dapr.metadata import DaprMetadataApi
 from layotto.api.dapr.pubsub import DaprPubSubApi, DaprSubscribeApi
 from layotto.api.dapr.secrets import DaprSecretsApi
 from layotto.api.dapr.state import DaprStateApi
-from layotto.api.wiring import bindings_core, configuration_core, lock_core, pubsub_core, secrets_core, state_core
+from layotto.runtime.cores import bindings_core, configuration_core, lock_core, pubsub_core, secrets_core, state_core
 from layotto.runtime.invoke import Invoker
 from layotto.runtime.runtime import Runtime
 

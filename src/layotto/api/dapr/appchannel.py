@@ -24,6 +24,7 @@ from dapr.proto.runtime.v1 import appcallback_pb2_grpc as cb_grpc
 from google.protobuf import any_pb2, empty_pb2, struct_pb2
 
 from layotto.api.dapr import base as _base  # noqa: F401  (dapr import without its legacy warning)
+from layotto.api.state import set_request
 from layotto.core.cloudevents import Event
 from layotto.runtime.appchannel import BindingReply, GrpcAppChannel, event_fields
 from layotto.runtime.invoke import InvokeRequest, InvokeResponse, call_headers
@@ -81,7 +82,8 @@ class DaprAppChannel(GrpcAppChannel):
             data=reply.data,
             parallel=reply.concurrency == cb.BindingEventResponse.PARALLEL,
             store_name=reply.store_name,
-            has_state=bool(reply.states),
+            # Read as SaveState reads its items, so that a reply stores what SaveState would.
+            states=[set_request(item) for item in reply.states],
         )
 
     async def _on_topic_event(self, event: Event, time_limit: float, headers: list[tuple[str, str]]) -> int:

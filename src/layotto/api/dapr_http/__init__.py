@@ -1,7 +1,7 @@
 """Dapr's HTTP API (daprd's `/v1.0/...` endpoints), served with aiohttp over the same block
 cores as the gRPC APIs: one store, three APIs.
 
-Each block's endpoints are a part (`state.py`, `pubsub.py`, ...) over the core `api/wiring.py`
+Each block's endpoints are a part (`state.py`, `pubsub.py`, ...) over the core `runtime/cores.py`
 builds, answering problems from this API's `answers.toml` (daprd's statuses, error codes and
 wording); the sidecar's own endpoints (health, metadata, shutdown) and service invocation sit
 beside them. `sidecar.py` builds it (`build`), starts it once the APIs are registered and stops
@@ -31,8 +31,8 @@ from layotto.api.dapr_http.metadata import MetadataApi
 from layotto.api.dapr_http.pubsub import PubSubApi
 from layotto.api.dapr_http.secrets import SecretsApi
 from layotto.api.dapr_http.state import StateApi
-from layotto.api.wiring import bindings_core, configuration_core, lock_core, pubsub_core, secrets_core, state_core
 from layotto.core.problems import Problem
+from layotto.runtime.cores import bindings_core, configuration_core, lock_core, pubsub_core, secrets_core, state_core
 from layotto.runtime.invoke import Invoker
 from layotto.runtime.runtime import Runtime
 

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from aiohttp import web
 
 from layotto.api.dapr_http.answers import HttpAnswers, answer
+from layotto.core.gojson import go_json, stringify
 from layotto.core.problems import Problem
 
 __all__ = [
@@ -48,41 +49,12 @@ METADATA_PREFIX = "metadata."
 K = TypeVar("K")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Go escapes these in every string it writes, so a JSON body is safe to embed in HTML.
-_HTML_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
-
 
 class BodyError(ValueError):
     """A request body Go's decoder would refuse; the message is what daprd reports."""
 
 
-# ---- JSON as Go writes and reads it ----
-
-
-def _as_float64(value: Any) -> Any:
-    """A value decoded into Go's `any`: every number is a float64, so 2.0 writes as 2."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _as_float64(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_as_float64(v) for v in value]
-    return value
-
-
-def go_json(value: Any, *, decoded: bool = False) -> str:
-    """`value` as Go's json.Marshal writes it: compact, HTML characters escaped. `decoded` for
-    a value Go decoded into `any` (its maps marshal with sorted keys, its numbers as float64)."""
-    if decoded:
-        value = _as_float64(value)
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=decoded, allow_nan=False)
-    return text.translate(_HTML_SAFE)
-
-
-def stringify(value: Any) -> bytes:
-    """A state value as daprd's stores persist what its HTTP API decoded: json.Marshal of it
-    (a string is stored quoted, a missing value as `null`)."""
-    return go_json(value, decoded=True).encode()
+# ---- JSON as Go reads it (Go's writing is layotto.core.gojson) ----
 
 
 def _reject_constant(name: str) -> Any:

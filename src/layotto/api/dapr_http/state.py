@@ -15,10 +15,9 @@ from aiohttp import web
 
 from layotto.api.dapr_http import common
 from layotto.api.dapr_http.answers import RequestProblem
-from layotto.api.state import etag_of
 from layotto.components.state import base as state
 from layotto.core.problems import Problem
-from layotto.core.state import DELETE, UPSERT, StateCore
+from layotto.core.state import DELETE, UPSERT, StateCore, etag_of
 
 __all__ = ["StateApi"]
 

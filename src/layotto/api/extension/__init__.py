@@ -15,9 +15,9 @@ from layotto.api.extension.delay_queue import DelayQueueApi
 from layotto.api.extension.email import EmailApi
 from layotto.api.extension.notify import NotifyApi
 from layotto.api.extension.oss import ObjectStorageApi
-from layotto.api.wiring import cryption_core, delay_queue_core, email_core, oss_core
 from layotto.components.delay_queue.base import DelayScheduler
 from layotto.core.notify import NotifyCore
+from layotto.runtime.cores import cryption_core, delay_queue_core, email_core, oss_core
 from layotto.runtime.runtime import Runtime
 from layotto_proto.spec.proto.extension.v1.cryption import cryption_pb2_grpc
 from layotto_proto.spec.proto.extension.v1.delay_queue import delay_queue_pb2_grpc

@@ -19,7 +19,7 @@ from layotto.api.layotto.pubsub import PubSubApi, SubscribeApi
 from layotto.api.layotto.secrets import SecretsApi
 from layotto.api.layotto.sequencer import SequencerApi
 from layotto.api.layotto.state import StateApi
-from layotto.api.wiring import (
+from layotto.runtime.cores import (
     bindings_core,
     configuration_core,
     file_core,

@@ -1,7 +1,10 @@
-"""Block cores built from the started runtime's components, for the API adapters.
+"""Block cores built from the started runtime's components, for the API adapters and the
+runtime's own machinery (the replies of input bindings' apps save state and write to output
+bindings through the same cores as the APIs).
 
 Each core gets its components (and their key layout) here, once the runtime has built them;
-the adapters get the core.
+the adapters get the core. Here, in the runtime, so that the runtime may build cores too
+without importing the APIs.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ from layotto.runtime.runtime import Runtime
 
 C = TypeVar("C", bound=Component)
 
+#: The binding metadata naming its directions.
+DIRECTION = "direction"
+
 
 def typed(rt: Runtime, block: str, kind: type[C]) -> dict[str, C]:
     """The block's components that implement `kind` (a block interface), by name."""
@@ -70,8 +76,34 @@ def secrets_core(rt: Runtime) -> SecretsCore:
     return SecretsCore(typed(rt, "secretstores", SecretStore))
 
 
+def directions(metadata: Mapping[str, object]) -> frozenset[str] | None:
+    """A binding's `direction` metadata ("input", "output", "input, output"); None without it."""
+    said = next((str(v) for k, v in metadata.items() if k.lower() == DIRECTION), None)
+    if said is None:
+        return None
+    return frozenset(part.strip().lower() for part in said.split(",") if part.strip())
+
+
+def allows(metadata: Mapping[str, object], direction: str) -> bool:
+    """Whether a binding may serve as `direction`: no `direction` metadata allows both."""
+    said = directions(metadata)
+    return said is None or direction in said
+
+
+def output_bindings(rt: Runtime) -> dict[str, OutputBinding]:
+    """The bindings that are outputs, by name: those implementing OutputBinding whose
+    `direction`, if any, names `output`. As in daprd, one whose direction says only `input` is
+    no output binding, so every API (and a reply's `to`) answers for it as for an unknown one."""
+    found: dict[str, OutputBinding] = {}
+    for name, binding in typed(rt, "bindings", OutputBinding).items():
+        spec = rt.spec("bindings", name)
+        if allows(spec.metadata if spec is not None else {}, "output"):
+            found[name] = binding
+    return found
+
+
 def bindings_core(rt: Runtime, checks: Checks) -> BindingsCore:
-    return BindingsCore(typed(rt, "bindings", OutputBinding), checks)
+    return BindingsCore(output_bindings(rt), checks)
 
 
 def pubsub_core(rt: Runtime, checks: Checks, style: PublishStyle) -> PubSubCore:
