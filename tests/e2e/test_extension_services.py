@@ -125,6 +125,6 @@ async def test_object_storage_refuses_what_no_local_store_has_a_meaning_for(tmp_
         err = await _error(stub.SignURL(oss_pb2.SignURLInput(store_name="nope")))
         assert err.details() == "not supported store type: nope"
         # A missing object fails while opening it, in upstream's words.
-        get = stub.GetObject(oss_pb2.GetObjectInput(store_name="files", bucket="b", key="missing"))
+        get = stub.GetObject(oss_pb2.GetObjectInput(store_name="files", bucket="bkt", key="missing"))
         err = await _error(get.read())
         assert err.details().startswith("get file fail,err: ")

@@ -12,6 +12,7 @@ import base64
 import binascii
 import functools
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,8 +32,69 @@ RAW_PAYLOAD = "rawPayload"
 TTL_IN_SECONDS = "ttlInSeconds"
 
 
+#: How deep the JSON the runtime parses (a CloudEvent, JSON event data, a state query) may nest.
+#: json.loads and the encoder recurse once per level, against the interpreter's recursion limit
+#: (1000, part of it spent by the caller's stack): past it they raise RecursionError, which no
+#: caller expects. Go's encoding/json stops at 10000; no real document comes near either.
+MAX_JSON_DEPTH = 128
+#: The longest `ttlInSeconds` an event may carry: the bound the state stores take too
+#: (components/state/base.py MAX_TTL_SECONDS), so the key means the same in every block, and
+#: far inside what a datetime can add.
+MAX_TTL_SECONDS = 2**31 - 1
+
+# A string (skipped whole: brackets in it do not nest) or a bracket.
+_JSON_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+# ASCII only, as Go's strconv.ParseInt reads it: int() would take Arabic-Indic digits (U+0661 U+0660) for 10.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
 class CloudEventError(ValueError):
     """The given CloudEvent (application/cloudevents+json) is not a JSON object."""
+
+
+class JsonTooDeepError(CloudEventError):
+    """JSON nested deeper than `limit` levels."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the JSON is nested deeper than {limit} levels")
+        self.limit = limit
+
+
+class TtlOutOfRangeError(ValueError):
+    """`ttlInSeconds` is an integer, but more than `limit`; `shown` is (the start of) it."""
+
+    def __init__(self, raw: str, limit: int) -> None:
+        self.shown = raw if len(raw) <= 40 else f"{raw[:40]}... ({len(raw)} characters)"
+        self.limit = limit
+        super().__init__(f"ttlInSeconds {self.shown} is out of range (at most {limit})")
+
+
+def _too_deep(data: bytes, limit: int) -> bool:
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False  # the common case, at C speed: there are not even that many brackets
+    depth = 0
+    for token in _JSON_TOKENS.finditer(data):
+        bracket = token[0]
+        if bracket in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif bracket in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
+def parse_json(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads of `data`; JsonTooDeepError (a ValueError, as a malformed document's) when it
+    nests deeper than `limit`."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if _too_deep(raw, limit):
+        raise JsonTooDeepError(limit)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        # Within the limit, yet past what the stack has left here.
+        raise JsonTooDeepError(limit) from None
 
 
 @functools.lru_cache(maxsize=256)  # a handful of content types, seen on every event
@@ -72,7 +134,8 @@ def new_envelope(
     source: str = DEFAULT_SOURCE,
     event_type: str = DEFAULT_TYPE,
 ) -> dict[str, Any]:
-    """Wrap `data` the way contrib's NewCloudEventsEnvelope does."""
+    """Wrap `data` the way contrib's NewCloudEventsEnvelope does; JsonTooDeepError for JSON data
+    nested deeper than MAX_JSON_DEPTH (contrib would keep it, up to Go's own limit)."""
     trace_id = current_traceparent() or trace_id
     content_type = content_type or TEXT_PLAIN
     envelope: dict[str, Any] = {
@@ -89,7 +152,9 @@ def new_envelope(
         envelope["traceparent"] = trace_id
     if is_json_type(content_type):
         try:
-            envelope["data"] = json.loads(data)
+            envelope["data"] = parse_json(data)
+        except JsonTooDeepError:
+            raise
         except ValueError:
             # contrib falls back to the text when the "JSON" does not parse
             envelope["data"] = data.decode("utf-8", errors="replace")
@@ -105,7 +170,9 @@ def from_cloudevent(data: bytes, *, topic: str, pubsub_name: str, trace_id: str 
     # A traced call's own span is the parent of the event, as for an invocation.
     trace_id = current_traceparent() or trace_id
     try:
-        envelope = json.loads(data)
+        envelope = parse_json(data)
+    except JsonTooDeepError:
+        raise
     except ValueError as exc:
         raise CloudEventError(str(exc)) from None
     if not isinstance(envelope, dict):
@@ -122,13 +189,29 @@ def from_cloudevent(data: bytes, *, topic: str, pubsub_name: str, trace_id: str 
     return envelope
 
 
-def apply_ttl(envelope: dict[str, Any], metadata: Mapping[str, str], now: datetime | None = None) -> None:
-    """`ttlInSeconds` metadata -> `expiration` (RFC 3339, UTC). Raises ValueError if not an int."""
+def ttl_of(metadata: Mapping[str, str]) -> int | None:
+    """The `ttlInSeconds` metadata (None when absent or <= 0: no expiry). ValueError when it is
+    not an ASCII integer, TtlOutOfRangeError when it is more than MAX_TTL_SECONDS."""
     raw = metadata.get(TTL_IN_SECONDS, "")
     if not raw:
-        return
-    seconds = int(raw)
-    if seconds <= 0:
+        return None
+    if not _INTEGER.fullmatch(raw):
+        raise ValueError(f"ttlInSeconds must be an integer, got {raw!r}")
+    if raw.startswith("-"):
+        return None
+    digits = raw.lstrip("+").lstrip("0") or "0"
+    # Measured first: int() of a long digit string is slow, and refused past 4300 digits.
+    seconds = int(digits) if len(digits) <= len(str(MAX_TTL_SECONDS)) else MAX_TTL_SECONDS + 1
+    if seconds > MAX_TTL_SECONDS:
+        raise TtlOutOfRangeError(raw, MAX_TTL_SECONDS)
+    return seconds if seconds > 0 else None
+
+
+def apply_ttl(envelope: dict[str, Any], metadata: Mapping[str, str], now: datetime | None = None) -> None:
+    """`ttlInSeconds` metadata -> `expiration` (RFC 3339, UTC). Raises ValueError if it is not an
+    integer, TtlOutOfRangeError (a ValueError) if it is more than MAX_TTL_SECONDS."""
+    seconds = ttl_of(metadata)
+    if seconds is None:
         return
     moment = (now or datetime.now(UTC)) + timedelta(seconds=seconds)
     envelope["expiration"] = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -197,7 +280,8 @@ def decode(payload: bytes, *, topic: str, pubsub_name: str, raw: bool = False, m
     envelope: Any = None
     if not raw:
         try:
-            envelope = json.loads(payload)
+            # One level more than publishing takes: the envelope around JSON data of that depth.
+            envelope = parse_json(payload, MAX_JSON_DEPTH + 1)
         except ValueError:
             envelope = None
     if not isinstance(envelope, dict) or "id" not in envelope or "specversion" not in envelope:

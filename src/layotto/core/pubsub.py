@@ -28,6 +28,7 @@ class PubSubProblem(Enum):
     TOPIC_EMPTY = "topic is empty"  # facts: name
     BAD_CLOUDEVENT = "the data is not a CloudEvent"  # cause: the parse error
     BAD_TTL = "ttlInSeconds is not an integer"  # facts: ttl (its repr)
+    TTL_OUT_OF_RANGE = "ttlInSeconds is more than an event may live"  # facts: ttl, limit
     PUBLISH_FAILED = "publish failed"  # facts: name, topic
     SUBSCRIBE_FAILED = "subscribe failed"  # facts: name, topic
     BULK_ENTRY_ID_INVALID = "a bulk entry's id is missing or repeated"  # facts: name, topic
@@ -98,23 +99,29 @@ class PubSubCore:
         counts from `due` (now when None), the moment the event is to be published."""
         if cloudevents.is_truthy(metadata.get(cloudevents.RAW_PAYLOAD)):
             return uuid.uuid4().hex, data
-        if cloudevents.is_cloudevent_type(content_type):
-            try:
+        try:
+            if cloudevents.is_cloudevent_type(content_type):
                 envelope = cloudevents.from_cloudevent(data, topic=topic, pubsub_name=name, trace_id=traceparent)
-            except cloudevents.CloudEventError as exc:
-                raise Problem(PubSubProblem.BAD_CLOUDEVENT, exc) from None
-        else:
-            envelope = cloudevents.new_envelope(
-                topic=topic,
-                pubsub_name=name,
-                data=data,
-                content_type=content_type,
-                trace_id=traceparent,
-                source=self._style.source,
-                event_type=self._style.event_type,
-            )
+            else:
+                envelope = cloudevents.new_envelope(
+                    topic=topic,
+                    pubsub_name=name,
+                    data=data,
+                    content_type=content_type,
+                    trace_id=traceparent,
+                    source=self._style.source,
+                    event_type=self._style.event_type,
+                )
+        except cloudevents.CloudEventError as exc:
+            # JSON nested too deep as well: upstream's answer to an envelope it cannot build.
+            raise Problem(PubSubProblem.BAD_CLOUDEVENT, exc) from None
         try:
             cloudevents.apply_ttl(envelope, metadata, now=due)
+        except cloudevents.TtlOutOfRangeError as exc:
+            # Refused by every API, even those that ignore a TTL that is no integer: upstream has
+            # no answer worth keeping (its time.Duration wraps around past ~9.2e9 s, and it drops
+            # a TTL past 64 bits), and the state stores' bound is the same.
+            raise Problem(PubSubProblem.TTL_OUT_OF_RANGE, ttl=exc.shown, limit=exc.limit) from None
         except ValueError:
             # An API that does not check the TTL publishes without one, as upstream Layotto does.
             self._checks.refuse([Problem(PubSubProblem.BAD_TTL, ttl=repr(metadata.get(cloudevents.TTL_IN_SECONDS)))])

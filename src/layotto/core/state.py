@@ -8,15 +8,16 @@ checks the key and puts the prefix before it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from layotto.components.keyprefix import SEPARATOR, key_prefix
 from layotto.components.state import base as state
+from layotto.core.cloudevents import parse_json
 from layotto.core.problems import Checks, Problem, guarded, named
-from layotto.errors import ComponentError
+from layotto.errors import ComponentError, ETagInvalidError
 
 __all__ = ["DELETE", "UPSERT", "BoundStore", "StateCore", "StateProblem", "bind_stores", "etag_of"]
 
@@ -39,6 +40,8 @@ class StateProblem(Enum):
     DELETE_FAILED = "delete failed"  # facts: store, key
     BULK_DELETE_FAILED = "bulk delete failed"  # facts: store
     TRANSACTION_FAILED = "transaction failed"  # facts: store
+    BAD_TTL = "ttlInSeconds is not an integer"  # facts: store, ttl (its repr)
+    TTL_OUT_OF_RANGE = "ttlInSeconds is more than the store keeps"  # facts: store, ttl, limit
 
 
 def etag_of(has: bool, value: str, concurrency: str) -> str | None:
@@ -96,6 +99,32 @@ class StateCore:
         for request in requests:
             request.key = self._key(bound, request.key)
 
+    @staticmethod
+    def _checked(bound: BoundStore, requests: Sequence[state.Operation], failed: StateProblem, **facts: Any) -> None:
+        """Refuse the call before the store sees any of `requests` when one's etag is not of the
+        store's format or a save's TTL is not one it keeps: a call that fails changes nothing,
+        on every store (a store that checked them itself could fail half way through a bulk
+        call, or after a first write). A malformed etag is answered as upstream answers the
+        store's ETagInvalid error: the operation's `failed` problem, with it as the cause."""
+        store = bound.store
+        etags = state.StateFeature.ETAG in store.features
+        limit = store.max_ttl_seconds()
+        for request in requests:
+            if request.etag and etags:
+                try:
+                    store.check_etag(request.etag)
+                except ETagInvalidError as exc:
+                    raise Problem(failed, exc, store=bound.name, **facts) from None
+            if isinstance(request, state.SetRequest):
+                try:
+                    state.ttl_seconds(request.metadata, limit)
+                except state.TtlError as exc:
+                    if exc.limit is None:
+                        raise Problem(StateProblem.BAD_TTL, store=bound.name, ttl=repr(exc.shown)) from None
+                    raise Problem(
+                        StateProblem.TTL_OUT_OF_RANGE, store=bound.name, ttl=exc.shown, limit=exc.limit
+                    ) from None
+
     async def get(self, store_name: str, request: state.GetRequest) -> state.GetResponse | None:
         bound = self.bound(store_name)
         key = request.key
@@ -121,6 +150,7 @@ class StateCore:
         self._prefixed(bound, requests)
         if not requests:
             return
+        self._checked(bound, requests, StateProblem.SAVE_FAILED)
         try:
             if len(requests) == 1:
                 await bound.store.set(requests[0])
@@ -133,6 +163,7 @@ class StateCore:
         bound = self.bound(store_name)
         key = request.key
         request.key = self._key(bound, key)
+        self._checked(bound, (request,), StateProblem.DELETE_FAILED, key=key)
         try:
             await bound.store.delete(request)
         except ComponentError as exc:
@@ -141,6 +172,7 @@ class StateCore:
     async def bulk_delete(self, store_name: str, requests: Sequence[state.DeleteRequest]) -> None:
         bound = self.bound(store_name)
         self._prefixed(bound, requests)
+        self._checked(bound, requests, StateProblem.BULK_DELETE_FAILED)
         try:
             await bound.store.bulk_delete(requests)
         except ComponentError as exc:
@@ -174,6 +206,7 @@ class StateCore:
                 self._checks.refuse(found)
             request.key = bound.prefix + request.key
             requests.append(request)
+        self._checked(bound, requests, StateProblem.TRANSACTION_FAILED)
         try:
             await bound.store.multi(requests, metadata)
         except ComponentError as exc:
@@ -185,7 +218,8 @@ class StateCore:
         if state.StateFeature.QUERY not in bound.store.features:
             raise Problem(StateProblem.QUERY_UNSUPPORTED, store=store_name)
         try:
-            document = json.loads(query)
+            # Bounded: the store walks the document recursively, as json.loads does.
+            document = parse_json(query)
         except ValueError as exc:
             raise Problem(StateProblem.QUERY_FAILED, exc, store=store_name) from exc
         if not isinstance(document, dict):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from layotto.components.file.base import FileStore
-from layotto.errors import NotFoundError
+from layotto.errors import InvalidArgumentError, NotFoundError
 from tests.contract.file.backends import ROWS, Row
 from tests.support.rows import params
 
@@ -54,3 +54,28 @@ async def test_put_get_stat_list_delete(store: FileStore) -> None:
         await store.stat(f"{folder}/a", {})
     with pytest.raises(NotFoundError):
         await _read(store, f"{folder}/a")
+
+
+def _outside(tmp_path: Path) -> list[Path]:
+    """What exists in the scratch folder outside the store's root (the row's `files`)."""
+    return [p for p in tmp_path.rglob("*") if "files" not in p.relative_to(tmp_path).parts]
+
+
+@pytest.mark.parametrize("name", ["../x", "a/../../x", "/../x", ".", "/", "a/..", "a\x00b"])
+async def test_the_store_confines_names_without_the_core(store: FileStore, tmp_path: Path, name: str) -> None:
+    # The block core refuses these first; a store must not rely on it.
+    with pytest.raises(InvalidArgumentError):
+        await store.put(name, _chunks(b"x"), {})
+    with pytest.raises(InvalidArgumentError):
+        await _read(store, name)
+    with pytest.raises(InvalidArgumentError):
+        await store.delete(name, {})
+    assert _outside(tmp_path) == []
+
+
+@pytest.mark.parametrize("mode", [str(0o4755), str(0o2755), str(0o1777), "512", "-1", "9" * 400], ids=lambda m: m[:8])
+async def test_the_store_refuses_modes_beyond_permission_bits(store: FileStore, tmp_path: Path, mode: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="fileMode"):
+        await store.put("f", _chunks(b"x"), {"fileMode": mode})
+    with pytest.raises(NotFoundError):
+        await store.stat("f", {})

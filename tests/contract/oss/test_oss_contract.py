@@ -4,6 +4,7 @@ not declare are refused with UnsupportedError."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from layotto.components.oss.base import ObjectStore, OssFeature, PartSource, PutOptions
-from layotto.errors import NotFoundError, UnsupportedError
+from layotto.errors import InvalidArgumentError, NotFoundError, UnsupportedError
 from tests.contract.oss.backends import ROWS, Row
 from tests.support.rows import params
 
@@ -134,3 +135,20 @@ async def test_feature(store: ObjectStore, row: Row, bucket: str, feature: OssFe
         with pytest.raises(UnsupportedError) as refused:
             await call
         assert refused.value.feature == feature
+
+
+@pytest.mark.parametrize("name", ["bucket\n", "Upper", "ab", "a/b/c", ".uploads", "..", "two..dots", "nul\x00x"])
+async def test_the_store_refuses_bad_buckets_without_the_core(store: ObjectStore, tmp_path: Path, name: str) -> None:
+    # The core refuses these first, with S3's reasons; a store must not rely on it.
+    with pytest.raises(InvalidArgumentError):
+        await store.put_object(name, "k", _body(b"x"), PutOptions())
+    with pytest.raises(InvalidArgumentError):
+        await store.list_objects(name, "", "", 10, "")
+    made = await asyncio.to_thread(lambda: [p.name for p in tmp_path.rglob("*")])
+    assert sorted(made) == [".tmp", ".uploads", "objects"]
+
+
+async def test_the_store_refuses_a_negative_start_without_the_core(store: ObjectStore, bucket: str) -> None:
+    await store.put_object(bucket, "k", _body(b"0123456789"), PutOptions())
+    with pytest.raises(InvalidArgumentError, match="InvalidRange"):
+        await store.get_object(bucket, "k", -1, 5)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable
 import grpc
 import pytest
 
-from layotto.components.state.base import GetRequest, StateStore
+from layotto.components.state.base import GetRequest, StateFeature, StateStore
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 from .backends import APP_ID, PREFIXED_STORES, STORE
@@ -166,6 +166,38 @@ async def test_first_write(env: StateEnv) -> None:
     assert err.code() == grpc.StatusCode.ABORTED
     reply = await get(env, key)
     assert (reply.data, reply.etag) == (b"c", "2")
+
+
+async def test_an_etag_on_a_missing_key_is_a_mismatch(env: StateEnv) -> None:
+    """One rule on every store (docs/state.md): a key that does not exist has no etag to match,
+    so a save, a delete or a transaction naming one is refused (ABORTED) and changes nothing."""
+    if StateFeature.ETAG not in env.backend.features:
+        pytest.skip("the store has no etags")
+    missing, gone, fresh = new_key(), new_key(), new_key()
+    await save(env, gone, b"x")
+    await delete(env, gone)
+    for key in (missing, gone):
+        err = await rpc_error(save(env, key, b"v", etag="1"))
+        assert err.code() == grpc.StatusCode.ABORTED, err.details()
+        assert err.details().startswith(f"failed saving state in state store {STORE}: ")
+        err = await rpc_error(save(env, key, b"v", etag="1", options=pb.StateOptions(concurrency=FIRST_WRITE)))
+        assert err.code() == grpc.StatusCode.ABORTED, err.details()
+        err = await rpc_error(delete(env, key, etag="1"))
+        assert err.code() == grpc.StatusCode.ABORTED, err.details()
+        assert err.details().startswith(f"failed deleting state with key {key}: ")
+        assert (await get(env, key)).etag == ""
+    if StateFeature.TRANSACTIONAL in env.backend.features:
+        for bad in (_op("upsert", missing, b"v", etag="1"), _op("delete", missing, etag="1")):
+            err = await rpc_error(
+                env.stub.ExecuteStateTransaction(
+                    pb.ExecuteStateTransactionRequest(storeName=STORE, operations=[_op("upsert", fresh, b"f"), bad])
+                )
+            )
+            # The Layotto API answers Internal for every failed transaction, as upstream.
+            assert err.code() == grpc.StatusCode.INTERNAL, err.details()
+            assert err.details().startswith("error while executing state transaction: ")
+        assert (await get(env, fresh)).etag == "", "a refused transaction applies nothing"
+    assert (await get(env, missing)).etag == ""
 
 
 # ---- bulk ----

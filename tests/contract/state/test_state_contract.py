@@ -98,6 +98,24 @@ async def test_etag_feature(store: StateStore, row: Row) -> None:
     assert now is not None and now.data == b"b" and now.etag != first.etag
 
 
+async def test_etag_on_a_missing_key_is_a_mismatch(store: StateStore, row: Row) -> None:
+    """The one etag rule of every store: a key that does not exist has no etag to match."""
+    if StateFeature.ETAG not in row.features:
+        pytest.skip("the store has no etags")
+    missing, fresh = new_key(), new_key()
+    with pytest.raises(ETagMismatchError):
+        await store.set(SetRequest(missing, b"v", etag="1"))
+    with pytest.raises(ETagMismatchError):
+        await store.delete(DeleteRequest(missing, etag="1"))
+    if StateFeature.TRANSACTIONAL in row.features:
+        with pytest.raises(ETagMismatchError):
+            await store.multi([SetRequest(fresh, b"f"), SetRequest(missing, b"v", etag="1")], {})
+        with pytest.raises(ETagMismatchError):
+            await store.multi([SetRequest(fresh, b"f"), DeleteRequest(missing, etag="1")], {})
+    assert await store.get(GetRequest(missing)) is None
+    assert await store.get(GetRequest(fresh)) is None
+
+
 async def test_transactional_feature(store: StateStore, row: Row) -> None:
     kept, gone, fresh = new_key(), new_key(), new_key()
     if StateFeature.TRANSACTIONAL not in row.features:

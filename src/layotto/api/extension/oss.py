@@ -46,9 +46,10 @@ class ObjectStorageApi(Answering[OssCore]):
         first = await anext(aiter(request_iterator), None)
         if first is None:
             return pb.PutObjectOutput()  # upstream: a stream closed at once is no call at all
-        store = self.core.store(first.store_name)
         opts = PutOptions.headers_of(first, meta=dict(first.meta), tags=dict(first.tagging))
-        info = await self.core.call(store.put_object(first.bucket, first.key, _bodies(first, request_iterator), opts))
+        info = await self.core.put_object(
+            first.store_name, first.bucket, first.key, _bodies(first, request_iterator), opts
+        )
         return pb.PutObjectOutput(etag=info.etag)
 
     async def GetObject(self, request: pb.GetObjectInput, context: Ctx) -> AsyncIterator[pb.GetObjectOutput]:
@@ -91,38 +92,35 @@ class ObjectStorageApi(Answering[OssCore]):
 
     @answered
     async def DeleteObject(self, request: pb.DeleteObjectInput, context: Ctx) -> pb.DeleteObjectOutput:
-        store = self.core.store(request.store_name)
-        await self.core.call(store.delete_object(request.bucket, request.key))
+        await self.core.delete_object(request.store_name, request.bucket, request.key)
         return pb.DeleteObjectOutput()
 
     @answered
     async def DeleteObjects(self, request: pb.DeleteObjectsInput, context: Ctx) -> pb.DeleteObjectsOutput:
-        store = self.core.store(request.store_name)
+        targets = request.delete.objects
+        await self.core.delete_objects(request.store_name, request.bucket, [target.key for target in targets])
         reply = pb.DeleteObjectsOutput()
-        for target in request.delete.objects:
-            await self.core.call(store.delete_object(request.bucket, target.key))
-            if not request.delete.quiet:
+        if not request.delete.quiet:
+            for target in targets:
                 reply.deleted.add(key=target.key, version_id=target.version_id)
         return reply
 
     @answered
     async def CopyObject(self, request: pb.CopyObjectInput, context: Ctx) -> pb.CopyObjectOutput:
-        store = self.core.store(request.store_name)
         source = request.copy_source
         replace = (
             PutOptions(meta=dict(request.metadata), expires=request.expires)
             if request.metadata_directive.upper() == "REPLACE"
             else None
         )
-        info = await self.core.call(
-            store.copy_object(
-                source.copy_source_bucket,
-                source.copy_source_key,
-                request.bucket,
-                request.key,
-                replace,
-                dict(request.tagging),
-            )
+        info = await self.core.copy_object(
+            request.store_name,
+            source.copy_source_bucket,
+            source.copy_source_key,
+            request.bucket,
+            request.key,
+            replace,
+            dict(request.tagging),
         )
         return pb.CopyObjectOutput(
             copy_object_result=pb.CopyObjectResult(etag=info.etag, last_modified=info.last_modified)
@@ -130,9 +128,8 @@ class ObjectStorageApi(Answering[OssCore]):
 
     @answered
     async def ListObjects(self, request: pb.ListObjectsInput, context: Ctx) -> pb.ListObjectsOutput:
-        store = self.core.store(request.store_name)
-        listing = await self.core.call(
-            store.list_objects(request.bucket, request.prefix, request.marker, request.maxKeys, request.delimiter)
+        listing = await self.core.list_objects(
+            request.store_name, request.bucket, request.prefix, request.marker, request.maxKeys, request.delimiter
         )
         return pb.ListObjectsOutput(
             common_prefixes=listing.common_prefixes,
@@ -149,8 +146,7 @@ class ObjectStorageApi(Answering[OssCore]):
 
     @answered
     async def HeadObject(self, request: pb.HeadObjectInput, context: Ctx) -> pb.HeadObjectOutput:
-        store = self.core.store(request.store_name)
-        info = await self.core.call(store.head_object(request.bucket, request.key))
+        info = await self.core.head_object(request.store_name, request.bucket, request.key)
         # As upstream's aws.oss: the object's user metadata; system headers on request.
         result = dict(info.meta)
         if request.with_details:
@@ -167,8 +163,7 @@ class ObjectStorageApi(Answering[OssCore]):
 
     @answered
     async def IsObjectExist(self, request: pb.IsObjectExistInput, context: Ctx) -> pb.IsObjectExistOutput:
-        store = self.core.store(request.store_name)
-        found = await self.core.call(store.exists(request.bucket, request.key))
+        found = await self.core.exists(request.store_name, request.bucket, request.key)
         return pb.IsObjectExistOutput(file_exist=found)
 
     @answered
@@ -178,32 +173,28 @@ class ObjectStorageApi(Answering[OssCore]):
         first = await anext(aiter(request_iterator), None)
         if first is None:
             return pb.AppendObjectOutput()
-        store = self.core.store(first.store_name)
         opts = PutOptions.headers_of(first, tags=dict(first.tags))
-        position = await self.core.call(
-            store.append_object(first.bucket, first.key, first.position, _bodies(first, request_iterator), opts)
+        position = await self.core.append_object(
+            first.store_name, first.bucket, first.key, first.position, _bodies(first, request_iterator), opts
         )
         return pb.AppendObjectOutput(append_position=position)
 
     # ---- tagging ----
     @answered
     async def PutObjectTagging(self, request: pb.PutObjectTaggingInput, context: Ctx) -> pb.PutObjectTaggingOutput:
-        store = self.core.store(request.store_name)
-        await self.core.call(store.put_tags(request.bucket, request.key, dict(request.tags)))
+        await self.core.put_tags(request.store_name, request.bucket, request.key, dict(request.tags))
         return pb.PutObjectTaggingOutput()
 
     @answered
     async def DeleteObjectTagging(
         self, request: pb.DeleteObjectTaggingInput, context: Ctx
     ) -> pb.DeleteObjectTaggingOutput:
-        store = self.core.store(request.store_name)
-        await self.core.call(store.put_tags(request.bucket, request.key, {}))
+        await self.core.put_tags(request.store_name, request.bucket, request.key, {})
         return pb.DeleteObjectTaggingOutput()
 
     @answered
     async def GetObjectTagging(self, request: pb.GetObjectTaggingInput, context: Ctx) -> pb.GetObjectTaggingOutput:
-        store = self.core.store(request.store_name)
-        tags = await self.core.call(store.get_tags(request.bucket, request.key))
+        tags = await self.core.get_tags(request.store_name, request.bucket, request.key)
         return pb.GetObjectTaggingOutput(tags=tags)
 
     # ---- multipart ----
@@ -211,9 +202,8 @@ class ObjectStorageApi(Answering[OssCore]):
     async def CreateMultipartUpload(
         self, request: pb.CreateMultipartUploadInput, context: Ctx
     ) -> pb.CreateMultipartUploadOutput:
-        store = self.core.store(request.store_name)
         opts = PutOptions.headers_of(request, meta=dict(request.meta_data), tags=dict(request.tagging))
-        upload_id = await self.core.call(store.create_multipart(request.bucket, request.key, opts))
+        upload_id = await self.core.create_multipart(request.store_name, request.bucket, request.key, opts)
         return pb.CreateMultipartUploadOutput(bucket=request.bucket, key=request.key, upload_id=upload_id)
 
     @answered
@@ -223,28 +213,26 @@ class ObjectStorageApi(Answering[OssCore]):
         first = await anext(aiter(request_iterator), None)
         if first is None:
             return pb.UploadPartOutput()
-        store = self.core.store(first.store_name)
-        part = await self.core.call(
-            store.upload_part(
-                first.bucket, first.key, first.upload_id, first.part_number, _bodies(first, request_iterator)
-            )
+        part = await self.core.upload_part(
+            first.store_name,
+            first.bucket,
+            first.key,
+            first.upload_id,
+            first.part_number,
+            _bodies(first, request_iterator),
         )
         return pb.UploadPartOutput(etag=part.etag)
 
     @answered
     async def UploadPartCopy(self, request: pb.UploadPartCopyInput, context: Ctx) -> pb.UploadPartCopyOutput:
-        store = self.core.store(request.store_name)
         source = request.copy_source
-        part = await self.core.call(
-            store.upload_part_copy(
-                request.bucket,
-                request.key,
-                request.upload_id,
-                request.part_number,
-                PartSource(
-                    source.copy_source_bucket, source.copy_source_key, request.start_position, request.part_size
-                ),
-            )
+        part = await self.core.upload_part_copy(
+            request.store_name,
+            request.bucket,
+            request.key,
+            request.upload_id,
+            request.part_number,
+            PartSource(source.copy_source_bucket, source.copy_source_key, request.start_position, request.part_size),
         )
         return pb.UploadPartCopyOutput(
             copy_part_result=pb.CopyPartResult(etag=part.etag, last_modified=part.last_modified)
@@ -254,9 +242,10 @@ class ObjectStorageApi(Answering[OssCore]):
     async def CompleteMultipartUpload(
         self, request: pb.CompleteMultipartUploadInput, context: Ctx
     ) -> pb.CompleteMultipartUploadOutput:
-        store = self.core.store(request.store_name)
         parts = [(p.part_number, p.etag) for p in request.multipart_upload.parts]
-        info = await self.core.call(store.complete_multipart(request.bucket, request.key, request.upload_id, parts))
+        info = await self.core.complete_multipart(
+            request.store_name, request.bucket, request.key, request.upload_id, parts
+        )
         return pb.CompleteMultipartUploadOutput(
             bucket=request.bucket, key=request.key, etag=info.etag, location=f"{request.bucket}/{request.key}"
         )
@@ -265,19 +254,20 @@ class ObjectStorageApi(Answering[OssCore]):
     async def AbortMultipartUpload(
         self, request: pb.AbortMultipartUploadInput, context: Ctx
     ) -> pb.AbortMultipartUploadOutput:
-        store = self.core.store(request.store_name)
-        await self.core.call(store.abort_multipart(request.bucket, request.key, request.upload_id))
+        await self.core.abort_multipart(request.store_name, request.bucket, request.key, request.upload_id)
         return pb.AbortMultipartUploadOutput()
 
     @answered
     async def ListMultipartUploads(
         self, request: pb.ListMultipartUploadsInput, context: Ctx
     ) -> pb.ListMultipartUploadsOutput:
-        store = self.core.store(request.store_name)
-        listing = await self.core.call(
-            store.list_uploads(
-                request.bucket, request.prefix, request.key_marker, request.upload_id_marker, request.max_uploads
-            )
+        listing = await self.core.list_uploads(
+            request.store_name,
+            request.bucket,
+            request.prefix,
+            request.key_marker,
+            request.upload_id_marker,
+            request.max_uploads,
         )
         return pb.ListMultipartUploadsOutput(
             bucket=request.bucket,
@@ -298,11 +288,13 @@ class ObjectStorageApi(Answering[OssCore]):
 
     @answered
     async def ListParts(self, request: pb.ListPartsInput, context: Ctx) -> pb.ListPartsOutput:
-        store = self.core.store(request.store_name)
-        listing = await self.core.call(
-            store.list_parts(
-                request.bucket, request.key, request.upload_id, request.part_number_marker, request.max_parts
-            )
+        listing = await self.core.list_parts(
+            request.store_name,
+            request.bucket,
+            request.key,
+            request.upload_id,
+            request.part_number_marker,
+            request.max_parts,
         )
         return pb.ListPartsOutput(
             bucket=request.bucket,

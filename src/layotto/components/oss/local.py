@@ -41,7 +41,9 @@ from layotto.errors import InvalidArgumentError, NotFoundError
 READ_CHUNK = 1024 * 1024
 MAX_KEYS = 1000
 MAX_PARTS = 10000
-_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+#: S3's bucket names (the core checks them too, with reasons): they begin with a letter or
+#: digit, so none names the bookkeeping folders, and hold no "/" or control character.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 #: Longest quoted key that still fits a file name with its suffix (255 bytes on most file systems).
 _MAX_QUOTED = 245
 _DATA, _META = ".data", ".meta"
@@ -162,8 +164,9 @@ class LocalObjectStore(oss.ObjectStore):
 
     # ---- names ----
     def _bucket(self, bucket: str) -> Path:
-        if not _BUCKET.match(bucket):
-            raise InvalidArgumentError(f"invalid bucket name {bucket!r}")
+        # fullmatch: `$` in a pattern also matches before a final newline.
+        if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+            raise InvalidArgumentError(f"invalid bucket name {bucket[:63]!r}")
         return self.root / bucket
 
     def _paths(self, bucket: str, key: str) -> tuple[Path, Path]:
@@ -228,6 +231,8 @@ class LocalObjectStore(oss.ObjectStore):
         return await self._commit_object(bucket, key, writer, doc)
 
     async def get_object(self, bucket: str, key: str, start: int, end: int) -> oss.ObjectBody:
+        if start < 0:
+            raise InvalidArgumentError(f"InvalidRange: the range starts at {start}, before the object")
         data_path, _ = self._paths(bucket, key)
         doc = await self._meta(bucket, key)
         try:
@@ -240,7 +245,8 @@ class LocalObjectStore(oss.ObjectStore):
             ranged = start > 0 or end >= 0
             last = total - 1 if end < 0 or end >= total else end
             if ranged and (start >= total or start > last):
-                raise InvalidArgumentError(f"InvalidRange: bytes {start}-{end} are outside the object ({total} bytes)")
+                asked = f"{start}-{end}" if end >= 0 else f"{start}-"
+                raise InvalidArgumentError(f"InvalidRange: bytes {asked} are outside the object ({total} bytes)")
             if start:
                 await asyncio.to_thread(handle.seek, start)
         except BaseException:

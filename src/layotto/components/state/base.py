@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import re
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from layotto.components.base import Component, Feature, unsupported
-from layotto.errors import ComponentError, ETagInvalidError, InvalidArgumentError
+from layotto.components.base import Component, Feature, Metadata, unsupported
+from layotto.errors import ComponentError, ConfigError, ETagInvalidError, InvalidArgumentError
 
 FIRST_WRITE = "first-write"
 LAST_WRITE = "last-write"
@@ -115,27 +116,101 @@ class BulkGetItem:
 Operation = SetRequest | DeleteRequest
 
 
-def ttl_seconds(metadata: dict[str, str]) -> int | None:
-    """The `ttlInSeconds` metadata: None when absent, <= 0 meaning "never expire"."""
+#: The longest `ttlInSeconds` a save may ask for: upstream's bound (components-contrib
+#: state/utils.ParseTTL refuses more than math.MaxInt32), which Redis's EXPIRE, PostgreSQL's
+#: integer interval and a float expiry time all hold.
+MAX_TTL_SECONDS = 2**31 - 1
+#: The largest version (etag) a built-in store keeps: a signed 64-bit column, or a Redis integer.
+MAX_VERSION = 2**63 - 1
+
+# ASCII only: int() also takes other scripts' digits (U+0661, ARABIC-INDIC ONE, is 1), '+',
+# '_' and spaces, so a version written in any of them would match one it was never given for.
+_DIGITS = re.compile(r"[0-9]+")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    # A metadata value or an etag can be megabytes long; a message names its start only.
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _bounded_int(text: str, limit: int) -> int | None:
+    """`text` (an optionally signed ASCII integer) as an int, or None when it is over `limit`;
+    never int() of a long digit string (slow, and refused past 4300 digits). A negative one too
+    long to read is -1: any TTL <= 0 means the same, "never expire"."""
+    digits = text.lstrip("+-").lstrip("0")
+    if len(digits) > len(str(limit)):
+        return None if not text.startswith("-") else -1
+    value = int(text)
+    return None if value > limit else value
+
+
+class TtlError(InvalidArgumentError):
+    """`ttlInSeconds` is not an integer (`limit` None), or is more than `limit`."""
+
+    def __init__(self, raw: str, limit: int | None) -> None:
+        self.shown = _shown(raw)
+        self.limit = limit
+        if limit is None:
+            super().__init__(f"ttlInSeconds must be an integer, got {self.shown!r}")
+        else:
+            super().__init__(f"ttlInSeconds {self.shown} is out of range (at most {limit})")
+
+
+def ttl_seconds(metadata: dict[str, str], limit: int = MAX_TTL_SECONDS) -> int | None:
+    """The `ttlInSeconds` metadata: None when absent, <= 0 meaning "never expire"; TtlError when
+    it is not an ASCII integer or is more than `limit`."""
     raw = metadata.get(TTL_METADATA)
     if raw is None or raw == "":
         return None
+    if not _INTEGER.fullmatch(raw):
+        raise TtlError(raw, None)
+    value = _bounded_int(raw, limit)
+    if value is None:
+        raise TtlError(raw, limit)
+    return value
+
+
+def default_ttl(metadata: Metadata, limit: int = MAX_TTL_SECONDS) -> int | None:
+    """A store's own `ttlInSeconds` (component metadata), for saves that name none; a bad one
+    fails the configuration, not every save."""
     try:
-        return int(raw)
-    except ValueError:
-        raise InvalidArgumentError(f"ttlInSeconds must be an integer, got {raw!r}") from None
+        return ttl_seconds({TTL_METADATA: metadata.get_str(TTL_METADATA)}, limit)
+    except TtlError as exc:
+        raise ConfigError(str(exc), f"{metadata.where}.metadata.{TTL_METADATA}") from None
+
+
+def is_version(etag: str) -> bool:
+    """Whether `etag` is written as a version number (ASCII digits), whatever its size."""
+    return _DIGITS.fullmatch(etag) is not None
 
 
 def parse_version(etag: str) -> int:
-    """A numeric etag (the version counter every built-in store uses), or ETagInvalidError."""
-    try:
-        return int(etag)
-    except ValueError:
-        raise ETagInvalidError(f"invalid etag value: {etag!r} is not a version number") from None
+    """A numeric etag (the version counter every built-in store uses): ASCII digits, at most
+    MAX_VERSION; else ETagInvalidError."""
+    if not is_version(etag):
+        raise ETagInvalidError(f"invalid etag value: {_shown(etag)!r} is not a version number")
+    version = _bounded_int(etag, MAX_VERSION)
+    if version is None:
+        raise ETagInvalidError(f"invalid etag value: {_shown(etag)} is out of range (at most {MAX_VERSION})")
+    return version
 
 
 class StateStore(Component):
     features: frozenset[StateFeature] = frozenset()
+
+    def check_etag(self, etag: str) -> None:
+        """Raise ETagInvalidError unless `etag` is of this store's format (StateFeature.ETAG).
+
+        The State core asks before any write of a request reaches the store, so that a malformed
+        etag changes nothing anywhere; a store whose etags are not version numbers overrides it.
+        """
+        parse_version(etag)
+
+    def max_ttl_seconds(self) -> int:
+        """The longest `ttlInSeconds` this store can keep (StateFeature.TTL); the State core
+        refuses a longer one before the store sees the request."""
+        return MAX_TTL_SECONDS
 
     @abstractmethod
     async def get(self, request: GetRequest) -> GetResponse | None:

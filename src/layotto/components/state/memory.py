@@ -34,14 +34,17 @@ class InMemoryStateStore(state.StateStore):
         entry = self._live(request.key)
         return None if entry is None else state.GetResponse(entry.data, str(entry.version))
 
-    @staticmethod
-    def _check(entry: _Entry | None, etag: str | None, concurrency: str) -> None:
+    def check_etag(self, etag: str) -> None:
+        # This store's wording for a malformed etag since its first version: apps match on it.
+        if not state.is_version(etag):
+            raise ETagInvalidError(f"invalid etag {etag!r}")
+        state.parse_version(etag)
+
+    def _check(self, entry: _Entry | None, etag: str | None, concurrency: str) -> None:
         if etag:
-            try:
-                int(etag)
-            except ValueError:
-                raise ETagInvalidError(f"invalid etag {etag!r}") from None
-            if entry is None or str(entry.version) != etag:
+            self.check_etag(etag)
+            # A key that does not exist has no version an etag could match (docs/state.md).
+            if entry is None or entry.version != state.parse_version(etag):
                 raise ETagMismatchError("possible etag mismatch")
         elif concurrency == state.FIRST_WRITE and entry is not None:
             raise ETagMismatchError("first-write: the key exists and no etag was given")
@@ -49,7 +52,7 @@ class InMemoryStateStore(state.StateStore):
     def _set(self, request: state.SetRequest) -> None:
         entry = self._live(request.key)
         self._check(entry, request.etag, request.concurrency)
-        ttl = state.ttl_seconds(request.metadata)
+        ttl = state.ttl_seconds(request.metadata, self.max_ttl_seconds())
         expires = time.monotonic() + ttl if ttl is not None and ttl > 0 else None
         self._items[request.key] = _Entry(request.value, (entry.version if entry else 0) + 1, expires)
 

@@ -16,7 +16,9 @@ import contextlib
 import logging
 import re
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiomysql
@@ -39,6 +41,12 @@ _DUPLICATE_KEY = 1062
 # Values travel hex-encoded into UNHEX(): aiomysql 0.3 cannot escape bytes parameters with
 # PyMySQL >= 1.1 (it imports a helper PyMySQL replaced by a placeholder string).
 _MAX_KEYS_PER_STATEMENT = 1000
+#: The last second a TIMESTAMP column holds (MySQL; MariaDB before 11.5). An expiry past it is
+#: refused by a strict server (an INTERNAL answer) and stored as zero, already expired, by a lax
+#: one (the value lost).
+_TIMESTAMP_END = datetime(2038, 1, 19, 3, 14, 7, tzinfo=UTC).timestamp()
+#: The server's clock may run ahead of this host's.
+_CLOCK_MARGIN = 86400
 
 
 def _tls(value: str) -> ssl.SSLContext | None:
@@ -55,6 +63,10 @@ def _tls(value: str) -> ssl.SSLContext | None:
 class MysqlStateStore(PooledSqlStateStore[aiomysql.Pool, aiomysql.Cursor]):
     _table = "`dapr_state_store`.`state`"
     _engine = _describe = "mysql"
+
+    def max_ttl_seconds(self) -> int:
+        left = int(_TIMESTAMP_END - time.time()) - _CLOCK_MARGIN
+        return max(0, min(state.MAX_TTL_SECONDS, left))
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)

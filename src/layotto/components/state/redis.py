@@ -27,49 +27,69 @@ from redis.exceptions import NoScriptError, ResponseError, WatchError
 from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.state import base as state
-from layotto.errors import ComponentError, ETagMismatchError
+from layotto.errors import ComponentError, ETagMismatchError, InvalidArgumentError
 
 log = logging.getLogger("layotto.state.redis")
 
 _MISMATCH = "etag mismatch"
+_BAD_TTL = "invalid ttlInSeconds"
 #: WATCH conflicts a transaction retries before giving up (each retry means another writer won).
 _MAX_WATCH_RETRIES = 64
 
 # ARGV: 1 expected version ("0" = none), 2 data, 3 "0" for first-write, 4 ttl ("" = keep).
-# The check is upstream's: a missing/empty version, an equal version, or "0" on a key not
-# flagged first-write lets the save through. A plain (non-hash) value is replaced.
+# Without an etag the check is upstream's: a missing/empty version, or a key not flagged
+# first-write, lets the save through. With one, the stored version must equal it: a missing key
+# (or a plain value, which has no version) is a mismatch, as on every other store (upstream
+# lets it through). Every check, the TTL's included, comes before the first write: a script
+# that fails part way keeps what it wrote, so it must fail before writing anything. A plain
+# (non-hash) value is replaced.
 SET_SCRIPT = """
+local ttl = nil
+if ARGV[4] and ARGV[4] ~= "" then
+  ttl = tonumber(ARGV[4])
+  if not ttl or ttl ~= math.floor(ttl) or ttl > 2147483647 then
+    return redis.error_reply("invalid ttlInSeconds " .. ARGV[4] .. ": failed to set key " .. KEYS[1])
+  end
+end
 local version = redis.pcall("HGET", KEYS[1], "version")
-if type(version) == "table" then
+local plain = type(version) == "table"
+if ARGV[1] ~= "0" then
+  if plain or version ~= ARGV[1] then
+    return redis.error_reply("etag mismatch: failed to set key " .. KEYS[1])
+  end
+else
+  local fwr = not plain and redis.call("HGET", KEYS[1], "first-write")
+  if not plain and version and version ~= "" and version ~= ARGV[1] and fwr then
+    return redis.error_reply("etag mismatch: failed to set key " .. KEYS[1])
+  end
+end
+if plain then
   redis.call("DEL", KEYS[1])
 end
-local fwr = redis.pcall("HGET", KEYS[1], "first-write")
-if not version or type(version) == "table" or version == "" or version == ARGV[1]
-    or (not fwr and ARGV[1] == "0") then
-  redis.call("HSET", KEYS[1], "data", ARGV[2])
-  if ARGV[3] == "0" then
-    redis.call("HSET", KEYS[1], "first-write", 0)
-  end
-  if ARGV[4] and ARGV[4] ~= "" then
-    local ttl = tonumber(ARGV[4])
-    if ttl > 0 then
-      redis.call("EXPIRE", KEYS[1], ttl)
-    else
-      redis.call("PERSIST", KEYS[1])
-    end
-  end
-  return redis.call("HINCRBY", KEYS[1], "version", 1)
+redis.call("HSET", KEYS[1], "data", ARGV[2])
+if ARGV[3] == "0" then
+  redis.call("HSET", KEYS[1], "first-write", 0)
 end
-return redis.error_reply("etag mismatch: failed to set key " .. KEYS[1])
+if ttl then
+  if ttl > 0 then
+    redis.call("EXPIRE", KEYS[1], ttl)
+  else
+    redis.call("PERSIST", KEYS[1])
+  end
+end
+return redis.call("HINCRBY", KEYS[1], "version", 1)
 """
 
-# ARGV: 1 expected version ("0" = none).
+# ARGV: 1 expected version ("0" = none). With an etag, the stored version must equal it (a
+# missing key is a mismatch, see SET_SCRIPT).
 DELETE_SCRIPT = """
-local version = redis.pcall("HGET", KEYS[1], "version")
-if not version or type(version) == "table" or version == ARGV[1] or version == "" or ARGV[1] == "0" then
-  return redis.call("DEL", KEYS[1])
+if ARGV[1] ~= "0" then
+  local version = redis.pcall("HGET", KEYS[1], "version")
+  if type(version) == "table" or version ~= ARGV[1] then
+    return redis.error_reply("etag mismatch: failed to delete " .. KEYS[1])
+  end
 end
-return redis.error_reply("etag mismatch: failed to delete " .. KEYS[1])
+return redis.call("DEL", KEYS[1])
 """
 
 
@@ -98,7 +118,7 @@ class RedisStateStore(state.StateStore):
         self._client = redis_driver.connect(settings)
         self._fast = redis_driver.pipelined(self._client, settings)
         self._address = settings.address
-        self._default_ttl = state.ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
+        self._default_ttl = state.default_ttl(metadata, self.max_ttl_seconds())
         self._set = self._client.register_script(SET_SCRIPT)
         self._delete = self._client.register_script(DELETE_SCRIPT)
         self._scripts = {True: (self._set.sha, SET_SCRIPT), False: (self._delete.sha, DELETE_SCRIPT)}
@@ -193,23 +213,36 @@ class RedisStateStore(state.StateStore):
             raise redis_driver.unavailable(self._address, exc) from exc
 
     # ---- writes ----
+    @staticmethod
+    def _expected(key: str, etag: str | None) -> str:
+        """The scripts' expected version: "0" for none."""
+        if not etag:
+            return "0"
+        version = state.parse_version(etag)
+        if version == 0:
+            # No key is ever at version 0 (HINCRBY counts from 1), and "0" would read as "none".
+            raise ETagMismatchError(f"possible etag mismatch: no version of key {key} is {etag}")
+        return str(version)
+
     def _set_args(self, request: state.SetRequest) -> list[bytes | str | int]:
-        version = state.parse_version(request.etag) if request.etag else 0
-        ttl = state.ttl_seconds(request.metadata)
+        expected = self._expected(request.key, request.etag)
+        ttl = state.ttl_seconds(request.metadata, self.max_ttl_seconds())
         if ttl is None:
             ttl = self._default_ttl
         first_write = "0" if request.concurrency == state.FIRST_WRITE else "1"
-        return [str(version), request.value, first_write, "" if ttl is None else str(ttl)]
+        return [expected, request.value, first_write, "" if ttl is None else str(ttl)]
 
-    @staticmethod
-    def _delete_args(request: state.DeleteRequest) -> list[bytes | str | int]:
-        return [str(state.parse_version(request.etag)) if request.etag else "0"]
+    @classmethod
+    def _delete_args(cls, request: state.DeleteRequest) -> list[bytes | str | int]:
+        return [cls._expected(request.key, request.etag)]
 
     @staticmethod
     def _failure(exc: ResponseError) -> ComponentError:
         text = str(exc)
         if text.startswith(_MISMATCH):
             return ETagMismatchError(text)
+        if text.startswith(_BAD_TTL):
+            return InvalidArgumentError(text)
         return ComponentError(text)
 
     def _replicas_of(self, key: str) -> int:
@@ -283,14 +316,20 @@ class RedisStateStore(state.StateStore):
             known_state = known[op.key]
             expected = str(op_args[0]).encode()
             version = known_state.version
-            free = version is None or version == b"" or version == expected
+            if expected != b"0":
+                # An etag: the stored version must be it (a missing key has none).
+                allowed = version is not None and version == expected
+            elif isinstance(op, state.SetRequest):
+                allowed = not version or version == expected or not known_state.first_write
+            else:
+                allowed = True
             if isinstance(op, state.SetRequest):
-                if not (free or (not known_state.first_write and expected == b"0")):
+                if not allowed:
                     raise ETagMismatchError(f"possible etag mismatch: failed to set key {op.key}")
                 current = int(version) if version else 0
                 known[op.key] = _Known(str(current + 1).encode(), known_state.first_write or op_args[2] == "0")
             else:
-                if not (free or expected == b"0"):
+                if not allowed:
                     raise ETagMismatchError(f"possible etag mismatch: failed to delete {op.key}")
                 known[op.key] = _Known(None, False)
 

@@ -43,7 +43,7 @@ class SqlStateStore(state.StateStore):
     _describe: str = ""
 
     def _read_default_ttl(self, metadata: Metadata) -> None:
-        self._default_ttl = state.ttl_seconds({"ttlInSeconds": metadata.get_str("ttlInSeconds")})
+        self._default_ttl = state.default_ttl(metadata, self.max_ttl_seconds())
 
     @staticmethod
     def _connection_string(metadata: Metadata) -> tuple[str, str]:
@@ -72,7 +72,7 @@ class SqlStateStore(state.StateStore):
 
     def _ttl(self, request: state.SetRequest) -> int | None:
         """Seconds `request`'s value lives, or None for no expiry."""
-        ttl = state.ttl_seconds(request.metadata)
+        ttl = state.ttl_seconds(request.metadata, self.max_ttl_seconds())
         if ttl is None:
             ttl = self._default_ttl
         return ttl if ttl is not None and ttl > 0 else None
