@@ -37,7 +37,7 @@ async def world() -> AsyncIterator[tuple[str, str]]:
         "app": {"app_id": APP_ID},
         "config_store": {
             "mem": {"type": "in-memory"},
-            "redis": {"type": "redis", "metadata": {"redisHost": "127.0.0.1:6379"}},
+            "redis": {"type": "redis", "metadata": {"redisHost": "127.0.0.1:6379", "keyLayout": "layotto"}},
         },
         "file": {"local": {"type": "local", "metadata": {"rootPath": os.path.join(root, "files")}}},
         "secret_store": {

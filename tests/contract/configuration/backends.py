@@ -1,4 +1,7 @@
-"""The configuration stores under test, one row each; every suite here runs over ROWS."""
+"""The configuration stores under test, one row each; every suite here runs over ROWS.
+
+The `redis` type has two key layouts (`keyLayout`): `dapr`, the default (rows `redis`,
+`redis-on-cluster`, `redis-on-sentinel`), and `layotto` (rows `redis-layotto*`)."""
 
 from __future__ import annotations
 
@@ -17,11 +20,14 @@ class ConfigurationTraits:
 
 Row = BackendRow[ConfigurationTraits]
 
+SCOPES = ConfigurationFeature.SCOPES
+LAYOTTO_LAYOUT = {"keyLayout": "layotto", "keyPrefix": "layotto-test-config"}
+
 ROWS: list[Row] = [
     BackendRow(
         block="configuration",
         type="in-memory",
-        features=frozenset({ConfigurationFeature.SNAPSHOT}),
+        features=frozenset({ConfigurationFeature.SNAPSHOT, SCOPES}),
         traits=ConfigurationTraits(shared=False),
     ),
     BackendRow(
@@ -29,12 +35,15 @@ ROWS: list[Row] = [
         type="etcd",
         metadata={"address": ["127.0.0.1:2379"], "timeout": "5"},
         requires=("etcd",),
+        features=frozenset({SCOPES}),
         traits=ConfigurationTraits(),
     ),
+    # Dapr's layout, by default: no keyLayout. A database of its own, so reading every key
+    # reads this suite's, and the keyspace channels carry a database number other than 0.
     BackendRow(
         block="configuration",
         type="redis",
-        metadata={"address": ["127.0.0.1:6379"], "keyPrefix": "layotto-test-config"},
+        metadata={"redisHost": "127.0.0.1:6379", "redisDB": "3"},
         requires=("redis",),
         traits=ConfigurationTraits(),
     ),
@@ -42,14 +51,39 @@ ROWS: list[Row] = [
         block="configuration",
         type="redis",
         name="redis-on-cluster",
-        metadata=lambda: {**cluster_metadata(), "keyPrefix": "layotto-test-config"},
+        metadata=cluster_metadata,
         traits=ConfigurationTraits(),
     ),
     BackendRow(
         block="configuration",
         type="redis",
         name="redis-on-sentinel",
-        metadata=lambda: {**sentinel_metadata(), "keyPrefix": "layotto-test-config"},
+        metadata=sentinel_metadata,
+        traits=ConfigurationTraits(),
+    ),
+    BackendRow(
+        block="configuration",
+        type="redis",
+        name="redis-layotto",
+        metadata={"address": ["127.0.0.1:6379"], **LAYOTTO_LAYOUT},
+        requires=("redis",),
+        features=frozenset({SCOPES}),
+        traits=ConfigurationTraits(),
+    ),
+    BackendRow(
+        block="configuration",
+        type="redis",
+        name="redis-layotto-on-cluster",
+        metadata=lambda: {**cluster_metadata(), **LAYOTTO_LAYOUT},
+        features=frozenset({SCOPES}),
+        traits=ConfigurationTraits(),
+    ),
+    BackendRow(
+        block="configuration",
+        type="redis",
+        name="redis-layotto-on-sentinel",
+        metadata=lambda: {**sentinel_metadata(), **LAYOTTO_LAYOUT},
+        features=frozenset({SCOPES}),
         traits=ConfigurationTraits(),
     ),
 ]

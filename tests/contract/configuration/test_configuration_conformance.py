@@ -1,6 +1,7 @@
 """One suite for every configuration store: each backend is a row of backends.ROWS, not new code.
 
 Everything goes through the gRPC server with raw stubs, as an app (or Layotto's SDKs) would.
+Keys are unique per test (`client.key`): a store without SCOPES shares every key between apps.
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ class Client:
         self.sidecar = sidecar
         self.stub = stub
         self.app_id = app_id
+        self.keys: set[str] = set()
+
+    def key(self, name: str) -> str:
+        """A key of this test's own, deleted when the test ends."""
+        key = f"{self.app_id}.{name}"
+        self.keys.add(key)
+        return key
 
     @property
     def store(self) -> ConfigurationStore:
@@ -118,44 +126,72 @@ async def client(backend: Row) -> AsyncIterator[Client]:
     app_id = f"app-{uuid.uuid4().hex[:12]}"
     async with running_sidecar(_grpc_config(backend, app_id)) as (sidecar, address):
         async with grpc.aio.insecure_channel(address) as channel:
-            yield Client(sidecar, runtime_pb2_grpc.RuntimeStub(channel), app_id)
+            made = Client(sidecar, runtime_pb2_grpc.RuntimeStub(channel), app_id)
+            try:
+                yield made
+            finally:
+                if made.keys:
+                    await made.delete(sorted(made.keys))
 
 
 def _item(key: str, content: str, **kw: Any) -> pb.ConfigurationItem:
     return pb.ConfigurationItem(key=key, content=content, **kw)
 
 
-async def test_save_get_with_defaults_and_tags(client: Client) -> None:
-    await client.save(_item("k1", "v1", tags={"env": "prod"}), _item("k2", "v2", group="g", label="l"))
-    items = await client.get(["k1", "missing"])
-    assert [(i.key, i.content, i.group, i.label, dict(i.tags)) for i in items] == [
-        ("k1", "v1", "default", "default", {"env": "prod"})
-    ]
+async def test_save_get_with_defaults(client: Client, backend: Row) -> None:
+    k1, k2 = client.key("k1"), client.key("k2")
+    await client.save(_item(k1, "v1"), _item(k2, "v2"))
+    items = await client.get([k1, client.key("missing")])
+    assert [(i.key, i.content, i.group, i.label) for i in items] == [(k1, "v1", "default", "default")]
     # Blank-looking group/label mean the defaults too, as upstream strips spaces.
-    assert [i.key for i in await client.get(["k1"], group=" ", label="  ")] == ["k1"]
-    assert [(i.key, i.content) for i in await client.get(["k2"], group="g", label="l")] == [("k2", "v2")]
-    assert await client.get(["k2"]) == []
-    # No keys: every key of the app/group/label.
-    assert sorted(i.key for i in await client.get([])) == ["k1"]
+    assert [i.key for i in await client.get([k1], group=" ", label="  ")] == [k1]
+    # No keys: every key of the app/group/label (without SCOPES, of the store).
+    every = {i.key for i in await client.get([])}
+    if ConfigurationFeature.SCOPES in backend.features:
+        assert every == {k1, k2}
+    else:
+        assert {k1, k2} <= every
 
 
-async def test_overwrite_replaces_content_and_tags(client: Client) -> None:
-    await client.save(_item("k", "one", tags={"a": "1", "b": "2"}))
-    await client.save(_item("k", "two", tags={"a": "3"}))
-    [item] = await client.get(["k"])
-    assert (item.content, dict(item.tags)) == ("two", {"a": "3"})
+async def test_scopes_feature(client: Client, backend: Row) -> None:
+    """SCOPES: tags are kept, and group, label and app each have their own items. Without it,
+    they all see the same items, and tags are refused."""
+    k, grouped = client.key("k"), client.key("grouped")
+    other_app = Client(client.sidecar, client.stub, client.app_id + "-other")
+    if ConfigurationFeature.SCOPES in backend.features:
+        await client.save(_item(k, "v", tags={"env": "prod"}), _item(grouped, "g", group="g", label="l"))
+        [item] = await client.get([k])
+        assert (item.content, dict(item.tags)) == ("v", {"env": "prod"})
+        assert [(i.key, i.content) for i in await client.get([grouped], group="g", label="l")] == [(grouped, "g")]
+        assert await client.get([grouped]) == []
+        assert await client.get([k], group="g") == []
+        assert await other_app.get([k]) == []
+        await client.delete([grouped], group="g", label="l")
+    else:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await client.save(_item(k, "v", tags={"env": "prod"}))
+        assert err.value.code() == grpc.StatusCode.UNKNOWN and "tags" in (err.value.details() or "")
+        assert await client.get([k]) == []
+        await client.save(_item(k, "v"))
+        for where in ({"group": "g"}, {"label": "l"}):
+            assert [(i.key, i.content) for i in await client.get([k], **where)] == [(k, "v")]
+        assert [(i.key, i.content) for i in await other_app.get([k])] == [(k, "v")]
 
 
-async def test_apps_are_isolated(client: Client) -> None:
-    await client.save(_item("k", "mine"))
-    other = Client(client.sidecar, client.stub, client.app_id + "-other")
-    assert await other.get(["k"]) == []
+async def test_overwrite_replaces_content_and_tags(client: Client, backend: Row) -> None:
+    k = client.key("k")
+    tags = ConfigurationFeature.SCOPES in backend.features
+    await client.save(_item(k, "one", tags={"a": "1", "b": "2"} if tags else {}))
+    await client.save(_item(k, "two", tags={"a": "3"} if tags else {}))
+    [item] = await client.get([k])
+    assert (item.content, dict(item.tags)) == ("two", {"a": "3"} if tags else {})
 
 
 async def test_delete(client: Client) -> None:
-    await client.save(_item("k", "v"), _item("k-longer", "w"))
-    await client.delete(["k", "never-existed"])
-    assert [i.key for i in await client.get(["k", "k-longer"])] == ["k-longer"]
+    k, longer = client.key("k"), client.key("k-longer")
+    await client.save(_item(k, "v"), _item(longer, "w"))
+    await client.delete([k, client.key("never-existed")])
+    assert [i.key for i in await client.get([k, longer])] == [longer]
 
 
 async def test_unknown_store_is_code_unknown(client: Client) -> None:
@@ -172,35 +208,37 @@ async def test_unknown_store_is_code_unknown(client: Client) -> None:
 
 
 async def test_subscribe_pushes_changes_and_deletes(client: Client, backend: Row) -> None:
-    await client.save(_item("k", "before"))
+    k = client.key("k")
+    await client.save(_item(k, "before"))
     stream = Stream(client.stub)
     try:
-        await _subscribed(client, stream, ["k"])
+        await _subscribed(client, stream, [k])
         if ConfigurationFeature.SNAPSHOT in backend.features:
             first = await stream.next()
-            assert [(i.key, i.content) for i in first.items] == [("k", "before")]
+            assert [(i.key, i.content) for i in first.items] == [(k, "before")]
         started = time.monotonic()
-        await client.save(_item("k", "after"), _item("not-watched", "x"))
-        reply = await stream.until("k", "after")
+        await client.save(_item(k, "after"), _item(client.key("not-watched"), "x"))
+        reply = await stream.until(k, "after")
         assert time.monotonic() - started < PUSH_DEADLINE
         assert (reply.store_name, reply.app_id) == (STORE, client.app_id)
-        assert all(i.key == "k" for i in reply.items)
+        assert all(i.key == k for i in reply.items)
         assert {(i.group, i.label) for i in reply.items} == {("default", "default")}
-        await client.delete(["k"])
-        await stream.until("k", "")
+        await client.delete([k])
+        await stream.until(k, "")
     finally:
         stream.call.cancel()
 
 
 async def test_several_subscriptions_on_one_stream(client: Client) -> None:
+    a, b = client.key("a"), client.key("b")
     stream = Stream(client.stub)
     try:
-        await _subscribed(client, stream, ["a"])
-        await _subscribed(client, stream, ["b"])
-        await client.save(_item("a", "1"))
-        await stream.until("a", "1")
-        await client.save(_item("b", "2"))
-        await stream.until("b", "2")
+        await _subscribed(client, stream, [a])
+        await _subscribed(client, stream, [b])
+        await client.save(_item(a, "1"))
+        await stream.until(a, "1")
+        await client.save(_item(b, "2"))
+        await stream.until(b, "2")
     finally:
         stream.call.cancel()
 
@@ -216,16 +254,17 @@ async def test_subscribe_unknown_store_ends_stream_with_unknown(client: Client) 
 
 async def test_dropped_stream_releases_only_its_subscriptions(client: Client) -> None:
     store = client.store
+    k = client.key("k")
     keep, drop = Stream(client.stub), Stream(client.stub)
     try:
-        await _subscribed(client, keep, ["k"])
-        await _subscribed(client, drop, ["k"])
+        await _subscribed(client, keep, [k])
+        await _subscribed(client, drop, [k])
         assert subscription_count(store) == 2
         drop.call.cancel()
         await _poll(lambda: subscription_count(store) == 1, "the dropped stream's subscription to close")
         # The other stream of the same store still works (upstream would have stopped it).
-        await client.save(_item("k", "still-here"))
-        await keep.until("k", "still-here")
+        await client.save(_item(k, "still-here"))
+        await keep.until(k, "still-here")
     finally:
         keep.call.cancel()
     await _poll(lambda: subscription_count(store) == 0, "every subscription closed")
@@ -242,16 +281,18 @@ async def test_change_through_another_sidecar_reaches_subscriber(backend: Row) -
             channel = await stack.enter_async_context(grpc.aio.insecure_channel(address))
             clients.append(Client(sidecar, runtime_pb2_grpc.RuntimeStub(channel), app_id))
         watcher, writer = clients
+        shared = writer.key("shared")
         stream = Stream(watcher.stub)
         try:
-            await _subscribed(watcher, stream, ["shared"])
+            await _subscribed(watcher, stream, [shared])
             latencies = []
             for n in range(5):
                 started = time.monotonic()
-                await writer.save(_item("shared", f"v{n}"))
-                await stream.until("shared", f"v{n}")
+                await writer.save(_item(shared, f"v{n}"))
+                await stream.until(shared, f"v{n}")
                 latencies.append(time.monotonic() - started)
             assert max(latencies) < PUSH_DEADLINE
-            print(f"\n{backend.type}: cross-sidecar push latency max {max(latencies) * 1000:.1f} ms")
+            print(f"\n{backend.id}: cross-sidecar push latency max {max(latencies) * 1000:.1f} ms")
         finally:
             stream.call.cancel()
+            await writer.delete([shared])

@@ -153,6 +153,9 @@ class SubscriptionHub:
         self._subs: dict[str, Subscription] = {}
         self.on_first: Callable[[str], None] | None = None
         self.on_last: Callable[[str], None] | None = None
+        #: After any subscription left: for a backend whose watch depends on every subscriber's
+        #: keys, not on app ids.
+        self.on_removed: Callable[[Subscription], None] | None = None
 
     def add(self, request: SubscribeRequest) -> Subscription:
         sub = Subscription(request, self.store_name, self._removed)
@@ -174,6 +177,9 @@ class SubscriptionHub:
     def get(self, subscription_id: str) -> Subscription | None:
         return self._subs.get(subscription_id)
 
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subs.values())
+
     def __len__(self) -> int:
         return len(self._subs)
 
@@ -182,6 +188,8 @@ class SubscriptionHub:
             return
         if not self.app_ids_has(sub.request.app_id) and self.on_last is not None:
             self.on_last(sub.request.app_id)
+        if self.on_removed is not None:
+            self.on_removed(sub)
 
     def publish(self, app_id: str, items: Iterable[ConfigItem]) -> None:
         batch = list(items)
@@ -202,6 +210,10 @@ class ConfigurationFeature(Feature):
     #: A new subscription first receives the current values of its keys (upstream's in-memory
     #: store does); without it, a subscription receives changes only.
     SNAPSHOT = enum.auto()
+    #: Items belong to an app id, group and label (the same key in two of them is two items) and
+    #: keep their tags. Without it, keys are global to the store (every app, group and label
+    #: sees the same items, as in Dapr) and saving tags is refused with InvalidArgumentError.
+    SCOPES = enum.auto()
 
 
 class ConfigurationStore(Component):

@@ -61,6 +61,8 @@ def _valid_segment(what: str, value: str) -> None:
 
 
 class EtcdConfigStore(configuration.ConfigurationStore):
+    features = frozenset({configuration.ConfigurationFeature.SCOPES})
+
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         # Upstream reads `timeout` as whole seconds (default 10) and uses it to dial.

@@ -1,6 +1,15 @@
 """Redis configuration store (`redis`): a config centre on the Redis many deployments already run.
 
-Layout (prefix `keyPrefix`, default `layotto-config`):
+Two key layouts, chosen by the metadata `keyLayout`:
+- `dapr` (the default, so a Dapr `configuration.redis` component reads what Dapr users wrote):
+  one string key per config key, `value||version`, watched through keyspace notifications --
+  see redis_dapr.py;
+- `layotto`: the layout below, which keeps app id, group, label and tags.
+
+`RedisConfigStore` (the registered type) reads `keyLayout` and hands every call to the store of
+that layout.
+
+Layout `layotto` (prefix `keyPrefix`, default `layotto-config`):
 - `<prefix>:<app_id>:<group>:<label>` -- a hash, field = config key, value = content (so
   `HGET` in redis-cli shows a value as it is);
 - `<prefix>:<app_id>:<group>:<label>:tags` -- a hash, field = config key, value = JSON tags.
@@ -36,7 +45,8 @@ import redis.asyncio as aioredis
 from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.configuration import base as configuration
-from layotto.errors import BackendUnavailableError, ComponentError, InvalidArgumentError
+from layotto.components.configuration.redis_dapr import DaprRedisConfigStore
+from layotto.errors import BackendUnavailableError, ComponentError, ConfigError, InvalidArgumentError
 
 log = logging.getLogger("layotto.configuration.redis")
 
@@ -62,16 +72,25 @@ return #deleted
 _Scope = tuple[str, str]  # group, label
 
 
-class RedisConfigStore(configuration.ConfigurationStore):
+def redis_settings(metadata: Metadata) -> redis_driver.RedisSettings:
+    """`redisHost`, or else the first `address` (the key upstream's config_store entries use)."""
+    host = metadata.get_str("redisHost")
+    if not host:
+        address: Any = metadata.get("address") if "address" in metadata else None
+        first = address[0] if isinstance(address, list) and address else address
+        if isinstance(first, str):
+            host = first
+    return redis_driver.RedisSettings.from_metadata(metadata, address=host)
+
+
+class LayottoRedisConfigStore(configuration.ConfigurationStore):
+    """The `layotto` key layout (module docstring)."""
+
+    features = frozenset({configuration.ConfigurationFeature.SCOPES})
+
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
-        host = metadata.get_str("redisHost")
-        if not host:
-            address: Any = metadata.get("address") if "address" in metadata else None
-            first = address[0] if isinstance(address, list) and address else address
-            if isinstance(first, str):
-                host = first
-        settings = redis_driver.RedisSettings.from_metadata(metadata, address=host)
+        settings = redis_settings(metadata)
         self._settings = settings
         self._address = settings.address
         self._prefix = metadata.get_str("keyPrefix", "layotto-config")
@@ -299,6 +318,70 @@ class RedisConfigStore(configuration.ConfigurationStore):
             if client is not None:
                 with contextlib.suppress(Exception):
                     await client.aclose()
+
+
+KEY_LAYOUT = "keyLayout"
+DAPR, LAYOTTO = "dapr", "layotto"
+
+
+class RedisConfigStore(configuration.ConfigurationStore):
+    """`redis`: the store of the layout `keyLayout` names (`dapr` by default), which it runs."""
+
+    features = DaprRedisConfigStore.features
+    _store: configuration.ConfigurationStore | None = None
+
+    async def init(self, metadata: Metadata, context: ComponentContext) -> None:
+        await super().init(metadata, context)
+        layout = (metadata.get_str(KEY_LAYOUT) or DAPR).strip().lower()
+        store: configuration.ConfigurationStore
+        if layout == DAPR:
+            store = DaprRedisConfigStore(redis_settings(metadata))
+        elif layout == LAYOTTO:
+            store = LayottoRedisConfigStore()
+        else:
+            raise ConfigError(
+                f"{KEY_LAYOUT} must be '{DAPR}' (Dapr's keys, the default) or '{LAYOTTO}', got "
+                f"{metadata.get_str(KEY_LAYOUT)!r}",
+                f"{metadata.where}.metadata.{KEY_LAYOUT}",
+            )
+        try:
+            await store.init(metadata, context)
+        except BaseException:
+            await store.close()
+            raise
+        self._store = store
+        self.features = store.features
+        self.hub = store.hub
+
+    @property
+    def layout(self) -> configuration.ConfigurationStore:
+        assert self._store is not None, "used before init"
+        return self._store
+
+    @property
+    def _watchers(self) -> dict[str, asyncio.Task[None]]:
+        # tests/support/hooks.watcher_count reads a store's `_watchers`: these are the layout's.
+        watchers: dict[str, asyncio.Task[None]] = getattr(self._store, "_watchers", {})
+        return watchers
+
+    async def ping(self) -> None:
+        await self.layout.ping()
+
+    async def get(self, request: configuration.GetRequest) -> list[configuration.ConfigItem]:
+        return await self.layout.get(request)
+
+    async def set(self, request: configuration.SetRequest) -> None:
+        await self.layout.set(request)
+
+    async def delete(self, request: configuration.DeleteRequest) -> None:
+        await self.layout.delete(request)
+
+    async def subscribe(self, request: configuration.SubscribeRequest) -> configuration.Subscription:
+        return await self.layout.subscribe(request)
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.close()
 
 
 def _text(value: Any) -> str:
