@@ -152,7 +152,9 @@ async def test_etcd_restart_keeps_subscription(etcd: Server) -> None:
 def _redis_config(app_id: str, port: int) -> dict[str, Any]:
     return {
         "app": {"app_id": app_id},
-        "config_store": {STORE: {"type": "redis", "metadata": {"redisHost": f"127.0.0.1:{port}", "keyLayout": "layotto"}}},
+        "config_store": {
+            STORE: {"type": "redis", "metadata": {"redisHost": f"127.0.0.1:{port}", "keyLayout": "layotto"}}
+        },
     }
 
 
