@@ -111,6 +111,29 @@ ROWS: list[Row] = [
         traits=None,
         cleanup=_drop_mysql_table,
     ),
+    # Upstream's powers: memcached has TTL only, ZooKeeper etags only. scripts/services starts
+    # both servers with room for the suites' 3 MiB values; the ZooKeeper client is told so too.
+    BackendRow(
+        block="state",
+        type="memcached",
+        metadata={"hosts": "127.0.0.1:11211"},
+        features=frozenset({StateFeature.TTL}),
+        traits=None,
+    ),
+    BackendRow(
+        block="state",
+        type="zookeeper",
+        metadata={
+            "servers": "127.0.0.1:2181",
+            "sessionTimeout": "10s",
+            "keyPrefixPath": "/layotto-state-test",
+            "maxBufferSize": str(8 * 1024 * 1024),
+            "maxConnBufferSize": str(8 * 1024 * 1024),
+        },
+        requires=("zookeeper",),
+        features=frozenset({StateFeature.ETAG}),
+        traits=None,
+    ),
 ]
 
 #: The store on a Redis Cluster. Not in ROWS: the suites' transactions take unrelated random

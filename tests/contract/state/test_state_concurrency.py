@@ -6,7 +6,9 @@ import asyncio
 import uuid
 
 import grpc
+import pytest
 
+from layotto.components.state.base import StateFeature
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 
 from .backends import STORE
@@ -35,6 +37,7 @@ async def _increment(env: StateEnv, key: str) -> int:
             conflicts += 1
 
 
+@pytest.mark.needs(StateFeature.ETAG)
 async def test_concurrent_read_modify_write_loses_nothing(env: StateEnv) -> None:
     key = f"counter-{uuid.uuid4().hex}"
 

@@ -28,6 +28,11 @@ def new_key() -> str:
     return f"conf-{uuid.uuid4().hex}"
 
 
+def first_etag(env: StateEnv) -> str:
+    """What a first save reads back as its etag: "1", or "" on a store without etags."""
+    return "1" if StateFeature.ETAG in env.backend.features else ""
+
+
 async def rpc_error(call: Awaitable[object]) -> grpc.aio.AioRpcError:
     try:
         await call
@@ -67,12 +72,13 @@ async def test_save_get_delete(env: StateEnv) -> None:
     await save(env, key, b"hello \x00 world")
     reply = await get(env, key)
     assert reply.data == b"hello \x00 world"
-    assert reply.etag == "1", "a first save yields etag 1"
+    assert reply.etag == first_etag(env), "a first save yields etag 1"
     await delete(env, key)
     assert (await get(env, key)).data == b""
     await delete(env, key)  # deleting a missing key without an etag is not an error
 
 
+@pytest.mark.needs(StateFeature.ETAG)
 async def test_every_save_increments_the_etag(env: StateEnv) -> None:
     key = new_key()
     for expected in ("1", "2", "3"):
@@ -86,7 +92,7 @@ async def test_empty_value_round_trips(env: StateEnv) -> None:
     await save(env, key, b"")
     reply = await get(env, key)
     assert reply.data == b""
-    assert reply.etag == "1"
+    assert reply.etag == first_etag(env)
 
 
 async def test_large_value(env: StateEnv) -> None:
@@ -98,6 +104,7 @@ async def test_large_value(env: StateEnv) -> None:
 
 
 # ---- etags ----
+@pytest.mark.needs(StateFeature.ETAG)
 async def test_matching_etag_saves_and_deletes(env: StateEnv) -> None:
     key = new_key()
     await save(env, key, b"a")
@@ -108,6 +115,7 @@ async def test_matching_etag_saves_and_deletes(env: StateEnv) -> None:
     assert (await get(env, key)).etag == ""
 
 
+@pytest.mark.needs(StateFeature.ETAG)
 async def test_stale_etag_is_aborted_and_changes_nothing(env: StateEnv) -> None:
     key = new_key()
     await save(env, key, b"a")
@@ -122,6 +130,7 @@ async def test_stale_etag_is_aborted_and_changes_nothing(env: StateEnv) -> None:
     assert (reply.data, reply.etag) == (b"b", "2")
 
 
+@pytest.mark.needs(StateFeature.ETAG)
 async def test_malformed_etag_is_invalid_argument(env: StateEnv) -> None:
     key = new_key()
     await save(env, key, b"a")
@@ -133,6 +142,7 @@ async def test_malformed_etag_is_invalid_argument(env: StateEnv) -> None:
     assert (reply.data, reply.etag) == (b"a", "1")
 
 
+@pytest.mark.needs(StateFeature.ETAG)
 async def test_etag_zero_or_empty_means_none(env: StateEnv) -> None:
     """Layotto's JS SDK sends etag "0" when the app gave none."""
     key = new_key()
@@ -154,6 +164,7 @@ async def test_last_write_ignores_the_etag(env: StateEnv) -> None:
     assert (await get(env, key)).data == b"c"
 
 
+@pytest.mark.needs(StateFeature.ETAG)
 async def test_first_write(env: StateEnv) -> None:
     key = new_key()
     first = pb.StateOptions(concurrency=FIRST_WRITE)
@@ -168,11 +179,10 @@ async def test_first_write(env: StateEnv) -> None:
     assert (reply.data, reply.etag) == (b"c", "2")
 
 
+@pytest.mark.needs(StateFeature.ETAG)
 async def test_an_etag_on_a_missing_key_is_a_mismatch(env: StateEnv) -> None:
     """One rule on every store (docs/state.md): a key that does not exist has no etag to match,
     so a save, a delete or a transaction naming one is refused (ABORTED) and changes nothing."""
-    if StateFeature.ETAG not in env.backend.features:
-        pytest.skip("the store has no etags")
     missing, gone, fresh = new_key(), new_key(), new_key()
     await save(env, gone, b"x")
     await delete(env, gone)
@@ -213,7 +223,7 @@ async def test_bulk_get_order_independent_with_missing_keys(env: StateEnv) -> No
         items = {item.key: item for item in reply.items}
         assert sorted(items) == sorted(asked)
         for i, key in enumerate(keys):
-            assert (items[key].data, items[key].etag, items[key].error) == (f"v{i}".encode(), "1", "")
+            assert (items[key].data, items[key].etag, items[key].error) == (f"v{i}".encode(), first_etag(env), "")
         assert (items[missing].data, items[missing].etag, items[missing].error) == (b"", "", "")
 
 
@@ -230,6 +240,7 @@ async def test_bulk_save_and_bulk_delete(env: StateEnv) -> None:
     assert {i.key: i.data for i in reply.items} == {**{k: b"" for k in keys[:4]}, keys[4]: keys[4].encode()}
 
 
+@pytest.mark.needs(StateFeature.ETAG)
 async def test_bulk_save_with_etags(env: StateEnv) -> None:
     keys = [new_key() for _ in range(3)]
     for key in keys:
@@ -249,6 +260,30 @@ def _op(kind: str, key: str, value: bytes = b"", etag: str | None = None) -> pb.
     return pb.TransactionalStateOperation(operationType=kind, request=item)
 
 
+@pytest.mark.lacks(StateFeature.ETAG)
+async def test_an_etag_is_refused_by_a_store_without_etags(env: StateEnv) -> None:
+    key = new_key()
+    await save(env, key, b"a")
+    err = await rpc_error(save(env, key, b"b", etag="1"))
+    assert err.details().startswith(f"failed saving state in state store {STORE}: ")
+    err = await rpc_error(delete(env, key, etag="1"))
+    assert err.details().startswith(f"failed deleting state with key {key}: ")
+    assert (await get(env, key)).data == b"a"
+
+
+@pytest.mark.lacks(StateFeature.TRANSACTIONAL)
+async def test_transaction_on_a_store_without_them_is_unimplemented(env: StateEnv) -> None:
+    key = new_key()
+    request = pb.ExecuteStateTransactionRequest(storeName=STORE, operations=[_op("upsert", key, b"v")])
+    err = await rpc_error(env.stub.ExecuteStateTransaction(request))
+    assert (err.code(), err.details()) == (
+        grpc.StatusCode.UNIMPLEMENTED,
+        f"state store {STORE} doesn't support transaction",
+    )
+    assert (await get(env, key)).data == b""
+
+
+@pytest.mark.needs(StateFeature.TRANSACTIONAL, StateFeature.ETAG)
 async def test_transaction_upserts_and_deletes(env: StateEnv) -> None:
     a, b, gone = new_key(), new_key(), new_key()
     await save(env, gone, b"x")
@@ -265,6 +300,7 @@ async def test_transaction_upserts_and_deletes(env: StateEnv) -> None:
     assert (await get(env, gone)).etag == ""
 
 
+@pytest.mark.needs(StateFeature.TRANSACTIONAL, StateFeature.ETAG)
 @pytest.mark.parametrize("failing", ["stale-upsert", "stale-delete", "first-write"])
 async def test_transaction_with_a_failing_operation_applies_nothing(env: StateEnv, failing: str) -> None:
     fresh, existing, deleted = new_key(), new_key(), new_key()
@@ -298,6 +334,7 @@ async def test_transaction_with_a_failing_operation_applies_nothing(env: StateEn
 
 
 # ---- TTL ----
+@pytest.mark.needs(StateFeature.TTL)
 async def test_ttl_expires_the_key(env: StateEnv) -> None:
     short, kept = new_key(), new_key()
     await save(env, short, b"soon gone", metadata={"ttlInSeconds": "1"})
@@ -310,6 +347,7 @@ async def test_ttl_expires_the_key(env: StateEnv) -> None:
     assert (await get(env, kept)).data == b"stays"
 
 
+@pytest.mark.needs(StateFeature.TTL, StateFeature.TRANSACTIONAL)
 async def test_ttl_in_transaction_and_non_positive_ttl(env: StateEnv) -> None:
     key, forever = new_key(), new_key()
     await env.stub.ExecuteStateTransaction(

@@ -6,4 +6,6 @@ FACTORIES: dict[str, str] = {
     "redis": "layotto.components.state.redis:RedisStateStore",
     "postgresql": "layotto.components.state.postgresql:PostgresqlStateStore",
     "mysql": "layotto.components.state.mysql:MysqlStateStore",
+    "memcached": "layotto.components.state.memcached:MemcachedStateStore",
+    "zookeeper": "layotto.components.state.zookeeper:ZookeeperStateStore",
 }
