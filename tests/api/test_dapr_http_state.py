@@ -258,3 +258,12 @@ async def test_both_dapr_apis_share_the_data(dapr_http: DaprHttp) -> None:
     assert (await dapr_http("GET", f"/v1.0/state/{MEMORY}/{key}")).body == b"raw bytes"
     bulk = await dapr_http("POST", f"/v1.0/state/{MEMORY}/bulk", json_body={"keys": [key]})
     assert bulk.json()[0]["data"] == "raw bytes"
+
+
+async def test_json_nested_past_the_limit_is_400_not_a_crash(dapr_http: DaprHttp) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    for method, path in (("POST", f"/v1.0/state/{MEMORY}"), ("POST", f"/v1.0/state/{MEMORY}/bulk")):
+        reply = await dapr_http(method, path, data=deep)
+        status, code, message = reply.error
+        assert (status, code) == (400, "ERR_MALFORMED_REQUEST"), message
+        assert "nested deeper than 128 levels" in message

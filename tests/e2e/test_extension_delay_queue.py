@@ -183,3 +183,10 @@ async def test_not_delay_capable_and_bad_requests() -> None:
             )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert str(err.value.details()).startswith("cannot create cloudevent: ")
+        # A TTL past what an event may live: refused before it is scheduled, as by PublishEvent.
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await delay_queue.PublishDelayMessage(
+                dq.DelayMessageRequest(component_name="mem", topic="t", data=b"x", metadata={"ttlInSeconds": "9" * 30})
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert err.value.details() == f"ttlInSeconds {'9' * 30} is out of range (at most 2147483647)"

@@ -167,3 +167,12 @@ def test_a_replys_state_is_stored_as_the_http_state_api_stores_it(value: object)
     item = {"key": "k", "value": value, "etag": "0", "metadata": {"m": "v"}, "options": {"consistency": "eventual"}}
     reply = http_binding_reply(json.dumps({"storeName": "s", "state": [item]}).encode())
     assert reply.states == [http_state.set_request(item, {})]
+
+
+def test_an_envelope_nested_past_the_limit_routes_as_no_envelope() -> None:
+    from layotto.core.cloudevents import Event
+    from layotto.runtime.subscriptions import envelope_of
+
+    deep = b'{"a":' * 5000 + b"1" + b"}" * 5000
+    event = Event("e", "s", "t", "1.0", "application/json", "t", "p", b"", raw=deep)
+    assert envelope_of(event) == {}

@@ -69,7 +69,8 @@ class TtlOutOfRangeError(ValueError):
         super().__init__(f"ttlInSeconds {self.shown} is out of range (at most {limit})")
 
 
-def _too_deep(data: bytes, limit: int) -> bool:
+def nested_deeper_than(data: bytes, limit: int) -> bool:
+    """Whether the JSON text `data` opens more than `limit` brackets at once."""
     if data.count(b"[") + data.count(b"{") <= limit:
         return False  # the common case, at C speed: there are not even that many brackets
     depth = 0
@@ -88,7 +89,7 @@ def parse_json(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> Any:
     """json.loads of `data`; JsonTooDeepError (a ValueError, as a malformed document's) when it
     nests deeper than `limit`."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    if _too_deep(raw, limit):
+    if nested_deeper_than(raw, limit):
         raise JsonTooDeepError(limit)
     try:
         return json.loads(data)

@@ -23,6 +23,7 @@ class DelayQueueProblem(Enum):
     NOT_FOUND = "no delay queue for this pubsub"  # facts: kind, name
     TOPIC_EMPTY = "topic is empty"  # facts: name
     BAD_CLOUDEVENT = "the data is not a CloudEvent"  # cause: the parse error
+    TTL_OUT_OF_RANGE = "ttlInSeconds is more than an event may live"  # facts: ttl, limit
     PUBLISH_FAILED = "scheduling failed"  # facts: name, topic
 
 
@@ -48,6 +49,8 @@ class DelayQueueCore:
         except Problem as problem:
             if problem.kind is PubSubProblem.BAD_CLOUDEVENT:
                 raise Problem(DelayQueueProblem.BAD_CLOUDEVENT, problem.cause) from None
+            if problem.kind is PubSubProblem.TTL_OUT_OF_RANGE:
+                raise Problem(DelayQueueProblem.TTL_OUT_OF_RANGE, **problem.facts) from None
             raise
         message = DelayedMessage(id=message_id, topic=topic, data=payload, metadata=metadata)
         scheduled = scheduler.schedule(message, float(delay))

@@ -9,7 +9,6 @@ matches, so its events take the default route.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from layotto.config.model import SubscriptionSpec
+from layotto.core import cloudevents
 from layotto.core.cloudevents import Event
 
 log = logging.getLogger("layotto.subscriptions")
@@ -76,7 +76,8 @@ def rule_matches(match: str, attributes: Mapping[str, Any]) -> bool:
 def envelope_of(event: Event) -> dict[str, Any]:
     """The event's CloudEvent envelope as published ({} for a raw payload)."""
     try:
-        value = json.loads(event.raw) if event.raw else None
+        # One level more than a publish may nest: the envelope around the app's data.
+        value = cloudevents.parse_json(event.raw, cloudevents.MAX_JSON_DEPTH + 1) if event.raw else None
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}

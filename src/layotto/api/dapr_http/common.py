@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from aiohttp import web
 
 from layotto.api.dapr_http.answers import HttpAnswers, answer
+from layotto.core import cloudevents
 from layotto.core.gojson import go_json, stringify
 from layotto.core.problems import Problem
 
@@ -74,10 +75,15 @@ def decode(body: bytes, *, whole: bool = False) -> Any:
     stripped = text.lstrip()
     if not stripped:
         raise BodyError("EOF" if not whole else "unexpected end of JSON input")
+    # The decoder recurses once per level: past the stack it would raise RecursionError.
+    if cloudevents.nested_deeper_than(body, cloudevents.MAX_JSON_DEPTH):
+        raise BodyError(f"the JSON is nested deeper than {cloudevents.MAX_JSON_DEPTH} levels")
     try:
         value, end = _DECODER.raw_decode(stripped)
     except json.JSONDecodeError as exc:
         raise BodyError(f"{exc.msg} at offset {exc.pos + len(text) - len(stripped)}") from None
+    except RecursionError:
+        raise BodyError(f"the JSON is nested deeper than {cloudevents.MAX_JSON_DEPTH} levels") from None
     if whole and stripped[end:].strip():
         raise BodyError(f"unexpected token after the JSON value at offset {end + len(text) - len(stripped)}")
     return value
