@@ -1,17 +1,27 @@
-"""Command line: `layotto start [-c FILE] [--resources-path DIR] [Dapr flags]`, `layotto version`."""
+"""Command line: `layotto start|run|validate|components|version` (docs/cli.md).
+
+`start` runs the sidecar; `run` runs it with an app beside it, as `dapr run`; `validate` loads a
+config as `start` would and connects to nothing; `components` lists the component types.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
+import json
 import logging
 import os
+import shutil
 import sys
-from dataclasses import dataclass
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
 
 from layotto import __version__
-from layotto.config.model import DEFAULT_DAPR_HTTP_ADDRESS, AppHealthCheck, ComponentSpec, RuntimeConfig
+from layotto.config.model import BLOCKS, DEFAULT_DAPR_HTTP_ADDRESS, AppHealthCheck, ComponentSpec, RuntimeConfig
 from layotto.errors import ConfigError
 
 DEFAULT_CONFIG = "configs/config.json"
@@ -31,7 +41,7 @@ def embedded_default() -> RuntimeConfig:
         ComponentSpec("sequencer", "sequencer_demo", "sqlite", {"databasePath": str(data_dir / "sequencer.db")}),
         ComponentSpec("pubsub", "pub_subs_demo", "in-memory", {}),
         ComponentSpec("configuration", "config_demo", "in-memory", {}),
-        ComponentSpec("secretstores", "secret_demo", "local.env", {}),
+        ComponentSpec("secretstores", "secret_demo", "local.env", {"prefix": "LAYOTTO_SECRET_"}),
         ComponentSpec("file", "file_demo", "local", {"rootPath": str(data_dir / "files")}),
     ]
     return cfg
@@ -50,9 +60,17 @@ class DaprFlags:
     http_port: int | None = None
     #: daprd's app health checks (`--enable-app-health-check` and the `--app-health-*` flags).
     health_check: AppHealthCheck | None = None
+    #: daprd's `--dapr-listen-addresses`: where the gRPC and Dapr HTTP APIs listen (127.0.0.1
+    #: when empty), whether their ports come from flags or from the config file.
+    listen_addresses: tuple[str, ...] = field(default=())
+    #: `--actuator-address host:port`: the actuator's listener (health, info, /metrics).
+    actuator_address: str | None = None
+    #: daprd's `--metrics-port`: the actuator's port (it serves /metrics), on the actuator's host.
+    metrics_port: int | None = None
 
     def given(self) -> bool:
-        """Whether any daprd flag was given (--app-protocol has a default, so it does not count)."""
+        """Whether any daprd flag that makes this a Dapr app's sidecar was given (--app-protocol
+        has a default; the listener flags say where, not what, so none of them counts)."""
         return any(v is not None for v in (self.app_id, self.app_port, self.grpc_port, self.http_port))
 
 
@@ -78,6 +96,7 @@ def load_config(path: str | None, resources_path: str | None = None, dapr: DaprF
     if cfg.dapr_http_address is None and (resources_path or dapr.given()):
         # A Dapr app's sidecar: its SDK expects Dapr's HTTP API where daprd has it.
         cfg.dapr_http_address = DEFAULT_DAPR_HTTP_ADDRESS
+    _apply_listener_flags(cfg, dapr)
     token = os.environ.get("DAPR_API_TOKEN")
     if token:
         cfg.api_token = token
@@ -93,46 +112,249 @@ def _apply_dapr_flags(cfg: RuntimeConfig, dapr: DaprFlags) -> None:
             cfg.app.callback_api = "dapr"
         else:
             cfg.app.http_port = dapr.app_port
+    host = bind_host(dapr.listen_addresses)
     if dapr.grpc_port is not None:
         cfg.grpc_network = "tcp"
-        cfg.grpc_address = f"127.0.0.1:{dapr.grpc_port}"
+        cfg.grpc_address = join_host_port(host, dapr.grpc_port)
     if dapr.http_port is not None:
-        cfg.dapr_http_address = f"127.0.0.1:{dapr.http_port}"
+        cfg.dapr_http_address = join_host_port(host, dapr.http_port)
     if dapr.health_check is not None:
         cfg.app.health_check = dapr.health_check
 
 
+def _apply_listener_flags(cfg: RuntimeConfig, dapr: DaprFlags) -> None:
+    """--dapr-listen-addresses for the API addresses no port flag set (the config file's and
+    the defaults: daprd applies it to its API listeners whatever their ports), and the
+    actuator's flags."""
+    if dapr.listen_addresses:
+        host = bind_host(dapr.listen_addresses)
+        if dapr.grpc_port is None and cfg.grpc_network == "tcp":
+            cfg.grpc_address = join_host_port(host, int(cfg.grpc_address.rpartition(":")[2]))
+        if dapr.http_port is None and cfg.dapr_http_address:
+            cfg.dapr_http_address = join_host_port(host, int(cfg.dapr_http_address.rpartition(":")[2]))
+    if dapr.actuator_address is not None:
+        cfg.actuator_address = dapr.actuator_address
+    elif dapr.metrics_port is not None:
+        actuator_host = cfg.actuator_address.rpartition(":")[0] if cfg.actuator_address else "127.0.0.1"
+        cfg.actuator_address = f"{actuator_host}:{dapr.metrics_port}"
+
+
+#: Listen addresses that together are what binding "localhost" gives (gRPC and asyncio bind
+#: every address the name resolves to, IPv4 and IPv6 loopback).
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def bind_host(addresses: Sequence[str]) -> str:
+    """The one host to bind for daprd's `--dapr-listen-addresses` (127.0.0.1 for none).
+
+    The listeners take one address each, so several addresses are bound as one only when they
+    are the loopback addresses (Kubernetes' Dapr default `[::1],127.0.0.1`); any other list is
+    a ValueError."""
+    hosts = list(dict.fromkeys(a.strip().strip("[]").lower() for a in addresses if a.strip()))
+    if not hosts:
+        return "127.0.0.1"
+    if len(hosts) == 1:
+        return hosts[0]
+    if all(h in _LOOPBACK for h in hosts):
+        return "localhost"
+    raise ValueError(
+        f"cannot listen on {', '.join(hosts)} at once: give one address (0.0.0.0 listens on every IPv4 address)"
+    )
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _port(text: str) -> int:
-    port = int(text)
+    port = int(text) if text.strip().isdecimal() and len(text.strip()) <= 5 else 0
     if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"{text} is not a port number")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
     return port
 
 
-def _run(cfg: RuntimeConfig) -> None:
-    from layotto.sidecar import serve
+def _listen_addresses(text: str) -> tuple[str, ...]:
+    addresses = tuple(a.strip() for a in text.split(",") if a.strip())
+    for address in addresses:
+        bare = address.strip("[]")
+        if bare.lower() != "localhost":
+            try:
+                ipaddress.ip_address(bare)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{address!r} is not an IP address") from None
+    if not addresses:
+        raise argparse.ArgumentTypeError("give one or more IP addresses, separated by commas")
+    try:
+        bind_host(addresses)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return addresses
 
+
+def _host_port(text: str) -> str:
+    host, colon, port = text.strip().rpartition(":")
+    if not (colon and host and port.isdecimal() and len(port) <= 5 and int(port) < 65536):
+        raise argparse.ArgumentTypeError(f"{text!r} is not host:port (port 0 for any free one)")
+    bare = host.strip("[]")
+    if ":" in bare and not (host.startswith("[") and host.endswith("]")):
+        raise argparse.ArgumentTypeError(f"{text!r}: an IPv6 address goes in brackets, [{bare}]:{port}")
+    return f"{host}:{int(port)}"
+
+
+def _positive(text: str) -> int:
+    number = int(text) if text.strip().isdecimal() and len(text.strip()) <= 9 else 0
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return number
+
+
+#: The level names Python's logging knows, in any case (Dapr's "warn" and "fatal" among them).
+_LOG_LEVELS = tuple(name.lower() for name in logging.getLevelNamesMapping())
+
+
+def _log_level(text: str) -> str:
+    # A type, not `choices`: argparse runs it on the $LAYOTTO_LOG_LEVEL default too.
+    if text.strip().lower() not in _LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(_LOG_LEVELS)})")
+    return text.strip().upper()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's, reporting a bad flag on one line (the usage is in --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _install_uvloop() -> None:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # uvloop is optional: plain asyncio works, only slower
         pass
+
+
+def _run(cfg: RuntimeConfig) -> None:
+    from layotto.sidecar import serve
+
+    _install_uvloop()
     asyncio.run(serve(cfg))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="layotto", description="Application runtime sidecar (Layotto-compatible)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    start = sub.add_parser("start", help="start the runtime")
-    start.add_argument(
+# ---- validate ----
+
+
+async def check(cfg: RuntimeConfig) -> dict[str, list[str]]:
+    """What `start` checks before and while it starts components, short of connecting: the
+    tracing settings, the stream filters, each component's block and type (its class is made,
+    not initialised: components read their metadata in `init`, which connects), duplicate
+    names, secret_ref stores, the invocation settings. Returns the names of the components
+    `start` would start, by block; a problem is the ConfigError `start` raises for it."""
+    from layotto.api import filters
+    from layotto.observability.tracing.tracer import build as build_tracer
+    from layotto.runtime import registry
+    from layotto.runtime.invoke import InvokeSettings
+    from layotto.runtime.runtime import Runtime
+
+    tracer = build_tracer(cfg)
+    if tracer is not None:
+        await tracer.close()
+    filters.from_config(cfg.stream_filters)
+    order = {b: i for i, b in enumerate(BLOCKS)}
+    seen: dict[str, list[str]] = {}
+    for spec in sorted(cfg.components, key=lambda s: order.get(s.block, len(order))):
+        # The runtime's checks, in its order, with its messages.
+        if not registry.is_known_block(spec.block):
+            cfg.warnings.append(
+                f"{spec.source}: the '{spec.block}' building block is not available yet;"
+                f" component '{spec.name}' is ignored"
+            )
+            continue
+        if spec.name in seen.get(spec.block, []):
+            raise ConfigError(f"duplicate {spec.block} component name '{spec.name}'", spec.source)
+        registry.create(spec.block, spec.type, spec.source)
+        for ref in spec.extras.get("secret_ref") or []:
+            store_name = str(ref.get("store_name", ""))
+            if store_name not in seen.get("secretstores", []):
+                raise ConfigError(f"secret_ref names unknown secret store '{store_name}'", spec.source)
+        seen.setdefault(spec.block, []).append(spec.name)
+    InvokeSettings.from_runtime(Runtime(cfg))
+    return seen
+
+
+def summary(components: dict[str, list[str]]) -> str:
+    count = sum(len(names) for names in components.values())
+    blocks = "; ".join(f"{block}: {', '.join(names)}" for block, names in components.items())
+    return f"OK: {count} component{'' if count == 1 else 's'}" + (f" ({blocks})" if blocks else "")
+
+
+# ---- components ----
+
+
+def component_types(blocks: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each block's component types: the class registered for it and the metadata keys it
+    declares (None where it declares none)."""
+    from layotto.runtime import registry
+
+    table: dict[str, list[dict[str, Any]]] = {}
+    for block in blocks:
+        rows = table.setdefault(block, [])
+        for type_name in registry.types_of(block):
+            cls = type(registry.create(block, type_name))
+            keys = cls.metadata_keys
+            rows.append(
+                {
+                    "type": type_name,
+                    "class": f"{cls.__module__}:{cls.__qualname__}",
+                    "metadata_keys": list(keys) if keys is not None else None,
+                }
+            )
+    return table
+
+
+def _components_table(table: dict[str, list[dict[str, Any]]]) -> str:
+    rows = [(block, row["type"], row["metadata_keys"]) for block, types in table.items() for row in types]
+    block_width = max([len("BLOCK"), *(len(r[0]) for r in rows)])
+    type_width = max([len("TYPE"), *(len(r[1]) for r in rows)])
+    indent = block_width + type_width + 4
+    width = max(indent + 30, shutil.get_terminal_size((120, 24)).columns)
+    lines = [f"{'BLOCK':<{block_width}}  {'TYPE':<{type_width}}  METADATA KEYS"]
+    for block, type_name, keys in rows:
+        text = "(not listed)" if keys is None else ", ".join(keys) or "-"
+        wrapped = textwrap.wrap(text, width - indent, break_on_hyphens=False) or [text]
+        lines.append(f"{block:<{block_width}}  {type_name:<{type_width}}  {wrapped[0]}")
+        lines.extend(" " * indent + more for more in wrapped[1:])
+    return "\n".join(lines)
+
+
+# ---- the parser ----
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's, with the list of commands unindented by its `{start,run,...}` header."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse._SubParsersAction):
+            return "".join(self._format_action(sub) for sub in action._get_subactions())
+        return super()._format_action(action)
+
+
+def _sidecar_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that loads a config: start, run, validate."""
+    parser.add_argument(
         "-c",
         "--config",
         help=f"Layotto JSON config (default: $RUNTIME_CONFIG or {DEFAULT_CONFIG}, else the embedded default)",
     )
-    start.add_argument("--resources-path", help="a folder of Dapr component YAML files")
-    start.add_argument("--log-level", default=os.environ.get("LAYOTTO_LOG_LEVEL", "INFO"))
-    dapr = start.add_argument_group("Dapr apps", "daprd's flags, to run a Dapr app's sidecar")
+    parser.add_argument("--resources-path", help="a folder of Dapr component YAML files")
+    parser.add_argument(
+        "--log-level",
+        type=_log_level,
+        default=os.environ.get("LAYOTTO_LOG_LEVEL", "INFO"),
+        help=f"one of {', '.join(_LOG_LEVELS)}, in any case (default: $LAYOTTO_LOG_LEVEL or info)",
+    )
+    dapr = parser.add_argument_group("Dapr apps", "daprd's flags, to run a Dapr app's sidecar")
     dapr.add_argument("--app-id", help="the app's id (overrides the config's app.app_id)")
     dapr.add_argument("--app-port", type=_port, help="the port the app listens on")
     dapr.add_argument(
@@ -141,44 +363,170 @@ def main(argv: list[str] | None = None) -> int:
         default="grpc",
         help="grpc: the app serves Dapr's AppCallback on --app-port (default); http: --app-port is its HTTP port",
     )
-    dapr.add_argument("--dapr-grpc-port", type=_port, help="serve both APIs on 127.0.0.1:PORT")
+    dapr.add_argument("--dapr-grpc-port", type=_port, help="serve both gRPC APIs on PORT (of --dapr-listen-addresses)")
     dapr.add_argument(
         "--dapr-http-port",
         type=_port,
-        help="serve Dapr's HTTP API (/v1.0/...) on 127.0.0.1:PORT (default 3500 with Dapr flags or --resources-path)",
+        help="serve Dapr's HTTP API (/v1.0/...) on PORT (default 3500 with Dapr flags or --resources-path)",
     )
-    checks = start.add_argument_group("App health checks", "daprd's: stop sending work to an app that fails its probes")
+    listeners = parser.add_argument_group("Listeners", "where the sidecar listens (default: the config file's)")
+    listeners.add_argument(
+        "--dapr-listen-addresses",
+        type=_listen_addresses,
+        metavar="ADDRESSES",
+        help="daprd's: the IP address the gRPC and Dapr HTTP APIs listen on (default 127.0.0.1; 0.0.0.0: every"
+        " IPv4 address; the loopback addresses together, as [::1],127.0.0.1)",
+    )
+    listeners.add_argument(
+        "--actuator-address",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="the actuator's listener: health probes, info, /metrics (default 127.0.0.1:34999 or the config's)",
+    )
+    listeners.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="daprd's: the port of /metrics, which the actuator serves (its host stays)",
+    )
+    checks = parser.add_argument_group(
+        "App health checks", "daprd's: stop sending work to an app that fails its probes"
+    )
     checks.add_argument("--enable-app-health-check", action="store_true", help="probe the app")
     checks.add_argument("--app-health-check-path", default="/healthz", help="an HTTP app's probe path (/healthz)")
-    checks.add_argument("--app-health-probe-interval", type=int, default=5, help="seconds between probes (5)")
-    checks.add_argument("--app-health-probe-timeout", type=int, default=500, help="milliseconds a probe may take (500)")
+    checks.add_argument("--app-health-probe-interval", type=_positive, default=5, help="seconds between probes (5)")
     checks.add_argument(
-        "--app-health-threshold", type=int, default=3, help="failed probes in a row before the app is unhealthy (3)"
+        "--app-health-probe-timeout", type=_positive, default=500, help="milliseconds a probe may take (500)"
     )
-    sub.add_parser("version", help="print the version")
-    args = parser.parse_args(argv)
+    checks.add_argument(
+        "--app-health-threshold",
+        type=_positive,
+        default=3,
+        help="failed probes in a row before the app is unhealthy (3)",
+    )
 
-    if args.command == "version":
-        print(__version__)
-        return 0
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        flags = DaprFlags(
-            app_id=args.app_id,
-            app_port=args.app_port,
-            app_protocol=args.app_protocol,
-            grpc_port=args.dapr_grpc_port,
-            http_port=args.dapr_http_port,
-            health_check=AppHealthCheck(
-                path=args.app_health_check_path,
-                interval=args.app_health_probe_interval,
-                timeout=args.app_health_probe_timeout / 1000,
-                threshold=args.app_health_threshold,
-            )
-            if args.enable_app_health_check
-            else None,
+
+def _parser() -> tuple[_Parser, dict[str, _Parser]]:
+    parser = _Parser(
+        prog="layotto",
+        description="Application runtime sidecar (Layotto-compatible, with Dapr's APIs)",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"layotto {__version__}", help="print the version")
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
+    commands: dict[str, _Parser] = {}
+
+    def command(name: str, help: str, **kwargs: Any) -> _Parser:
+        found: _Parser = sub.add_parser(name, help=help, description=kwargs.pop("description", help), **kwargs)
+        commands[name] = found
+        return found
+
+    _sidecar_options(command("start", "start the sidecar"))
+    run = command(
+        "run",
+        "start the sidecar, then an app beside it (as `dapr run`)",
+        usage="layotto run [options] -- COMMAND [ARG ...]",
+        description="Start the sidecar and, once it is ready, COMMAND, with LAYOTTO_ADDRESS, DAPR_GRPC_PORT,"
+        " DAPR_HTTP_PORT, APP_PORT and APP_ID set; SIGINT/SIGTERM/SIGHUP go to the app, and when either stops"
+        " both stop. The exit code is the app's.",
+    )
+    _sidecar_options(run)
+    validate = command(
+        "validate",
+        "check a config as `start` would, connecting to nothing",
+        description="Load and check the config as `start` does, without connecting to a backend or listening."
+        " Prints `OK: <n> components (...)` and exits 0, or prints the error `start` would and exits 2.",
+    )
+    _sidecar_options(validate)
+    # Only problems: the INFO lines are about starting, which validate does not do.
+    validate.set_defaults(log_level="WARNING")
+    components = command("components", "list each block's component types and their metadata keys")
+    components.add_argument("block", nargs="?", help="only this block (state, pubsub, lock, ...)")
+    components.add_argument("--json", action="store_true", help="as JSON: {block: [{type, class, metadata_keys}]}")
+    command("version", "print the version")
+    return parser, commands
+
+
+def _flags(args: argparse.Namespace) -> DaprFlags:
+    return DaprFlags(
+        app_id=args.app_id,
+        app_port=args.app_port,
+        app_protocol=args.app_protocol,
+        grpc_port=args.dapr_grpc_port,
+        http_port=args.dapr_http_port,
+        health_check=AppHealthCheck(
+            path=args.app_health_check_path,
+            interval=args.app_health_probe_interval,
+            timeout=args.app_health_probe_timeout / 1000,
+            threshold=args.app_health_threshold,
         )
-        cfg = load_config(args.config, args.resources_path, flags)
+        if args.enable_app_health_check
+        else None,
+        listen_addresses=args.dapr_listen_addresses or (),
+        actuator_address=args.actuator_address,
+        metrics_port=args.metrics_port,
+    )
+
+
+def _components(args: argparse.Namespace, parser: _Parser) -> int:
+    from layotto.runtime import registry
+
+    known = [b for b in BLOCKS if registry.is_known_block(b)]
+    if args.block is not None and args.block not in known:
+        parser.error(f"unknown block {args.block!r} (blocks: {', '.join(known)})")
+    table = component_types([args.block] if args.block else known)
+    try:
+        print(json.dumps(table, indent=2) if args.json else _components_table(table), flush=True)
+    except BrokenPipeError:
+        # `layotto components | head`: the reader has what it wanted; no traceback at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _validate(cfg: RuntimeConfig) -> int:
+    components = asyncio.run(check(cfg))
+    for warning in cfg.warnings:
+        print(f"layotto: warning: {warning}", file=sys.stderr)
+    print(summary(components))
+    return 0
+
+
+def _launch(cfg: RuntimeConfig, command: list[str], app_port: int | None) -> int:
+    from layotto.launcher import run
+
+    # Not on uvloop: it spawns the app with fork(), which runs gRPC's fork handlers in a process
+    # full of gRPC threads (and logs that it skips them); asyncio's default loop uses vfork+exec.
+    return asyncio.run(run(cfg, command, app_port=app_port))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `run`'s app command is everything after the first `--`, whatever it holds.
+    app_command: list[str] | None = None
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, app_command = argv[:cut], argv[cut + 1 :]
+    parser, commands = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "run" and not app_command:
+        commands["run"].error("give the app's command after --, as in: layotto run -- python app.py")
+    if args.command != "run" and app_command is not None:
+        commands[args.command].error("only `layotto run` takes a command after --")
+    if args.command == "version":
+        print(f"layotto {__version__}")
+        return 0
+    if args.command == "components":
+        return _components(args, commands["components"])
+    if args.actuator_address is not None and args.metrics_port is not None:
+        commands[args.command].error("give --actuator-address or --metrics-port, not both")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(args.config, args.resources_path, _flags(args))
+        if args.command == "validate":
+            return _validate(cfg)
+        if args.command == "run":
+            assert app_command is not None
+            return _launch(cfg, app_command, args.app_port)
         _run(cfg)
     except ConfigError as exc:
         print(f"layotto: invalid configuration: {exc}", file=sys.stderr)

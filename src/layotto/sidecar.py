@@ -20,6 +20,7 @@ from layotto.errors import ConfigError
 from layotto.runtime.appchannel import open_app_channel
 from layotto.runtime.apphealth import AppHealth
 from layotto.runtime.invoke import Invoker
+from layotto.runtime.resiliency import Resiliency
 from layotto.runtime.runtime import Runtime, ServiceFactory
 
 if TYPE_CHECKING:
@@ -119,14 +120,12 @@ def _tracer(config: RuntimeConfig) -> Tracer | None:
 
 def _interceptors(config: RuntimeConfig, tracer: Tracer | None) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
     from layotto.api import auth, filters
+    from layotto.observability.interceptor import interceptors as telemetry
 
-    tracing: list[grpc.aio.ServerInterceptor[Any, Any]] = []
-    if tracer is not None:
-        from layotto.observability.tracing.interceptor import interceptors
-
-        tracing = interceptors(tracer)
+    # Metrics whenever an actuator serves /metrics, the tracer's spans when tracing is on.
+    observed = telemetry(config, tracer)
     # The token check first: a refused call must not count against flow control, nor be traced.
-    return [*auth.interceptors(config.api_token), *tracing, *filters.from_config(config.stream_filters)]
+    return [*auth.interceptors(config.api_token), *observed, *filters.from_config(config.stream_filters)]
 
 
 async def _close_interceptors(interceptors: list[grpc.aio.ServerInterceptor[Any, Any]]) -> None:
@@ -200,7 +199,8 @@ def _serve_registered_methods_generically(server: grpc.aio.Server) -> None:
 class Sidecar:
     def __init__(self, config: RuntimeConfig) -> None:
         self.config = config
-        self.rt = Runtime(config, app_channels=_app_channels())
+        # One engine: the cores, event delivery and invocation share each target's breaker.
+        self.rt = Runtime(config, app_channels=_app_channels(), resiliency=Resiliency(config.resiliency))
         self.server: grpc.aio.Server | None = None
         self.apis: list[Api] = []
         self.interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = []
@@ -221,6 +221,7 @@ class Sidecar:
 
     async def start(self) -> None:
         from layotto.actuator.http import Actuator
+        from layotto.api.common import check_requests
 
         cfg = self.config
         # Before any listener: a bad `tracing` block is a config error with nothing to undo.
@@ -244,6 +245,8 @@ class Sidecar:
         self.interceptors = _interceptors(cfg, self.tracer)
         server = grpc.aio.server(options=options, interceptors=self.interceptors)
         _serve_registered_methods_generically(server)
+        # Undecodable requests answer INVALID_ARGUMENT, not UNKNOWN with a traceback logged each.
+        check_requests(server)
         target = f"unix:{cfg.grpc_address}" if cfg.grpc_network == "unix" else cfg.grpc_address
         try:
             self.port = server.add_insecure_port(target)
@@ -283,11 +286,14 @@ class Sidecar:
         log.info("layotto listening on %s (app id %r)", cfg.grpc_address, self.rt.app_id)
 
     async def stop(self) -> None:
-        """Stop taking calls, let in-flight ones finish (up to the grace period), close all."""
+        """Drain, then stop: probes first (readiness 503, gRPC health NOT_SERVING), then open
+        streams end (UNAVAILABLE "the sidecar is shutting down"), then the listeners stop taking
+        calls and the unary ones in flight finish (up to the grace period), then all closes."""
         if self._stopped.is_set():
             return
         self._stopped.set()
         self.rt.status = "DOWN"
+        await self._drain_apis()
         await self._stop_wasm()
         await self._stop_dapr_http()
         if self.server is not None:
@@ -306,6 +312,22 @@ class Sidecar:
     def request_stop(self) -> None:
         """Stop as SIGTERM does, asked from within a call (Dapr's HTTP Shutdown)."""
         self._stop_requests.append(asyncio.ensure_future(self.stop()))
+
+    async def _drain_apis(self) -> None:
+        """The health service first, so that it says NOT_SERVING before anything ends; then
+        every API ends its long-lived streams (subscriptions, watches), which would otherwise
+        hold the listener for the whole grace period."""
+        from layotto.api.health import HealthService
+
+        apis = sorted(self.apis, key=lambda api: not isinstance(api, HealthService))
+        for api in apis:
+            drain = getattr(api, "drain_api", None)
+            if drain is None:
+                continue
+            try:
+                await drain()
+            except Exception:
+                log.exception("draining an API failed")
 
     async def _stop_wasm(self) -> None:
         """Before the APIs: the functions' calls in flight finish while the blocks are up."""

@@ -157,7 +157,7 @@ async def test_control_characters_are_refused_by_every_rpc(files: Files, name: s
     for rpc, call in _every_rpc(files.stub, name).items():
         code, details = await refused(files, call)
         assert code == grpc.StatusCode.INVALID_ARGUMENT, rpc
-        assert details == f"invalid file name: holds the control character {char}; names are text without any", rpc
+        assert details == f"invalid file name: holds the control character {char}; a name is text without any", rpc
 
 
 async def test_an_empty_name_is_refused_and_a_too_long_one_names_the_limit(files: Files) -> None:
@@ -167,7 +167,7 @@ async def test_an_empty_name_is_refused_and_a_too_long_one_names_the_limit(files
     for call in _every_rpc(files.stub, long).values():
         code, details = await refused(files, call)
         assert code == grpc.StatusCode.INVALID_ARGUMENT
-        assert details == "invalid file name: is 4097 bytes long; at most 4096 bytes (UTF-8)"
+        assert details == "invalid file name: is 4097 bytes long; a name is at most 4096 bytes (UTF-8)"
 
 
 async def test_writes_stream_into_a_folder_inside_the_root(files: Files) -> None:

@@ -62,3 +62,7 @@ async def test_grpc_metric_counts_per_method() -> None:
     assert lines[f"grpc_request_total{label}"] >= 4
     assert lines[f"grpc_response_fail_total{label}"] >= 1
     assert lines[f"grpc_response_succ_total{label}"] >= 3
+    # Upstream's cost histogram, with its unit in the name.
+    assert lines[f"grpc_cost_time_seconds_count{label}"] >= 4
+    assert not any(name.startswith(("grpc_cost_time_bucket", "grpc_cost_time_count")) for name in lines)
+    assert not any(name.endswith("_created") or "_created{" in name for name in lines)

@@ -64,7 +64,6 @@ UPSTREAM_SAMPLE = {
                                                 "helloworld": {"demo": {"type": "in-memory", "metadata": {}}}
                                             },
                                             "app": {"app_id": "app1", "grpc_callback_port": 9999},
-                                            "some_future_key": {},
                                         },
                                     },
                                 }
@@ -103,7 +102,12 @@ def test_upstream_sample_is_read_as_it_is() -> None:
     assert by_block[("custom", "demo")].extras["kind"] == "helloworld"
     assert cfg.stream_filters[0]["type"] == "flowControlFilter"
     assert cfg.tracing["driver"] == "SOFATracer"
-    assert any("some_future_key" in w for w in cfg.warnings)
+
+
+def test_an_unknown_grpc_config_key_is_an_error_not_a_warning() -> None:
+    doc = layotto_config({"some_future_key": {}}, grpc_port=1)
+    with pytest.raises(ConfigError, match=r'grpc_config\.some_future_key: unknown key "some_future_key"'):
+        layotto_json.load_document(doc, source="c.json")
 
 
 def test_malformed_json_names_file_line_and_column(tmp_path: Path) -> None:

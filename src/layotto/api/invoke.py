@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import grpc
 from google.protobuf import any_pb2
 
-from layotto.api.common import Ctx
+from layotto.api.common import Ctx, abort
 from layotto.runtime.invoke import InvokeError, Invoker, is_forwarded, request_of
 
 __all__ = ["InvokeRpcs"]
@@ -25,7 +26,17 @@ class InvokeRpcs:
 
     async def InvokeService(self, request: Any, context: Ctx) -> Any:
         metadata = tuple(context.invocation_metadata() or ())
-        call = request_of(request.id, request.message, type(self).VERB_NAME, metadata)
+        message = request.message
+        if message.HasField("http_extension"):
+            # proto3 enums are open: a value this proto does not name arrives as a bare number.
+            verb = message.http_extension.verb
+            try:
+                type(self).VERB_NAME(verb)
+            except ValueError:
+                await abort(
+                    context, grpc.StatusCode.INVALID_ARGUMENT, f"message.http_extension.verb: unknown HTTP verb {verb}"
+                )
+        call = request_of(request.id, message, type(self).VERB_NAME, metadata)
         try:
             reply = await self._invoker.invoke(
                 call, time_remaining=context.time_remaining(), forwarded=is_forwarded(metadata)

@@ -11,7 +11,17 @@ from typing import Any, ClassVar
 
 from google.protobuf import empty_pb2
 
-from layotto.api.common import Answering, Answers, Ctx, answered, caller_traceparent
+from layotto.api.common import (
+    Answering,
+    Answers,
+    Ctx,
+    OpenStreams,
+    answered,
+    caller_traceparent,
+    opened,
+    release,
+    settle,
+)
 from layotto.components.pubsub.base import Subscription
 from layotto.core import cloudevents
 from layotto.core.problems import Problem
@@ -56,14 +66,27 @@ class SubscribeRpcs(Answering[PubSubCore]):
         self.rt = rt
         #: Counters of the app-opened streams.
         self.stream_stats = DeliveryStats()
+        #: The open streams, ended when the sidecar drains.
+        self.streams = OpenStreams()
 
     @staticmethod
     def event_message(event: cloudevents.Event) -> Any:
         """The API's TopicEventRequest for `event`."""
         raise NotImplementedError
 
+    async def drain_api(self) -> None:
+        await self.streams.end_all()
+
+    async def stop_api(self) -> None:
+        # Subscriptions of streams cancelled since the drain close before their components do.
+        await settle()
+
     @answered
     async def subscribe(self, request_iterator: AsyncIterator[Any], context: Ctx) -> None:
+        async with self.streams.hold(context):
+            await self._serve(request_iterator, context)
+
+    async def _serve(self, request_iterator: AsyncIterator[Any], context: Ctx) -> None:
         try:
             first = await anext(request_iterator)
         except StopAsyncIteration:
@@ -80,7 +103,7 @@ class SubscribeRpcs(Answering[PubSubCore]):
         subscription: Subscription | None = None
         try:
             try:
-                subscription = await component.subscribe(topic, dispatcher, metadata)
+                subscription = await opened(component.subscribe(topic, dispatcher, metadata), _close)
             except Exception as exc:
                 raise Problem(P.SUBSCRIBE_FAILED, exc, name=name, topic=topic) from exc
             await stream.write(self.RESPONSE(initial_response=self.INITIAL_RESPONSE()))
@@ -93,7 +116,11 @@ class SubscribeRpcs(Answering[PubSubCore]):
             dispatcher.closed = True
             stream.close()
             if subscription is not None:
-                await subscription.close()
+                await release(subscription.close())
+
+
+async def _close(subscription: Subscription) -> None:
+    await subscription.close()
 
 
 class _EventStream:
@@ -120,7 +147,12 @@ class _EventStream:
         self._waiting.setdefault(event.id, []).append(verdict)
         try:
             await self.write(self._message(event))
-            return await asyncio.wait_for(asyncio.shield(verdict), time_limit)
+            # Not wait_for: on 3.11 it returns the result of a future that completes as the
+            # task is cancelled, and the lost cancellation leaves the component's worker running
+            # (its subscription's close() then waits for it for good). close() below completes
+            # the verdicts just before the subscription is closed, which is that race.
+            async with asyncio.timeout(time_limit):
+                return await asyncio.shield(verdict)
         finally:
             waiting = self._waiting.get(event.id)
             if waiting and verdict in waiting:

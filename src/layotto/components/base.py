@@ -174,6 +174,12 @@ class Component(ABC):
     #: features, as the Dapr metadata API does, indexes its own table with them).
     features: frozenset[Any] = frozenset()
 
+    #: The keys of its metadata this component reads (its client's included), which `layotto
+    #: components` lists; None where they are not declared. Keys the runtime reads for every
+    #: component of a block (state `keyPrefix`, pub/sub delivery settings, binding `direction`)
+    #: are not repeated here.
+    metadata_keys: tuple[str, ...] | None = None
+
     context: ComponentContext
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:

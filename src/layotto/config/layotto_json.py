@@ -1,10 +1,18 @@
-"""Loader for upstream Layotto's JSON config (a MOSN bootstrap file), read as it is."""
+"""Loader for upstream Layotto's JSON config (a MOSN bootstrap file), read as it is.
+
+Each section is checked against upstream's shape (`schema.Obj`): a value of the wrong type, or
+a key that neither this runtime nor MOSN/Layotto knows, is a ConfigError naming the JSON path
+(and, for a key, the closest known one). MOSN's own settings, which a sidecar that is not a
+proxy has no use for (routers, cluster_manager, access logs, TLS, ...), are accepted and
+ignored; component metadata and the configs of filters run by MOSN alone are free-form.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +25,9 @@ from layotto.config.model import (
     RuntimeConfig,
     WasmFunctionSpec,
 )
+from layotto.config.resiliency import check_references, parse_spec
+from layotto.config.schema import MAX_DEPTH, At, Obj, check_tree, decode, describe, suggest, unknown_key
+from layotto.config.tracing import DAPR_TRACING_KEYS, dapr_tracing
 from layotto.errors import ConfigError
 
 #: grpc_config key -> block, for entries shaped {name: {type, metadata, ...}}.
@@ -38,271 +49,461 @@ _BLOCK_KEYS: dict[str, str] = {
     # layotto's own: how an app id resolves to another sidecar for InvokeService.
     "name_resolution": "nameresolution",
 }
-#: Keys of a component entry that are not metadata and not the type.
-_ENTRY_EXTRAS = ("biggerthan", "secret_ref", "component_ref", "version")
+_GRPC_CONFIG_KEYS = (*_BLOCK_KEYS, "app", "rpcs", "custom_component")
+#: Keys older upstream releases read, kept by some of upstream's example files; today's
+#: upstream ignores them, and so does this runtime, with a warning naming the new key.
+_OLD_GRPC_CONFIG_KEYS = {"files": "file", "config_stores": "config_store", "secretstores": "secret_store"}
+#: grpc_config keys upstream reads that mean nothing here (`extends`: its extension configs).
+_GRPC_CONFIG_IGNORED = ("extends",)
 
+_ROOT_KEYS = ("servers", "tracing", "metrics", "dapr_http", "wasm_global_plugins", "resiliency")
+#: MOSN's top-level settings (pkg/config/v2 MOSNConfig, current and past releases).
+_ROOT_MOSN = (
+    "cluster_manager",
+    "service_registry",
+    "service_registry_ext",
+    "disable_upgrade",
+    "close_graceful",
+    "inherit_old_mosnconfig",
+    "dynamic_resources",
+    "static_resources",
+    "node",
+    "admin",
+    "pprof",
+    "pid",
+    "uds_dir",
+    "plugin",
+    "third_part_codec",
+    "extends",
+)
+_SERVER_MOSN = (
+    "mosn_server_name",
+    "default_log_path",
+    "default_log_level",
+    "global_log_roller",
+    "use_netpoll_mode",
+    "graceful_timeout",
+    "processor",
+    "routers",
+    "optimize_local_write",
+    "set_max_procs_mode",
+)
+_LISTENER_KEYS = ("name", "address", "network", "filter_chains", "stream_filters")
+_LISTENER_MOSN = (
+    "type",
+    "bind_port",
+    "reuseport",
+    "use_original_dst",
+    "access_logs",
+    "listener_filters",
+    "inspector",
+    "connection_idle_timeout",
+    "default_read_buffer_size",
+)
+_CHAIN_MOSN = ("match", "tls_context", "tls_context_set")
+_GRPC_FILTER_KEYS = ("server_name", "grpc_config")
+_GRPC_FILTER_MOSN = ("graceful_stop_timeout",)
+_APP_KEYS = ("app_id", "grpc_callback_port", "grpc_callback_host", "http_port")
+#: Keys of a component entry that are not metadata; any other key is metadata (hellos' "hello",
+#: config_store's "address"/"timeout"/"store_name"), unless it is a near miss of one of these.
+_ENTRY_KEYS = ("type", "metadata", "biggerThan", "secret_ref", "component_ref", "version")
+_SECRET_REF_KEYS = ("store_name", "key", "sub_key", "inject_as")
+_COMPONENT_REF_KEYS = ("secret_store", "config_store")
+_TRACING_KEYS = ("enable", "driver", "config")
+_TRACING_OLD = ("tracer",)  # MOSN's deprecated name of `driver`
+_METRICS_MOSN = ("sinks", "stats_matcher", "shm_zone", "shm_size", "flush_mosn", "lazy_flush", "sample", "ewma")
 
-def _get(obj: dict[str, Any], key: str, default: Any = None) -> Any:
-    """Case-insensitive lookup, as Go's encoding/json matches struct fields."""
-    if key in obj:
-        return obj[key]
-    lowered = key.lower()
-    for k, v in obj.items():
-        if k.lower() == lowered:
-            return v
-    return default
-
-
-def _expect(value: Any, kind: type, path: str, what: str) -> Any:
-    if not isinstance(value, kind):
-        raise ConfigError(f"{what} must be a JSON {kind.__name__ if kind is not dict else 'object'}", path)
-    return value
+#: Upstream's stream filters: the functions' own (`pkg/wasm`) and their management endpoints'.
+WASM_FILTER = "Layotto"
+WASM_ADMIN_FILTER = "wasm_filter"
+#: The stream filters this runtime acts on; a near miss of one is a typo, not a MOSN filter.
+_STREAM_FILTERS = ("actuator_filter", WASM_FILTER, WASM_ADMIN_FILTER, "flowControlFilter", "grpc_metric")
+#: The engines upstream names; wasmtime runs modules built for either.
+_WASM_ENGINES = ("wasmtime", "wasmer")
+_WASM_PLUGIN_KEYS = ("plugin_name", "vm_config", "instance_num")
+_VM_CONFIG_KEYS = ("engine", "path", "url", "md5", "cpu", "mem")
+_FUNCTION_KEYS = ("name", "instance_num", "root_context_id", "vm_config", "from_wasm_plugin", "limits")
+_LIMITS_KEYS = ("timeout_ms", "memory_mb")
+#: Bounds beyond which a function's settings are mistakes: wasm32's 4 GiB of memory, a day per call.
+_MAX_MEMORY_MB = 4096
+_MAX_TIMEOUT_MS = 86_400_000
+_MAX_INSTANCES = 1024
+_INT32 = (-(2**31), 2**31 - 1)
 
 
 def load_file(path: str | Path) -> RuntimeConfig:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read config file: {exc.strerror}", str(path)) from None
+        raise ConfigError(f"cannot read config file: {exc.strerror or exc}", str(path)) from None
+    except ValueError:  # a NUL in the path, which no file name has
+        raise ConfigError("cannot read config file: the path has a NUL character", repr(str(path))) from None
+    return load_document(parse(decode(data, str(path)), str(path)), source=str(path))
+
+
+class _NotJsonError(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    # Python's json takes NaN and Infinity; JSON (and upstream's Go) does not.
+    raise _NotJsonError(f"{name} is not a JSON value")
+
+
+def parse(text: str, where: str) -> Any:
+    """JSON text -> its value; anything that is not JSON is a ConfigError naming where."""
     try:
-        doc = json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", str(path)) from None
-    return load_document(doc, source=str(path))
+        raise ConfigError(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", where) from None
+    except _NotJsonError as exc:
+        raise ConfigError(f"malformed JSON: {exc}", where) from None
+    except RecursionError:
+        raise ConfigError(f"malformed JSON: nested deeper than {MAX_DEPTH} levels", where) from None
+    except ValueError:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise ConfigError("malformed JSON: a number has too many digits", where) from None
+
+
+@dataclass
+class _Listeners:
+    """What the walk over every listener gathers."""
+
+    plugins: Mapping[str, Obj]
+    grpc_found: bool = False
+    #: Network filter types seen, for a hint when none is "grpc".
+    filter_types: list[str] = field(default_factory=list)
 
 
 def load_document(doc: Any, source: str = "<config>") -> RuntimeConfig:
+    at = At(source, "$")
+    check_tree(doc, at)
+    root = Obj(doc, at, "the config")
+    root.check_keys(_ROOT_KEYS, _ROOT_MOSN)
     cfg = RuntimeConfig(source=source, actuator_address=None)
-    root = _expect(doc, dict, f"{source}: $", "the config")
-    servers = _expect(_get(root, "servers", []), list, f"{source}: $.servers", "servers")
-    plugins = _wasm_plugins(_get(root, "wasm_global_plugins"), source)
     cfg.wasm.source = source
-    found_grpc = False
-    for si, server in enumerate(servers):
-        spath = f"$.servers[{si}]"
-        _expect(server, dict, f"{source}: {spath}", "a server")
-        listeners = _expect(_get(server, "listeners", []), list, f"{source}: {spath}.listeners", "listeners")
-        for li, listener in enumerate(listeners):
-            lpath = f"{spath}.listeners[{li}]"
-            _expect(listener, dict, f"{source}: {lpath}", "a listener")
-            address = str(_get(listener, "address", ""))
-            stream_filters = _get(listener, "stream_filters", []) or []
-            filter_types = {str(_get(f, "type", "")) for f in stream_filters if isinstance(f, dict)}
-            chains = _get(listener, "filter_chains", []) or []
-            for ci, chain in enumerate(chains):
-                for fi, flt in enumerate(_get(chain, "filters", []) or []):
-                    fpath = f"{lpath}.filter_chains[{ci}].filters[{fi}]"
-                    if not isinstance(flt, dict) or _get(flt, "type") != "grpc":
-                        continue
-                    if found_grpc:
-                        cfg.warnings.append(f"{source}: {fpath}: a second grpc filter is ignored")
-                        continue
-                    found_grpc = True
-                    if address:
-                        cfg.grpc_address = address
-                    cfg.grpc_network = str(_get(listener, "network", "tcp") or "tcp")
-                    cfg.stream_filters = [f for f in stream_filters if isinstance(f, dict)]
-                    grpc_config = _get(_get(flt, "config", {}) or {}, "grpc_config", {})
-                    _load_grpc_config(
-                        cfg,
-                        _expect(grpc_config, dict, f"{source}: {fpath}.config.grpc_config", "grpc_config"),
-                        source,
-                        f"{fpath}.config.grpc_config",
-                    )
-            if "actuator_filter" in filter_types and address:
-                cfg.actuator_address = address
-            if filter_types & {WASM_FILTER, WASM_ADMIN_FILTER}:
-                _load_wasm_filters(cfg, stream_filters, address, plugins, source, lpath)
-    if not found_grpc:
-        raise ConfigError('no listener has a filter of type "grpc" (the runtime\'s API server)', f"{source}: $.servers")
-    cfg.tracing = dict(_get(root, "tracing", {}) or {})
-    cfg.metrics = dict(_get(root, "metrics", {}) or {})
-    cfg.dapr_http_address = _dapr_http_address(_get(root, "dapr_http"), source)
+    seen = _Listeners(plugins=_wasm_plugins(root))
+    for server in root.objects("servers", "a server"):
+        server.check_keys(("listeners",), _SERVER_MOSN)
+        for listener in server.objects("listeners", "a listener"):
+            _listener(cfg, listener, seen)
+    if not seen.grpc_found:
+        close = suggest("grpc", seen.filter_types, cutoff=0.6)
+        hint = f'; a filter has type {json.dumps(close)}: did you mean "grpc"?' if close else ""
+        raise ConfigError(
+            f'no listener has a filter of type "grpc" (the runtime\'s API server){hint}', f"{source}: $.servers"
+        )
+    cfg.tracing = _tracing(root)
+    cfg.metrics = _metrics(root)
+    cfg.dapr_http_address = _dapr_http_address(root)
+    # Dapr's Resiliency `spec` ({policies, targets}), as a Resiliency resource has it.
+    resiliency = root.mapping("resiliency")
+    if resiliency is not None:
+        cfg.resiliency = parse_spec(resiliency, cfg.warnings)
+        check_references(cfg.resiliency)
     return cfg
 
 
-def _dapr_http_address(section: Any, source: str) -> str | None:
-    """`"dapr_http": {"address": "host:port"}`: where Dapr's HTTP API listens (absent: off)."""
-    if section is None:
-        return None
-    _expect(section, dict, f"{source}: $.dapr_http", "dapr_http")
-    return _host_port(_get(section, "address"), f"{source}: $.dapr_http.address")
+def _listener(cfg: RuntimeConfig, listener: Obj, seen: _Listeners) -> None:
+    listener.check_keys(_LISTENER_KEYS, _LISTENER_MOSN)
+    listener.text("name")
+    address = listener.text("address")
+    network = listener.text("network") or "tcp"
+    stream_filters = listener.objects("stream_filters", "a stream filter")
+    kinds = {_stream_filter(flt) for flt in stream_filters}
+    for chain in listener.objects("filter_chains", "a filter chain"):
+        chain.check_keys(("filters",), _CHAIN_MOSN)
+        for flt in chain.objects("filters", "a filter"):
+            flt.check_keys(("type", "config"))
+            kind = flt.text("type", required=True, nonempty=True)
+            config = flt.mapping("config", "the filter's config") or Obj({}, flt.where("config"), "config")
+            if kind != "grpc":
+                seen.filter_types.append(kind)
+                continue
+            if seen.grpc_found:
+                cfg.warnings.append(f"{flt.at}: a second grpc filter is ignored")
+                continue
+            seen.grpc_found = True
+            if network not in ("tcp", "unix"):
+                raise listener.where("network").error(
+                    f'network of the grpc listener must be "tcp" or "unix", got {describe(network)}'
+                )
+            if address:
+                if network == "tcp":
+                    _port_of(address, listener.where("address"))
+                cfg.grpc_address = address
+            cfg.grpc_network = network
+            cfg.stream_filters = [flt.value for flt in stream_filters]
+            _grpc_filter(cfg, config)
+    if "actuator_filter" in kinds and address:
+        cfg.actuator_address = _host_port(address, listener.where("address"))
+    if kinds & {WASM_FILTER, WASM_ADMIN_FILTER}:
+        _load_wasm_filters(cfg, stream_filters, listener, seen.plugins)
 
 
-def _host_port(address: Any, where: str) -> str:
+def _stream_filter(flt: Obj) -> str:
+    flt.check_keys(("type", "config"), ("go_plugin_config",))
+    kind = flt.text("type", required=True, nonempty=True)
+    flt.mapping("config", "the stream filter's config")
+    if kind not in _STREAM_FILTERS:
+        # Other types are MOSN's own filters, which this runtime does not run.
+        close = suggest(kind, _STREAM_FILTERS, cutoff=0.8)
+        if close is not None:
+            raise flt.where("type").error(
+                f"unknown stream filter type {json.dumps(kind)}; did you mean {json.dumps(close)}?"
+            )
+    return kind
+
+
+def _grpc_filter(cfg: RuntimeConfig, config: Obj) -> None:
+    config.check_keys(_GRPC_FILTER_KEYS, _GRPC_FILTER_MOSN)
+    config.text("server_name")
+    grpc_config = config.mapping("grpc_config") or Obj({}, config.where("grpc_config"), "grpc_config")
+    _load_grpc_config(cfg, grpc_config)
+
+
+def _port_of(address: str, where: At) -> int:
+    _, colon, port = address.rpartition(":")
+    if not (colon and port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
+        raise where.error(
+            f'address must be "host:port" (a unix socket path with "network": "unix"), got {describe(address)}'
+        )
+    return int(port)
+
+
+def _host_port(address: Any, where: At) -> str:
     host, _, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
-    if not (host and port.isdigit() and 0 < int(port) < 65536):
-        raise ConfigError('address must be a "host:port" string', where)
+    if not (host and port.isascii() and port.isdigit() and len(port) <= 5 and 0 < int(port) < 65536):
+        raise where.error(f'address must be a "host:port" string, got {describe(address)}')
     return str(address)
 
 
-def _load_grpc_config(cfg: RuntimeConfig, grpc_config: dict[str, Any], source: str, base: str) -> None:
-    for key, value in grpc_config.items():
-        path = f"{base}.{key}"
+def _dapr_http_address(root: Obj) -> str | None:
+    """`"dapr_http": {"address": "host:port"}`: where Dapr's HTTP API listens (absent: off)."""
+    section = root.mapping("dapr_http")
+    if section is None:
+        return None
+    section.check_keys(("address",))
+    return _host_port(section.get("address"), section.where("address"))
+
+
+def _tracing(root: Obj) -> dict[str, Any]:
+    section = root.mapping("tracing")
+    if section is None:
+        return {}
+    # Upstream's keys, and beside them Dapr's (sampling, the OTLP exporter: config/tracing.py).
+    section.check_keys((*_TRACING_KEYS, *DAPR_TRACING_KEYS), _TRACING_OLD)
+    enable = section.get("enable")
+    if enable is not None and not isinstance(enable, bool | str):
+        raise section.where("enable").error(f'enable must be true, false or "true", got {describe(enable)}')
+    section.text("driver")
+    section.text("tracer")
+    section.mapping("config")
+    # Under the names the tracer reads, whatever their case here.
+    found = {key: section.get(key) for key in (*_TRACING_KEYS, *_TRACING_OLD) if section.find(key)[0] is not None}
+    return {**found, **dapr_tracing(section)}
+
+
+def _metrics(root: Obj) -> dict[str, Any]:
+    section = root.mapping("metrics")
+    if section is None:
+        return {}
+    section.check_keys((), _METRICS_MOSN)
+    section.items("sinks")
+    return dict(section.value)
+
+
+def _load_grpc_config(cfg: RuntimeConfig, grpc_config: Obj) -> None:
+    grpc_config.check_keys(_GRPC_CONFIG_KEYS, _GRPC_CONFIG_IGNORED, legacy=_OLD_GRPC_CONFIG_KEYS)
+    for key, value in grpc_config.value.items():
+        where = grpc_config.at.key(grpc_config.value, key)
         lkey = key.lower()
+        if value is None:  # as Go reads null: nothing configured
+            continue
         if lkey == "app":
-            _expect(value, dict, f"{source}: {path}", "app")
-            port = _get(value, "grpc_callback_port", 0) or 0
-            if not isinstance(port, int) or not 0 <= port <= 65535:
-                raise ConfigError("grpc_callback_port must be a port number", f"{source}: {path}.grpc_callback_port")
-            cfg.app = AppConfig(
-                app_id=str(_get(value, "app_id", "") or ""),
-                grpc_callback_port=port,
-                grpc_callback_host=str(_get(value, "grpc_callback_host", "") or DEFAULT_CALLBACK_HOST),
-                http_port=int(_get(value, "http_port", 0) or 0),
-            )
+            cfg.app = _app(Obj(value, where, "app"))
         elif lkey == "rpcs":
             # Upstream routes InvokeService through MOSN channels configured here; layotto
             # resolves app ids with `name_resolution` components instead, so this is not needed.
-            _expect(value, dict, f"{source}: {path}", "rpcs")
+            Obj(value, where, "rpcs")
             cfg.warnings.append(
-                f"{source}: {path}: MOSN rpc channels are not used; InvokeService resolves app ids through"
+                f"{where}: MOSN rpc channels are not used; InvokeService resolves app ids through"
                 " `name_resolution` components (see docs/invoke.md)"
             )
         elif lkey == "custom_component":
-            _expect(value, dict, f"{source}: {path}", "custom_component")
+            kinds = Obj(value, where, "custom_component")
             for kind, named in value.items():
-                _expect(named, dict, f"{source}: {path}.{kind}", "a custom component kind")
+                if named is None:
+                    continue
+                group = Obj(named, kinds.at.key(value, kind), "a custom component kind")
                 for name, entry in named.items():
-                    spec = _component("custom", name, entry, source, f"{path}.{kind}.{name}")
+                    spec = _component("custom", name, entry, group.at.key(named, name))
                     spec.extras["kind"] = kind
                     cfg.components.append(spec)
         elif lkey == "extends":
-            continue
-        elif lkey in _BLOCK_KEYS:
-            block = _BLOCK_KEYS[lkey]
-            _expect(value, dict, f"{source}: {path}", key)
-            for name, entry in value.items():
-                cfg.components.append(_component(block, name, entry, source, f"{path}.{name}"))
+            Obj(value, where, "extends")
+        elif lkey in _OLD_GRPC_CONFIG_KEYS:
+            new = _OLD_GRPC_CONFIG_KEYS[lkey]
+            cfg.warnings.append(
+                f"{where}: {key!r} is the old name of {new!r}, which upstream reads instead;"
+                f" its components are not loaded (rename it to {new!r})"
+            )
         else:
-            cfg.warnings.append(f"{source}: {path}: unknown grpc_config key '{key}' is ignored")
+            block = _BLOCK_KEYS[lkey]
+            Obj(value, where, key)
+            for name, entry in value.items():
+                cfg.components.append(_component(block, name, entry, where.key(value, name)))
 
 
-def _component(block: str, name: str, entry: Any, source: str, path: str) -> ComponentSpec:
-    _expect(entry, dict, f"{source}: {path}", "a component entry")
-    type_name = _get(entry, "type")
-    if not isinstance(type_name, str) or not type_name:
-        raise ConfigError('component has no "type"', f"{source}: {path}")
-    raw_md = _get(entry, "metadata", {})
-    metadata: dict[str, Any]
-    if isinstance(raw_md, dict):
-        metadata = dict(raw_md)
-    elif raw_md is None:
-        metadata = {}
-    else:
-        # `file` components take free-form metadata (often a list of endpoints).
-        metadata = {"__raw__": raw_md}
-    extras: dict[str, Any] = {}
-    for k, v in entry.items():
-        lk = k.lower()
-        if lk in _ENTRY_EXTRAS:
-            extras[k if lk != "biggerthan" else "biggerThan"] = v
-        elif lk not in ("type", "metadata"):
-            # e.g. hellos' "hello", config_store's "address"/"timeout"/"store_name".
-            metadata.setdefault(k, v)
-    return ComponentSpec(
-        block=block, name=name, type=type_name, metadata=metadata, extras=extras, source=f"{source}: {path}"
+def _app(app: Obj) -> AppConfig:
+    app.check_keys(_APP_KEYS)
+    return AppConfig(
+        app_id=app.text("app_id"),
+        grpc_callback_port=app.integer("grpc_callback_port", low=0, high=65535, what="a port number"),
+        grpc_callback_host=app.text("grpc_callback_host") or DEFAULT_CALLBACK_HOST,
+        http_port=app.integer("http_port", low=0, high=65535, what="a port number"),
     )
 
 
-#: Upstream's stream filters: the functions' own (`pkg/wasm`) and their management endpoints'.
-WASM_FILTER = "Layotto"
-WASM_ADMIN_FILTER = "wasm_filter"
-#: The engines upstream names; wasmtime runs modules built for either.
-_WASM_ENGINES = ("wasmtime", "wasmer")
+def _component(block: str, name: str, entry: Any, at: At) -> ComponentSpec:
+    obj = Obj(entry, at, "a component entry")
+    type_name = obj.get("type")
+    if type_name is None:
+        raise at.error('component has no "type"')
+    if not isinstance(type_name, str) or not type_name:
+        raise obj.where("type").error(f"type must be a component type name, got {describe(type_name)}")
+    raw_md = obj.get("metadata")
+    metadata: dict[str, Any]
+    if raw_md is None:
+        metadata = {}
+    elif isinstance(raw_md, dict):
+        metadata = dict(raw_md)
+    elif block == "file":
+        # Upstream hands a file component its metadata as raw JSON (often a list of endpoints).
+        metadata = {"__raw__": raw_md}
+    else:
+        raise obj.where("metadata").error(f"metadata must be a JSON object, got {describe(raw_md)}")
+    extras: dict[str, Any] = {}
+    canonical = {k.lower(): k for k in _ENTRY_KEYS}
+    for key, value in entry.items():
+        known = canonical.get(key.lower())
+        where = at.key(entry, key)
+        if known in ("type", "metadata"):
+            continue
+        if known is not None:
+            if value is not None:
+                extras[known] = _extra(known, value, where)
+            continue
+        if suggest(key, _ENTRY_KEYS, cutoff=0.8) is not None:
+            raise unknown_key(where, key, _ENTRY_KEYS)
+        # e.g. hellos' "hello", config_store's "address"/"timeout"/"store_name".
+        metadata.setdefault(key, value)
+    return ComponentSpec(block=block, name=name, type=type_name, metadata=metadata, extras=extras, source=str(at))
 
 
-def _wasm_plugins(section: Any, source: str) -> dict[str, dict[str, Any]]:
+def _extra(key: str, value: Any, at: At) -> Any:
+    if key == "biggerThan":  # its values are the sequencer's to check
+        return dict(Obj(value, at, key).value)
+    if key == "version":
+        if not isinstance(value, str):
+            raise at.error(f"version must be a string, got {describe(value)}")
+        return value
+    if key == "component_ref":
+        ref = Obj(value, at, key)
+        ref.check_keys(_COMPONENT_REF_KEYS)
+        return {k: ref.text(k) for k in _COMPONENT_REF_KEYS if ref.find(k)[0] is not None}
+    if not isinstance(value, list):
+        raise at.error(f"secret_ref must be a JSON array of {{store_name, key, ...}} objects, got {describe(value)}")
+    refs = []
+    for index, item in enumerate(value):
+        ref = Obj(item, at.item(value, index), "a secret_ref entry")
+        ref.check_keys(_SECRET_REF_KEYS)
+        entry = {k: ref.text(k, required=True, nonempty=True) for k in ("store_name", "key")}
+        entry.update({k: ref.text(k) for k in ("sub_key", "inject_as") if ref.find(k)[0] is not None})
+        refs.append(entry)
+    return refs
+
+
+def _wasm_plugins(root: Obj) -> dict[str, Obj]:
     """MOSN's `wasm_global_plugins`, by `plugin_name`: what a `from_wasm_plugin` entry names."""
-    if section is None:
-        return {}
-    where = f"{source}: $.wasm_global_plugins"
-    plugins: dict[str, dict[str, Any]] = {}
-    for i, plugin in enumerate(_expect(section, list, where, "wasm_global_plugins")):
-        _expect(plugin, dict, f"{where}[{i}]", "a wasm plugin")
-        name = _get(plugin, "plugin_name")
+    plugins: dict[str, Obj] = {}
+    for plugin in root.objects("wasm_global_plugins", "a wasm plugin"):
+        plugin.check_keys(_WASM_PLUGIN_KEYS)
+        name = plugin.get("plugin_name")
         if not isinstance(name, str) or not name:
-            raise ConfigError('a wasm plugin needs a "plugin_name"', f"{where}[{i}]")
-        plugins[name] = {**plugin, "_where": f"{where}[{i}]"}
+            raise plugin.at.error('a wasm plugin needs a "plugin_name"')
+        plugins[name] = plugin
     return plugins
 
 
 def _load_wasm_filters(
-    cfg: RuntimeConfig,
-    stream_filters: list[Any],
-    address: str,
-    plugins: Mapping[str, dict[str, Any]],
-    source: str,
-    lpath: str,
+    cfg: RuntimeConfig, stream_filters: list[Obj], listener: Obj, plugins: Mapping[str, Obj]
 ) -> None:
-    for fi, flt in enumerate(stream_filters):
-        kind = _get(flt, "type") if isinstance(flt, dict) else None
-        fpath = f"{lpath}.stream_filters[{fi}]"
+    for flt in stream_filters:
+        kind = flt.text("type")
         if kind not in (WASM_FILTER, WASM_ADMIN_FILTER):
             continue
-        listen = _host_port(address, f"{source}: {lpath}.address")
+        listen = _host_port(listener.get("address"), listener.where("address"))
         if kind == WASM_ADMIN_FILTER:
             if cfg.wasm.admin_address is not None:
-                cfg.warnings.append(f"{source}: {fpath}: a second wasm_filter listener is ignored")
+                cfg.warnings.append(f"{flt.at}: a second wasm_filter listener is ignored")
             else:
                 cfg.wasm.admin_address = listen
             continue
         cfg.wasm.addresses.append(listen)
-        where = f"{source}: {fpath}.config"
-        entries = _expect(_get(flt, "config", {}) or {}, dict, where, "the Layotto filter's config")
-        for key, entry in entries.items():
-            spec = wasm_function(entry, key, f"{where}.{key}", plugins)
+        entries = flt.mapping("config", "the Layotto filter's config") or Obj({}, flt.where("config"), "config")
+        for key, entry in entries.value.items():
+            spec = wasm_function(entry, key, entries.at.key(entries.value, key), plugins)
             if spec.engine != "wasmtime":
                 cfg.warnings.append(f"{spec.source}: engine {spec.engine!r} is run by wasmtime")
             cfg.wasm.functions.append(spec)
 
 
-def _positive(value: Any, where: str, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"{what} must be a positive number", where)
-    return float(value)
-
-
-def wasm_function(
-    entry: Any, key: str, where: str, plugins: Mapping[str, dict[str, Any]] | None = None
-) -> WasmFunctionSpec:
+def wasm_function(entry: Any, key: str, where: str | At, plugins: Mapping[str, Obj] | None = None) -> WasmFunctionSpec:
     """One function entry, as upstream reads it (`pkg/wasm/config.go`): its `vm_config` (or the
     `from_wasm_plugin` it names), `instance_num` (the CPU count when not positive),
     `root_context_id` (1) and its string values as the plugin configuration. `limits` is
     this runtime's: `timeout_ms` per call and `memory_mb` per instance."""
-    _expect(entry, dict, where, "a WASM function entry")
-    plugin_name = _get(entry, "from_wasm_plugin", "")
-    holder, holder_where = entry, where
+    if isinstance(where, At):
+        at = where
+    else:  # an install request's body, which no loader has checked
+        at = At("", where)
+        check_tree(entry, at)
+    fn = Obj(entry, at, "a WASM function entry")
+    for name, value in entry.items():
+        folded = name.lower() if isinstance(name, str) else name
+        if folded in _FUNCTION_KEYS:
+            continue
+        # Other string values are the plugin's configuration; anything else is a mistake.
+        if not isinstance(value, str) or suggest(name, _FUNCTION_KEYS, cutoff=0.8) is not None:
+            raise unknown_key(at.key(entry, name), name, _FUNCTION_KEYS)
+    plugin_name = fn.text("from_wasm_plugin")
+    holder = fn
     if plugin_name:
-        plugin = (plugins or {}).get(str(plugin_name))
+        plugin = (plugins or {}).get(plugin_name)
         if plugin is None:
-            raise ConfigError(f"from_wasm_plugin {plugin_name!r} names no plugin of wasm_global_plugins", where)
-        holder, holder_where = plugin, str(plugin["_where"])
-    vm = _get(holder, "vm_config")
+            raise at.error(f"from_wasm_plugin {plugin_name!r} names no plugin of wasm_global_plugins")
+        holder = plugin
+    vm = holder.mapping("vm_config")
     if vm is None:
-        raise ConfigError('a WASM function needs a "vm_config"', holder_where)
-    vm_where = f"{holder_where}.vm_config"
-    _expect(vm, dict, vm_where, "vm_config")
-    engine = str(_get(vm, "engine", "") or "wasmtime").lower()
+        raise holder.at.error('a WASM function needs a "vm_config"')
+    vm.check_keys(_VM_CONFIG_KEYS)
+    engine = (vm.text("engine") or "wasmtime").lower()
     if engine not in _WASM_ENGINES:
-        raise ConfigError(f"engine {engine!r} is not one of {list(_WASM_ENGINES)}", f"{vm_where}.engine")
-    path = _get(vm, "path")
-    if not isinstance(path, str) or not path:
-        hint = " (a vm_config url is not fetched)" if _get(vm, "url") else ""
-        raise ConfigError(f'vm_config needs the "path" of a .wasm file{hint}', vm_where)
-    instance_num = _get(holder, "instance_num", 0) or 0
-    if isinstance(instance_num, bool) or not isinstance(instance_num, int):
-        raise ConfigError("instance_num must be an integer", f"{holder_where}.instance_num")
-    root_context_id = _get(entry, "root_context_id", 1)
-    if isinstance(root_context_id, bool) or not isinstance(root_context_id, int):
-        raise ConfigError("root_context_id must be an integer", f"{where}.root_context_id")
-    limits = _expect(_get(entry, "limits", {}) or {}, dict, f"{where}.limits", "limits")
-    timeout_ms = _get(limits, "timeout_ms")
-    memory_mb = _get(limits, "memory_mb")
-    name = _get(entry, "name", key)
+        raise vm.where("engine").error(f"engine {engine!r} is not one of {list(_WASM_ENGINES)}")
+    path = vm.text("path")
+    url = vm.text("url")
+    if not path:
+        hint = " (a vm_config url is not fetched)" if url else ""
+        raise vm.at.error(f'vm_config needs the "path" of a .wasm file{hint}')
+    instance_num = holder.integer("instance_num", low=_INT32[0], high=_MAX_INSTANCES)
+    root_context_id = fn.integer("root_context_id", 1, low=_INT32[0], high=_INT32[1])
+    limits = fn.mapping("limits") or Obj({}, fn.where("limits"), "limits")
+    limits.check_keys(_LIMITS_KEYS)
+    timeout_ms = limits.number("timeout_ms", high=_MAX_TIMEOUT_MS, what="milliseconds")
+    memory_mb = limits.number("memory_mb", high=_MAX_MEMORY_MB, what="MiB")
     return WasmFunctionSpec(
-        name=name if isinstance(name, str) and name else key,
+        name=fn.text("name") or key,
         path=path,
         engine=engine,
         instance_num=instance_num if instance_num > 0 else os.cpu_count() or 1,
@@ -311,16 +512,12 @@ def wasm_function(
         vm_config={
             "Engine": engine,
             "Path": path,
-            "Url": str(_get(vm, "url", "") or ""),
-            "Md5": str(_get(vm, "md5", "") or ""),
-            "Cpu": str(_get(vm, "cpu", 0) or 0),
-            "Mem": str(_get(vm, "mem", 0) or 0),
+            "Url": url,
+            "Md5": vm.text("md5"),
+            "Cpu": str(vm.integer("cpu", low=0, high=_INT32[1])),
+            "Mem": str(vm.integer("mem", low=0, high=_INT32[1])),
         },
-        timeout=DEFAULT_WASM_TIMEOUT
-        if timeout_ms is None
-        else _positive(timeout_ms, f"{where}.limits.timeout_ms", "timeout_ms") / 1000,
-        memory_limit=DEFAULT_WASM_MEMORY
-        if memory_mb is None
-        else int(_positive(memory_mb, f"{where}.limits.memory_mb", "memory_mb") * 1024 * 1024),
-        source=where,
+        timeout=DEFAULT_WASM_TIMEOUT if timeout_ms is None else timeout_ms / 1000,
+        memory_limit=DEFAULT_WASM_MEMORY if memory_mb is None else int(memory_mb * 1024 * 1024),
+        source=str(at),
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from layotto.config.resiliency import ResiliencySpec
+
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:34904"
 DEFAULT_ACTUATOR_ADDRESS = "127.0.0.1:34999"
 DEFAULT_CALLBACK_HOST = "127.0.0.1"
@@ -161,6 +163,8 @@ class RuntimeConfig:
     subscriptions: list[SubscriptionSpec] = field(default_factory=list)
     #: WASM functions and their listeners (none unless a listener has a `Layotto` or `wasm_filter` filter).
     wasm: WasmConfig = field(default_factory=WasmConfig)
+    #: Dapr's resiliency policies and their targets (docs/resiliency.md).
+    resiliency: ResiliencySpec = field(default_factory=ResiliencySpec)
     source: str = ""
 
     def components_of(self, block: str) -> list[ComponentSpec]:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from enum import Enum
 
 from layotto.components.file.base import FileListing, FileMeta, FileStore
+from layotto.core import names
 from layotto.core.problems import Problem, named
 from layotto.errors import ComponentError
 
@@ -34,7 +35,6 @@ MAX_MODE = 0o777
 _MAX_FLAG = 2**31 - 1
 #: Upstream reads both with Go's strconv.Atoi: decimal, an optional sign, nothing else.
 _DECIMAL = re.compile(r"[+-]?[0-9]{1,19}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SHOWN = 32
 
 
@@ -64,23 +64,12 @@ def check_name(name: str, *, root: bool = False, field: str = "name") -> None:
 
     if not name and not root:
         raise refuse("is empty")
-    try:
-        size = len(name.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise refuse("is not valid UTF-8") from None
-    if size > MAX_NAME_BYTES:
-        raise refuse(f"is {size} bytes long; at most {MAX_NAME_BYTES} bytes (UTF-8)")
-    control = _CONTROL.search(name)
-    if control is not None:
-        raise refuse(f"holds the control character U+{ord(control.group()):04X}; names are text without any")
-    depth = 0
-    for part in name.split("/"):
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                raise refuse("leads outside the store: '..' climbs above its root")
-        elif part not in ("", "."):
-            depth += 1
+    fault = names.text_fault(name, MAX_NAME_BYTES, "a name")
+    if fault is not None:
+        raise refuse(fault)
+    depth = names.depth(name)
+    if depth is None:
+        raise refuse("leads outside the store: '..' climbs above its root")
     if depth == 0 and not root:
         raise refuse("names the store's root folder, not a file")
 

@@ -34,6 +34,7 @@ from layotto.components.oss.base import (
     PutOptions,
     UploadListing,
 )
+from layotto.core import names
 from layotto.core.problems import Problem, named
 from layotto.errors import ComponentError
 
@@ -47,7 +48,6 @@ MAX_PART_NUMBER = 10000
 MAX_PART_SIZE = 5 * 1024**3
 _BUCKET_CHARS = re.compile(r"[a-z0-9.-]+")
 _IP_LIKE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class OssProblem(Enum):
@@ -84,25 +84,13 @@ def check_key(key: str, field: str = "key") -> None:
 
     if not key:
         raise refuse("is empty")
-    try:
-        size = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise refuse("is not valid UTF-8") from None
-    if size > MAX_KEY_BYTES:
-        raise refuse(f"is {size} bytes long; a key is at most {MAX_KEY_BYTES} bytes (UTF-8)")
-    control = _CONTROL.search(key)
-    if control is not None:
-        raise refuse(f"holds the control character U+{ord(control.group()):04X}; a key is text without any")
+    fault = names.text_fault(key, MAX_KEY_BYTES, "a key")
+    if fault is not None:
+        raise refuse(fault)
     if key.startswith("/"):
         raise refuse("is an absolute path; a key is relative to its bucket")
-    depth = 0
-    for part in key.split("/"):
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                raise refuse("leads outside its bucket: '..' climbs above it")
-        elif part not in ("", "."):
-            depth += 1
+    if names.depth(key) is None:
+        raise refuse("leads outside its bucket: '..' climbs above it")
 
 
 def _check_object(bucket: str, key: str, bucket_field: str = "bucket", key_field: str = "key") -> None:
@@ -142,6 +130,17 @@ class OssCore:
     def store(self, name: str) -> ObjectStore:
         return named(self._stores, name, OssProblem.STORE_NOT_FOUND, name=name)
 
+    def _in_bucket(self, name: str, bucket: str) -> ObjectStore:
+        """The store `name`, once `bucket` is a valid name (the store is looked up first, as upstream)."""
+        store = self.store(name)
+        check_bucket(bucket)
+        return store
+
+    def _for_object(self, name: str, bucket: str, key: str) -> ObjectStore:
+        store = self.store(name)
+        _check_object(bucket, key)
+        return store
+
     @staticmethod
     async def _call(call: Awaitable[T]) -> T:
         return await _guarded(call, OssProblem.FAILED)
@@ -150,14 +149,12 @@ class OssCore:
     async def put_object(
         self, name: str, bucket: str, key: str, body: AsyncIterator[bytes], opts: PutOptions
     ) -> ObjectInfo:
-        store = self.store(name)
-        _check_object(bucket, key)
+        store = self._for_object(name, bucket, key)
         return await self._call(store.put_object(bucket, key, body, opts))
 
     async def get_object(self, name: str, bucket: str, key: str, start: int, end: int) -> ObjectBody:
         """The object's bytes `start`..`end` (inclusive); no end (`end` 0) is to the end."""
-        store = self.store(name)
-        _check_object(bucket, key)
+        store = self._for_object(name, bucket, key)
         _check_number("start", start, 0, None, "a byte offset is 0 or more")
         _check_number("end", end, 0, None, "a byte offset is 0 or more (0: to the object's end)")
         if end:
@@ -173,24 +170,20 @@ class OssCore:
             raise Problem(OssProblem.READ_FAILED, _plain(exc)) from exc
 
     async def head_object(self, name: str, bucket: str, key: str) -> ObjectInfo:
-        store = self.store(name)
-        _check_object(bucket, key)
+        store = self._for_object(name, bucket, key)
         return await self._call(store.head_object(bucket, key))
 
     async def exists(self, name: str, bucket: str, key: str) -> bool:
-        store = self.store(name)
-        _check_object(bucket, key)
+        store = self._for_object(name, bucket, key)
         return await self._call(store.exists(bucket, key))
 
     async def delete_object(self, name: str, bucket: str, key: str) -> None:
-        store = self.store(name)
-        _check_object(bucket, key)
+        store = self._for_object(name, bucket, key)
         await self._call(store.delete_object(bucket, key))
 
     async def delete_objects(self, name: str, bucket: str, keys: Sequence[str]) -> None:
         """Every key is checked before the first is deleted: a refused request deletes nothing."""
-        store = self.store(name)
-        check_bucket(bucket)
+        store = self._in_bucket(name, bucket)
         for i, key in enumerate(keys):
             check_key(key, f"delete.objects[{i}].key")
         for key in keys:
@@ -214,48 +207,41 @@ class OssCore:
     async def list_objects(
         self, name: str, bucket: str, prefix: str, marker: str, max_keys: int, delimiter: str
     ) -> Listing:
-        store = self.store(name)
-        check_bucket(bucket)
+        store = self._in_bucket(name, bucket)
         return await self._call(store.list_objects(bucket, prefix, marker, max_keys, delimiter))
 
     async def append_object(
         self, name: str, bucket: str, key: str, position: int, body: AsyncIterator[bytes], opts: PutOptions
     ) -> int:
-        store = self.store(name)
-        _check_object(bucket, key)
+        store = self._for_object(name, bucket, key)
         _check_number("position", position, 0, None, "a byte offset is 0 or more (the object's length)")
         return await self._call(store.append_object(bucket, key, position, body, opts))
 
     # ---- tagging ----
     async def put_tags(self, name: str, bucket: str, key: str, tags: dict[str, str]) -> None:
-        store = self.store(name)
-        _check_object(bucket, key)
+        store = self._for_object(name, bucket, key)
         await self._call(store.put_tags(bucket, key, tags))
 
     async def get_tags(self, name: str, bucket: str, key: str) -> dict[str, str]:
-        store = self.store(name)
-        _check_object(bucket, key)
+        store = self._for_object(name, bucket, key)
         return await self._call(store.get_tags(bucket, key))
 
     # ---- multipart ----
     async def create_multipart(self, name: str, bucket: str, key: str, opts: PutOptions) -> str:
-        store = self.store(name)
-        _check_object(bucket, key)
+        store = self._for_object(name, bucket, key)
         return await self._call(store.create_multipart(bucket, key, opts))
 
     async def upload_part(
         self, name: str, bucket: str, key: str, upload_id: str, part_number: int, body: AsyncIterator[bytes]
     ) -> PartInfo:
-        store = self.store(name)
-        _check_object(bucket, key)
+        store = self._for_object(name, bucket, key)
         _check_part_number(part_number)
         return await self._call(store.upload_part(bucket, key, upload_id, part_number, body))
 
     async def upload_part_copy(
         self, name: str, bucket: str, key: str, upload_id: str, part_number: int, source: PartSource
     ) -> PartInfo:
-        store = self.store(name)
-        _check_object(bucket, key)
+        store = self._for_object(name, bucket, key)
         _check_object(source.bucket, source.key, "copy_source.copy_source_bucket", "copy_source.copy_source_key")
         _check_part_number(part_number)
         _check_number("start_position", source.start, 0, None, "a byte offset is 0 or more")
@@ -271,27 +257,23 @@ class OssCore:
     async def complete_multipart(
         self, name: str, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
     ) -> ObjectInfo:
-        store = self.store(name)
-        _check_object(bucket, key)
+        store = self._for_object(name, bucket, key)
         return await self._call(store.complete_multipart(bucket, key, upload_id, parts))
 
     async def abort_multipart(self, name: str, bucket: str, key: str, upload_id: str) -> None:
-        store = self.store(name)
-        _check_object(bucket, key)
+        store = self._for_object(name, bucket, key)
         await self._call(store.abort_multipart(bucket, key, upload_id))
 
     async def list_uploads(
         self, name: str, bucket: str, prefix: str, key_marker: str, upload_id_marker: str, max_uploads: int
     ) -> UploadListing:
-        store = self.store(name)
-        check_bucket(bucket)
+        store = self._in_bucket(name, bucket)
         return await self._call(store.list_uploads(bucket, prefix, key_marker, upload_id_marker, max_uploads))
 
     async def list_parts(
         self, name: str, bucket: str, key: str, upload_id: str, part_number_marker: int, max_parts: int
     ) -> PartListing:
-        store = self.store(name)
-        _check_object(bucket, key)
+        store = self._for_object(name, bucket, key)
         return await self._call(store.list_parts(bucket, key, upload_id, part_number_marker, max_parts))
 
     def unsupported(self, name: str, rpc: str) -> NoReturn:

@@ -47,8 +47,14 @@ DIRECTION = "direction"
 
 
 def typed(rt: Runtime, block: str, kind: type[C]) -> dict[str, C]:
-    """The block's components that implement `kind` (a block interface), by name."""
-    return {name: c for name, c in rt.components(block).items() if isinstance(c, kind)}
+    """The block's components that implement `kind` (a block interface), by name; each one
+    with an outbound resiliency policy under it. Every core gets its components here, so this
+    is the one place where the policies meet every call a core makes to a component."""
+    found = {name: c for name, c in rt.components(block).items() if isinstance(c, kind)}
+    engine = rt.resiliency
+    if engine:
+        found = {name: engine.guard(block, name, c) for name, c in found.items()}
+    return found
 
 
 def metadata_values(rt: Runtime, block: str, names: Mapping[str, object], key: str) -> dict[str, object]:

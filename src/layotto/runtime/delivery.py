@@ -15,6 +15,9 @@ message to a `Dispatcher` that applies the outcome rules:
 - With a dead-letter topic, an event that failed `maxDeliveryAttempts` times (1 by default,
   as daprd moves it after its first failed delivery) is published there (same component) and
   acked.
+- With a resiliency `inbound` policy for the component (runtime/resiliency.py), the policy
+  makes the retries here instead (its timeout per try, its breaker), as daprd's does; once it
+  gives up, the event is dead-lettered or nacked as above.
 
 With tracing on, each callback is a CONSUMER span continuing the envelope's `traceparent`,
 and the app gets that span as its parent in the callback's `traceparent` header.
@@ -39,6 +42,7 @@ from layotto.core.cloudevents import RAW_PAYLOAD, Event, decode, is_truthy
 from layotto.observability import tracing
 from layotto.runtime.appchannel import AppChannel, Status
 from layotto.runtime.apphealth import AppHealth, AppWorkService, retrying
+from layotto.runtime.resiliency import Outcomes, Policy
 from layotto.runtime.subscriptions import TopicSubscription, declared, merged
 
 if TYPE_CHECKING:
@@ -146,6 +150,28 @@ class DeliveryPolicy:
 Deliver = Callable[[Event, float], Awaitable[Status]]
 
 
+class _Undelivered(Exception):  # noqa: N818  (a verdict, not a bug)
+    """A try of a delivery under an inbound policy that did not settle the event."""
+
+    def __init__(self, why: str, *, closing: bool = False) -> None:
+        super().__init__(why)
+        self.closing = closing
+
+
+def _redeliver(exc: BaseException) -> bool:
+    return isinstance(exc, _Undelivered) and not exc.closing
+
+
+#: Deliveries: the app's RETRY (or failing to take the event) is the failure a policy retries;
+#: its status codes are verdicts, so `matching` has nothing to match.
+DELIVERY_OUTCOMES = Outcomes(
+    failed=_redeliver,
+    retriable=lambda exc, _: _redeliver(exc),
+    timed_out=lambda: _Undelivered("the inbound policy's timeout passed"),
+    refused=lambda message, _: _Undelivered(message),
+)
+
+
 class Dispatcher:
     """The handler a component calls for each message of one subscription."""
 
@@ -161,6 +187,7 @@ class Dispatcher:
         stats: DeliveryStats,
         tracer: Tracer | None = None,
         subscription: TopicSubscription | None = None,
+        inbound: Policy | None = None,
     ) -> None:
         self.component = component
         #: Picks each event's route in the app (None: the callback API has no routes).
@@ -169,6 +196,10 @@ class Dispatcher:
         self.pubsub_name = pubsub_name
         self.topic = topic
         self.policy = policy
+        #: The component's resiliency policy for deliveries (None: the local retries above).
+        self.inbound = inbound
+        # The app is told the time it has: the inbound timeout, when it is the shorter.
+        self._time_limit = min(policy.timeout, inbound.timeout or policy.timeout) if inbound else policy.timeout
         self._deliver = deliver
         self.stats = stats
         self.tracer = tracer
@@ -213,8 +244,8 @@ class Dispatcher:
     async def _call(self, event: Event) -> Status:
         try:
             # A guard over the callback's own deadline; unlike wait_for, no task per call.
-            async with asyncio.timeout(self.policy.timeout + 1.0):
-                return await self._deliver(event, self.policy.timeout)
+            async with asyncio.timeout(self._time_limit + 1.0):
+                return await self._deliver(event, self._time_limit)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the app failing in any way means "try again later"
@@ -237,20 +268,13 @@ class Dispatcher:
             log.warning("dropping expired pub/sub event %s on topic %s", event.id, self.topic)
             return True
         async with self._slots:
+            if self.inbound is not None:
+                return await self._under(self.inbound, event)
             tries = 0
             while not self.closed:
                 status = await self._attempt(event)
-                if status is Status.SUCCESS:
-                    self._attempts.pop(event.id, None)
-                    self._count("delivered")
-                    return True
-                if status is Status.DROP or status is Status.NOT_HANDLED:
-                    self._attempts.pop(event.id, None)
-                    log.warning("%s from app for pub/sub event %s on topic %s", status.name, event.id, self.topic)
-                    if status is Status.DROP and self.policy.dead_letter_topic:
-                        return await self._dead_letter(event, "was dropped by the app")
-                    self._count("dropped")
-                    return True
+                if status is not Status.RETRY:
+                    return await self._settled(event, status)
                 self._count("retried")
                 failures = self._failed(event.id)
                 limit = self.policy.max_delivery_attempts
@@ -263,6 +287,42 @@ class Dispatcher:
                 tries += 1
         self._count("nacked")
         return False
+
+    async def _settled(self, event: Event, status: Status) -> bool:
+        """The app's final verdict on the event (any but RETRY)."""
+        self._attempts.pop(event.id, None)
+        if status is Status.SUCCESS:
+            self._count("delivered")
+            return True
+        log.warning("%s from app for pub/sub event %s on topic %s", status.name, event.id, self.topic)
+        if status is Status.DROP and self.policy.dead_letter_topic:
+            return await self._dead_letter(event, "was dropped by the app")
+        self._count("dropped")
+        return True
+
+    async def _under(self, inbound: Policy, event: Event) -> bool:
+        """One delivery under the component's inbound policy."""
+
+        async def attempt() -> Status:
+            if self.closed:
+                raise _Undelivered("the subscription is closing", closing=True)
+            status = await self._attempt(event)
+            if status is Status.RETRY:
+                self._count("retried")
+                raise _Undelivered("the app did not take the event")
+            return status
+
+        try:
+            status = await inbound.run(attempt, DELIVERY_OUTCOMES)
+        except _Undelivered as exc:
+            failures = self._failed(event.id)
+            limit = self.policy.max_delivery_attempts
+            if not exc.closing and self.policy.dead_letter_topic and limit and failures >= limit:
+                return await self._dead_letter(event, f"was not delivered under {inbound.name}'s policy ({exc})")
+            log.debug("event %s on topic %s not delivered under %s: %s", event.id, self.topic, inbound.name, exc)
+            self._count("nacked")
+            return False
+        return await self._settled(event, status)
 
     async def _dead_letter(self, event: Event, why: str) -> bool:
         # Counted first: the dead-letter subscriber may see the event before publish returns.
@@ -329,8 +389,17 @@ class DeliveryService(AppWorkService):
         policy = DeliveryPolicy.from_metadata(
             sub.metadata, component_metadata(self.rt, sub.pubsub_name), self.rt.app_id
         )
+        engine = self.rt.resiliency
         dispatcher = Dispatcher(
-            component, sub.pubsub_name, sub.topic, policy, self.channel.deliver, self.stats, self.tracer, sub
+            component,
+            sub.pubsub_name,
+            sub.topic,
+            policy,
+            self.channel.deliver,
+            self.stats,
+            self.tracer,
+            sub,
+            inbound=engine.inbound("pubsub", sub.pubsub_name) if engine else None,
         )
         handle = await retrying(
             lambda: component.subscribe(sub.topic, dispatcher, dict(sub.metadata)),

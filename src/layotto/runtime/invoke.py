@@ -14,7 +14,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +25,12 @@ from layotto.components.base import Metadata
 from layotto.components.nameresolution.base import NameResolutionFeature, NameResolver
 from layotto.errors import ComponentError, LayottoError
 from layotto.observability import tracing
+from layotto.runtime.resiliency import TIMEOUT_MESSAGE, Outcomes
 from layotto.runtime.runtime import Runtime
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 
 if TYPE_CHECKING:
+    from layotto.config.resiliency import RetrySpec
     from layotto.runtime.appchannel import AppChannel
 
 log = logging.getLogger("layotto.invoke")
@@ -156,6 +158,10 @@ class InvokeError(LayottoError):
         self.reached = reached
 
 
+class OutOfTimeError(InvokeError):
+    """The caller's deadline has passed: no try is left to make."""
+
+
 def timeout_error(request: InvokeRequest, seconds: float) -> InvokeError:
     return InvokeError(
         grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -182,6 +188,50 @@ GRPC_CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+
+
+# ---- resiliency: how an app's failures are told (runtime/resiliency.py) ----
+
+_TRANSIENT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+#: The HTTP statuses Dapr's docs call worth a retry: a timeout, too many requests, a server error.
+_TRANSIENT_HTTP = frozenset({408, 429, *range(500, 600)})
+#: How an HTTP app's non-200 answer reads, here and through the sidecar it was forwarded to
+#: (runtime/appchannel.py): the status is known from it on both sides of a hop.
+_HTTP_STATUS = re.compile(r"http response code (\d{3})\b")
+
+
+def _http_status(exc: InvokeError) -> int | None:
+    found = _HTTP_STATUS.match(exc.message)
+    return int(found.group(1)) if found else None
+
+
+def _app_failed(exc: BaseException) -> bool:
+    if not isinstance(exc, InvokeError) or isinstance(exc, OutOfTimeError):
+        return False
+    status = _http_status(exc)
+    return status in _TRANSIENT_HTTP if status is not None else exc.code in _TRANSIENT_CODES
+
+
+def _app_retriable(exc: BaseException, retry: RetrySpec) -> bool:
+    """As daprd's `matching`: with codes given for the answer's protocol (HTTP status of an HTTP
+    app, else the gRPC code), those codes only; without, the transient failures."""
+    if not isinstance(exc, InvokeError) or isinstance(exc, OutOfTimeError):
+        return False
+    status = _http_status(exc)
+    if status is not None and retry.http_codes is not None:
+        return status in retry.http_codes
+    if status is None and retry.grpc_codes is not None:
+        return exc.code.value[0] in retry.grpc_codes
+    return _app_failed(exc)
+
+
+#: Invocations: a timeout is DEADLINE_EXCEEDED and a refusal UNAVAILABLE, in daprd's words.
+APP_OUTCOMES = Outcomes(
+    failed=_app_failed,
+    retriable=_app_retriable,
+    timed_out=lambda: InvokeError(grpc.StatusCode.DEADLINE_EXCEEDED, TIMEOUT_MESSAGE),
+    refused=lambda message, _: InvokeError(grpc.StatusCode.UNAVAILABLE, message, reached=False),
+)
 
 
 # ---- the engine ----
@@ -285,6 +335,25 @@ class Invoker:
         """Deliver `request`; raise InvokeError with the code to answer."""
         # The callee continues the caller's trace, with this sidecar's span as its parent.
         request.headers = tracing.inject(request.headers)
+        engine = self.rt.resiliency
+        # The calling sidecar applies the target app's policy; the one it forwards to does not again.
+        policy = engine.app(request.app_id) if engine and not forwarded else None
+        if policy is None:
+            return await self._invoke(request, time_remaining, forwarded)
+        deadline = None if time_remaining is None else time.monotonic() + time_remaining
+
+        def attempt() -> Awaitable[InvokeResponse]:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise OutOfTimeError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"the caller's deadline passed before app '{request.app_id}' answered",
+                )
+            return self._invoke(request, remaining, forwarded)
+
+        return await policy.run(attempt, APP_OUTCOMES)
+
+    async def _invoke(self, request: InvokeRequest, time_remaining: float | None, forwarded: bool) -> InvokeResponse:
         timeout = self.timeout_of(request, time_remaining)
         if request.app_id == self.rt.app_id or forwarded:
             if request.app_id != self.rt.app_id:

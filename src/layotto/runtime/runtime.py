@@ -14,6 +14,7 @@ from layotto.runtime import registry
 
 if TYPE_CHECKING:
     from layotto.runtime.appchannel import AppChannelFactory
+    from layotto.runtime.resiliency import Resiliency
 
 log = logging.getLogger("layotto.runtime")
 
@@ -31,10 +32,17 @@ ServiceFactory = Callable[["Runtime"], Awaitable[list[Service]]]
 
 
 class Runtime:
-    def __init__(self, config: RuntimeConfig, app_channels: Mapping[str, AppChannelFactory] | None = None) -> None:
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        app_channels: Mapping[str, AppChannelFactory] | None = None,
+        resiliency: Resiliency | None = None,
+    ) -> None:
         self.config = config
         #: app.callback_api -> the channel to an app speaking that callback API.
         self.app_channels: Mapping[str, AppChannelFactory] = dict(app_channels or {})
+        #: The resiliency policies every user of the components and of the app applies (None: none).
+        self.resiliency = resiliency
         self.app_id = config.app.app_id
         self._components: dict[str, dict[str, Component]] = {}
         self._specs: dict[tuple[str, str], ComponentSpec] = {}

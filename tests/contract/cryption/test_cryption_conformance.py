@@ -127,7 +127,8 @@ async def test_key_from_secret_ref(monkeypatch: pytest.MonkeyPatch) -> None:
     env = f"LAYOTTO_TEST_KEY_{uuid.uuid4().hex.upper()}"
     monkeypatch.setenv(env, KEY_B)
     config = {
-        "secret_store": {"env": {"type": "local.env", "metadata": {}}},
+        # A local.env store exposes only what its metadata names.
+        "secret_store": {"env": {"type": "local.env", "metadata": {"allowedSecrets": env}}},
         "cryption": {
             "vault": {
                 "type": "local",

@@ -4,4 +4,4 @@
 paths under ``protos/``; the runtime and the SDK import them from here.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

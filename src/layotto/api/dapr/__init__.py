@@ -1,8 +1,8 @@
 """Dapr's gRPC API (dapr.proto.runtime.v1.Dapr), served on the same port as the Layotto API
 and mapped onto the same components: one store, two APIs.
 
-RPCs no part implements (actors, workflows, jobs, crypto, ...) fall through to the generated
-base class, which answers UNIMPLEMENTED.
+RPCs no part implements (actors, workflows, jobs, crypto, ...) answer UNIMPLEMENTED "method X
+not implemented" (`api.common.Parts`), as daprd does for a method it does not implement.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import grpc
 
 from layotto.api.answers import load_answers
 from layotto.api.common import Parts
-from layotto.api.dapr import base as _base  # noqa: F401  (first: it silences dapr's import warning)
 from layotto.api.dapr.bindings import DaprBindingsApi
 from layotto.api.dapr.configuration import DaprConfigurationApi
 from layotto.api.dapr.invoke import DaprInvokeApi
@@ -25,8 +24,7 @@ from layotto.api.dapr.state import DaprStateApi
 from layotto.runtime.cores import bindings_core, configuration_core, lock_core, pubsub_core, secrets_core, state_core
 from layotto.runtime.invoke import Invoker
 from layotto.runtime.runtime import Runtime
-
-from dapr.proto.runtime.v1 import dapr_pb2_grpc  # isort: skip  (after base: it silences dapr's import warning)
+from layotto_proto.dapr.proto.runtime.v1 import dapr_pb2_grpc
 
 
 def register(

@@ -18,17 +18,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
-from dapr.proto.common.v1 import common_pb2
-from dapr.proto.runtime.v1 import appcallback_pb2 as cb
-from dapr.proto.runtime.v1 import appcallback_pb2_grpc as cb_grpc
 from google.protobuf import any_pb2, empty_pb2, struct_pb2
 
-from layotto.api.dapr import base as _base  # noqa: F401  (dapr import without its legacy warning)
 from layotto.api.state import set_request
 from layotto.core.cloudevents import Event
 from layotto.runtime.appchannel import BindingReply, GrpcAppChannel, event_fields
 from layotto.runtime.invoke import InvokeRequest, InvokeResponse, call_headers
 from layotto.runtime.subscriptions import Rule, TopicSubscription, envelope_of, with_dead_letter
+from layotto_proto.dapr.proto.common.v1 import common_pb2
+from layotto_proto.dapr.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto_proto.dapr.proto.runtime.v1 import appcallback_pb2_grpc as cb_grpc
 
 _STANDARD = frozenset({"id", "source", "type", "specversion", "datacontenttype", "data", "data_base64"})
 

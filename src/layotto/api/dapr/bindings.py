@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dapr.proto.runtime.v1 import binding_pb2 as pb
-
 from layotto.api.bindings import BindingRpcs
+from layotto_proto.dapr.proto.runtime.v1 import binding_pb2 as pb
 
 
 class DaprBindingsApi(BindingRpcs):

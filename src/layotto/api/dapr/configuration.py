@@ -14,15 +14,14 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from dapr.proto.common.v1 import common_pb2
-from dapr.proto.runtime.v1 import configuration_pb2 as pb
-
-from layotto.api.common import Answering, Answers, Ctx, answered
+from layotto.api.common import Answering, Answers, Ctx, OpenStreams, answered, opened
 from layotto.components.configuration.base import ConfigItem, GetRequest, Subscription
 from layotto.core.configuration import ConfigurationCore
 from layotto.core.configuration import ConfigurationProblem as P
 from layotto.core.problems import Problem
 from layotto.errors import ComponentError
+from layotto_proto.dapr.proto.common.v1 import common_pb2
+from layotto_proto.dapr.proto.runtime.v1 import configuration_pb2 as pb
 
 log = logging.getLogger("layotto.api.dapr")
 
@@ -47,6 +46,11 @@ class DaprConfigurationApi(Answering[ConfigurationCore]):
         super().__init__(core, answers)
         #: Open subscription streams by id, with the store each belongs to.
         self._streams: dict[str, tuple[str, Subscription]] = {}
+        #: The same streams, ended when the sidecar drains.
+        self.streams = OpenStreams()
+
+    async def drain_api(self) -> None:
+        await self.streams.end_all()
 
     async def stop_api(self) -> None:
         for _, sub in list(self._streams.values()):
@@ -67,7 +71,11 @@ class DaprConfigurationApi(Answering[ConfigurationCore]):
 
     @answered
     async def SubscribeConfiguration(self, request: pb.SubscribeConfigurationRequest, context: Ctx) -> None:
-        sub = await self.core.subscribe(request.store_name, self._scope(request))
+        async with self.streams.hold(context):
+            await self._serve(request, context)
+
+    async def _serve(self, request: pb.SubscribeConfigurationRequest, context: Ctx) -> None:
+        sub = await opened(self.core.subscribe(request.store_name, self._scope(request)), _close)
         self._streams[sub.id] = (request.store_name, sub)
         try:
             await context.write(pb.SubscribeConfigurationResponse(id=sub.id))
@@ -102,3 +110,7 @@ class DaprConfigurationApi(Answering[ConfigurationCore]):
         self, request: pb.UnsubscribeConfigurationRequest, context: Ctx
     ) -> pb.UnsubscribeConfigurationResponse:
         return await self.UnsubscribeConfiguration(request, context)
+
+
+async def _close(sub: Subscription) -> None:
+    sub.close()

@@ -4,9 +4,8 @@ the invocation engine the Layotto API uses too."""
 
 from __future__ import annotations
 
-from dapr.proto.common.v1 import common_pb2
-
 from layotto.api.invoke import InvokeRpcs
+from layotto_proto.dapr.proto.common.v1 import common_pb2
 
 
 class DaprInvokeApi(InvokeRpcs):

@@ -6,11 +6,10 @@ lock taken through one API is seen as held through the other.
 
 from __future__ import annotations
 
-from dapr.proto.runtime.v1 import lock_pb2 as pb
-
 from layotto.api.common import Answering, Ctx, answered
 from layotto.components.lock.base import LockStatus
 from layotto.core.lock import LockCore
+from layotto_proto.dapr.proto.runtime.v1 import lock_pb2 as pb
 
 _UNLOCK_STATUS = {
     LockStatus.SUCCESS: pb.UnlockResponse.SUCCESS,

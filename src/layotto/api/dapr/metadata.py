@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from dapr.proto.runtime.v1 import dapr_pb2
-from dapr.proto.runtime.v1 import metadata_pb2 as pb
 from google.protobuf import empty_pb2
 
 from layotto import __version__
@@ -14,6 +12,8 @@ from layotto.api.dapr.base import ApiBase, Ctx
 from layotto.components.state.base import StateFeature
 from layotto.config.model import BLOCKS
 from layotto.runtime.runtime import Runtime
+from layotto_proto.dapr.proto.runtime.v1 import dapr_pb2
+from layotto_proto.dapr.proto.runtime.v1 import metadata_pb2 as pb
 
 log = logging.getLogger("layotto.api.dapr")
 

@@ -5,13 +5,12 @@ envelope (source = the app id, type `com.dapr.event.sent`), and SubscribeTopicEv
 
 from __future__ import annotations
 
-from dapr.proto.runtime.v1 import pubsub_pb2 as pb
-
 from layotto.api.common import Ctx, answered, caller_traceparent, message_of
 from layotto.api.dapr.appchannel import topic_event_request
 from layotto.api.pubsub import PublishRpcs, SubscribeRpcs
 from layotto.core.pubsub import BulkEntry, PublishStyle
 from layotto.core.pubsub import PubSubProblem as P
+from layotto_proto.dapr.proto.runtime.v1 import pubsub_pb2 as pb
 
 DAPR_EVENT_TYPE = "com.dapr.event.sent"
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dapr.proto.runtime.v1 import secret_pb2 as pb
-
 from layotto.api.secrets import SecretRpcs
+from layotto_proto.dapr.proto.runtime.v1 import secret_pb2 as pb
 
 
 class DaprSecretsApi(SecretRpcs):

@@ -7,10 +7,9 @@ both APIs read and write the same data. Components declared in Dapr YAML default
 
 from __future__ import annotations
 
-from dapr.proto.runtime.v1 import state_pb2 as pb
-
 from layotto.api.common import Ctx, answered
 from layotto.api.state import StateRpcs
+from layotto_proto.dapr.proto.runtime.v1 import state_pb2 as pb
 
 
 class DaprStateApi(StateRpcs):

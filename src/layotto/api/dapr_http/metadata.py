@@ -10,11 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from layotto.api.dapr import base as _base  # noqa: F401  (first: it silences dapr's import warning)
 from layotto.api.dapr.metadata import DaprMetadata
 from layotto.api.dapr_http.common import Part, Route, json_reply, no_content
-
-from dapr.proto.runtime.v1 import metadata_pb2 as pb  # isort: skip  (after base: it silences dapr's import warning)
+from layotto_proto.dapr.proto.runtime.v1 import metadata_pb2 as pb
 
 __all__ = ["MetadataApi", "metadata_json"]
 

@@ -1,6 +1,6 @@
 """The Layotto API (spec.proto.runtime.v1.Runtime): one part per building block, bound onto the
-generated servicer. RPCs no part implements fall through to the generated base class, which
-answers UNIMPLEMENTED.
+generated servicer. RPCs no part implements answer UNIMPLEMENTED "method X not implemented"
+(`api.common.Parts`), as upstream's Go server does.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ store when any stream ends; we clean up only that stream's)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +12,18 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from layotto.api.common import Answering, Ctx, abort, answered, message_of
+from layotto.api.common import (
+    Answering,
+    Answers,
+    Ctx,
+    OpenStreams,
+    abort,
+    answered,
+    message_of,
+    opened,
+    release,
+    settle,
+)
 from layotto.components.configuration.base import ChangeEvent, ConfigItem, GetRequest, Subscription
 from layotto.core.configuration import ConfigurationCore
 from layotto.core.configuration import ConfigurationProblem as P
@@ -38,6 +48,11 @@ def _to_pb(item: ConfigItem) -> pb.ConfigurationItem:
 
 
 class ConfigurationApi(Answering[ConfigurationCore]):
+    def __init__(self, core: ConfigurationCore, answers: Answers) -> None:
+        super().__init__(core, answers)
+        #: The open subscribe streams, ended when the sidecar drains.
+        self.streams = OpenStreams()
+
     def _scope(self, request: Any) -> GetRequest:
         return self.core.scope(
             self.core.store(request.store_name),
@@ -74,9 +89,20 @@ class ConfigurationApi(Answering[ConfigurationCore]):
         await self.core.delete(request.store_name, self._scope(request))
         return _EMPTY
 
+    async def drain_api(self) -> None:
+        await self.streams.end_all()
+
+    async def stop_api(self) -> None:
+        # What streams cancelled since the drain still release goes before the stores close.
+        await settle()
+
     async def SubscribeConfiguration(
         self, request_iterator: AsyncIterator[pb.SubscribeConfigurationRequest], context: Ctx
     ) -> None:
+        async with self.streams.hold(context):
+            await self._serve(request_iterator, context)
+
+    async def _serve(self, request_iterator: AsyncIterator[pb.SubscribeConfigurationRequest], context: Ctx) -> None:
         outbox: asyncio.Queue[ChangeEvent | tuple[grpc.StatusCode, str]] = asyncio.Queue()
         subscriptions: list[Subscription] = []
         pumps: set[asyncio.Task[None]] = set()
@@ -91,7 +117,7 @@ class ConfigurationApi(Answering[ConfigurationCore]):
         async def read_requests() -> None:
             async for req in request_iterator:
                 try:
-                    sub = await self.core.subscribe(req.store_name, self._scope(req))
+                    sub = await opened(self.core.subscribe(req.store_name, self._scope(req)), _close)
                 except Problem as problem:
                     await outbox.put(message_of(self.answers, problem))
                     return
@@ -115,11 +141,21 @@ class ConfigurationApi(Answering[ConfigurationCore]):
                     )
                 )
         finally:
+            # Nothing here awaits before the subscriptions are closed: a handler cancelled
+            # again while unwinding must still let go of them.
             reader.cancel()
             for sub in subscriptions:
                 sub.close()
             for task in list(pumps):
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+            await release(_settled(reader, *pumps))
             log.debug("subscribe stream ended; closed %d subscriptions", len(subscriptions))
+
+
+async def _close(sub: Subscription) -> None:
+    sub.close()
+
+
+async def _settled(*tasks: asyncio.Task[None]) -> None:
+    """Until `tasks` (cancelled) are over, whatever they ended with."""
+    await asyncio.gather(*tasks, return_exceptions=True)

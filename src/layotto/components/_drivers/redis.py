@@ -80,6 +80,31 @@ def split_hosts(address: str) -> list[tuple[str, int]]:
     return [split_host(part) for part in address.split(",") if part.strip()]
 
 
+#: The keys `RedisSettings.from_metadata` reads besides `redisHost`, for the `metadata_keys` of
+#: the components built on it (a component with its own host key lists that one instead).
+CLIENT_METADATA_KEYS: tuple[str, ...] = (
+    "redisType",
+    "redisDB",
+    "db",
+    "redisUsername",
+    "redisPassword",
+    "enableTLS",
+    "insecureSkipTLSVerify",
+    "redisMaxRetries",
+    "maxRetries",
+    "redisMaxRetryInterval",
+    "maxRetryBackoff",
+    "dialTimeout",
+    "readTimeout",
+    "poolSize",
+    "failover",
+    "sentinelMasterName",
+    "sentinelUsername",
+    "sentinelPassword",
+)
+METADATA_KEYS: tuple[str, ...] = ("redisHost", *CLIENT_METADATA_KEYS)
+
+
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
     """Where and how to reach Redis, from the metadata keys of upstream's Redis components:

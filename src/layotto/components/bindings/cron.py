@@ -192,6 +192,7 @@ def go_utc(moment: dt.datetime) -> str:
 
 
 class CronBinding(binding.Binding):
+    metadata_keys = ("schedule",)
     features = frozenset({binding.BindingFeature.INPUT})
 
     def __init__(self) -> None:

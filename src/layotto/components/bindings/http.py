@@ -27,6 +27,7 @@ def _status_text(status: int, reason: str | None) -> str:
 
 
 class HttpBinding(OutputBinding):
+    metadata_keys = ("url", "dialTimeout", "responseTimeout", "maxConnections")
     _session: aiohttp.ClientSession | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:

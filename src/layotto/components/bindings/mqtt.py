@@ -34,6 +34,18 @@ log = logging.getLogger("layotto.bindings.mqtt")
 
 
 class MqttBinding(binding.OutputBinding):
+    metadata_keys = (
+        "url",
+        "topic",
+        "consumerID",
+        "qos",
+        "cleanSession",
+        "backOffMaxRetries",
+        "backOffInterval",
+        "retain",
+        "redeliverInterval",
+        "timeout",
+    )
     features = frozenset({binding.BindingFeature.INPUT})
 
     def __init__(self) -> None:

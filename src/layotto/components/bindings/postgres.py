@@ -46,6 +46,14 @@ def _rfc3339(moment: datetime.datetime) -> str:
 
 
 class PostgresBinding(OutputBinding):
+    metadata_keys: tuple[str, ...] = (
+        "url",
+        "connectionString",
+        "timeout",
+        "timeoutInSeconds",
+        "connectTimeout",
+        "maxConns",
+    )
     _pool: asyncpg.Pool | None = None
     _timeout = sql.DEFAULT_TIMEOUT
     _describe = "postgresql"

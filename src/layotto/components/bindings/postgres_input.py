@@ -49,6 +49,7 @@ class _Listener:
 
 
 class PostgresInputBinding(PostgresBinding):
+    metadata_keys = (*PostgresBinding.metadata_keys, "channel")
     features = frozenset({binding.BindingFeature.INPUT})
 
     def __init__(self) -> None:

@@ -44,6 +44,18 @@ def _seconds(metadata: dict[str, str], key: str) -> int | None:
 
 
 class RabbitMQBinding(binding.OutputBinding):
+    metadata_keys = (
+        "host",
+        "queueName",
+        "prefetchCount",
+        "durable",
+        "deleteWhenUnused",
+        "exclusive",
+        "ttlInSeconds",
+        "maxPriority",
+        "dialTimeout",
+        "reconnectWaitInSeconds",
+    )
     features = frozenset({binding.BindingFeature.INPUT})
     connection: AbstractRobustConnection
 

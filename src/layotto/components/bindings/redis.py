@@ -26,6 +26,7 @@ def _ttl(metadata: dict[str, str]) -> int | None:
 
 
 class RedisBinding(OutputBinding):
+    metadata_keys = (*redis_driver.METADATA_KEYS,)
     _client: redis_driver.Client | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:

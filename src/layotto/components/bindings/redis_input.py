@@ -49,6 +49,14 @@ def _text(value: Any) -> str:
 
 
 class RedisInputBinding(RedisBinding):
+    metadata_keys = (
+        *redis_driver.METADATA_KEYS,
+        "listKey",
+        "streamKey",
+        "consumerID",
+        "redeliverInterval",
+        "processingTimeout",
+    )
     features = frozenset({binding.BindingFeature.INPUT})
     _reader: Any = None
 

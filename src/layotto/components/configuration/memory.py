@@ -15,6 +15,7 @@ _Scope = tuple[str, str, str]  # app_id, group, label
 
 
 class InMemoryConfigStore(configuration.ConfigurationStore):
+    metadata_keys = ()
     features = frozenset({configuration.ConfigurationFeature.SNAPSHOT, configuration.ConfigurationFeature.SCOPES})
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:

@@ -327,6 +327,8 @@ DAPR, LAYOTTO = "dapr", "layotto"
 class RedisConfigStore(configuration.ConfigurationStore):
     """`redis`: the store of the layout `keyLayout` names (`dapr` by default), which it runs."""
 
+    metadata_keys = ("keyLayout", "redisHost", "address", "keyPrefix", *redis_driver.CLIENT_METADATA_KEYS)
+
     features = DaprRedisConfigStore.features
     _store: configuration.ConfigurationStore | None = None
 

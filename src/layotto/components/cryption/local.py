@@ -41,6 +41,7 @@ _THREAD_THRESHOLD = 64 * 1024
 
 
 class LocalCryption(Cryption):
+    metadata_keys = ("keys", "key.<keyId>[.<version>]", "defaultKeyId")
     #: key id -> version -> AESGCM; dicts keep the configured order, the last version is newest.
     _keys: dict[str, dict[str, AESGCM]]
     _default: str

@@ -28,6 +28,18 @@ from layotto.errors import BackendUnavailableError, ComponentError, ConfigError,
 
 
 class SmtpEmail(EmailSender):
+    metadata_keys = (
+        "host",
+        "port",
+        "useTLS",
+        "startTLS",
+        "username",
+        "password",
+        "timeout",
+        "defaultFrom",
+        "templates",
+    )
+
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         self._host = metadata.required("host")

@@ -76,6 +76,7 @@ def _told_as(name: str) -> Iterator[None]:
 
 
 class LocalFileStore(FileStore):
+    metadata_keys = ("rootPath",)
     root: Path
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:

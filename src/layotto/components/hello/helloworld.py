@@ -7,6 +7,8 @@ from layotto.components.hello.base import HelloFeature, HelloService
 class HelloWorld(HelloService):
     """Answers with the configured greeting, as upstream's helloworld component."""
 
+    metadata_keys = ("hello",)
+
     features = frozenset({HelloFeature.LIFECYCLE})
     greeting = "greeting"
 

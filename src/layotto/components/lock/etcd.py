@@ -33,6 +33,7 @@ DEFAULT_PREFIX = "/layotto/"
 
 
 class EtcdLock(lock.LockStore):
+    metadata_keys = ("endpoints", "keyPrefixPath", "dialTimeout", "username", "password")
     features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _members: etcd.Members | None = None
 

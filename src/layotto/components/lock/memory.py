@@ -15,6 +15,7 @@ class _Held:
 
 
 class InMemoryLock(lock.LockStore):
+    metadata_keys = ()
     features = frozenset({lock.LockFeature.KEEP_ALIVE})
 
     def __init__(self) -> None:

@@ -20,6 +20,7 @@ from layotto.errors import BackendUnavailableError, ComponentError
 
 
 class MysqlLock(lock.LockStore):
+    metadata_keys = ("connectionString", "tableName", "timeout")
     features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _pool: aiomysql.Pool | None = None
 

@@ -18,6 +18,7 @@ from layotto.errors import BackendUnavailableError, ComponentError
 
 
 class PostgresqlLock(lock.LockStore):
+    metadata_keys = ("connectionString", "tableName", "timeout")
     features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _pool: asyncpg.Pool | None = None
 

@@ -19,6 +19,7 @@ from layotto.errors import ComponentError
 
 
 class RedisLock(lock.LockStore):
+    metadata_keys = (*redis_driver.METADATA_KEYS,)
     features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _client: redis_driver.Client
     _address: str

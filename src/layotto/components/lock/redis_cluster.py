@@ -35,6 +35,7 @@ class _Node:
 
 
 class RedisClusterLock(lock.LockStore):
+    metadata_keys = ("redisHosts", "concurrency", *redis_driver.CLIENT_METADATA_KEYS)
     features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _nodes: list[_Node]
 

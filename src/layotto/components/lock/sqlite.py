@@ -21,6 +21,7 @@ from layotto.errors import BackendUnavailableError, ComponentError
 
 
 class SqliteLock(lock.LockStore):
+    metadata_keys = ("databasePath", "tableName", "timeout")
     features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _db: aiosqlite.Connection | None = None
 

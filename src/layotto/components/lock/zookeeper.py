@@ -59,6 +59,7 @@ def _decode(data: bytes | None, version: int) -> _Held:
 
 
 class ZookeeperLock(lock.LockStore):
+    metadata_keys = ("zookeeperHosts", "SessionTimeout", "operationTimeout")
     features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _client: aiozk.ZKClient | None = None
 

@@ -44,6 +44,8 @@ class RedisResolver(NameResolver):
     """metadata: redisHost (+ the usual redis keys), keyPrefix ("layotto:nameresolution:"),
     ttl (10s), heartbeatInterval (ttl/3), cacheTTL (1s)."""
 
+    metadata_keys = (*redis_driver.METADATA_KEYS, "keyPrefix", "ttl", "heartbeatInterval", "cacheTTL")
+
     features = frozenset({NameResolutionFeature.REGISTRY})
     _client: redis_driver.Client | None = None
     _heartbeat: asyncio.Task[None] | None = None

@@ -22,6 +22,8 @@ class StaticResolver(NameResolver):
     """metadata: {"apps": {"app-b": "127.0.0.1:50001", "app-c": ["10.0.0.1:34904", "10.0.0.2:34904"]}}.
     `apps` may also be that object as a JSON string (for string-only metadata loaders)."""
 
+    metadata_keys = ("apps",)
+
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         where = f"{metadata.where}.metadata.apps"

@@ -132,6 +132,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 class LocalObjectStore(oss.ObjectStore):
+    metadata_keys = ("rootPath",)
     features = frozenset({oss.OssFeature.COPY, oss.OssFeature.TAGGING, oss.OssFeature.APPEND, oss.OssFeature.MULTIPART})
     kind = "local"
     root: Path

@@ -61,6 +61,7 @@ class _MemorySubscription:
 
 
 class InMemoryPubSub(PubSub):
+    metadata_keys = ("redeliverInterval", "consumerID", "maxConcurrency")
     features = frozenset({PubSubFeature.DELAY})
 
     def __init__(self) -> None:

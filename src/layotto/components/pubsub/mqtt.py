@@ -102,6 +102,8 @@ class _SharedSubscription:
 
 
 class MqttPubSub(PubSub):
+    metadata_keys = ("url", "qos", "retain", "redeliverInterval", "timeout", "consumerID", "maxConcurrency")
+
     def __init__(self) -> None:
         self.subscriptions = OpenSubscriptions[_SharedSubscription]()
         self._publisher: aiomqtt.Client | None = None

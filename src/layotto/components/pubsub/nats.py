@@ -96,6 +96,19 @@ class _PullSubscription:
 
 
 class JetStreamPubSub(PubSub):
+    metadata_keys = (
+        "natsURL",
+        "streamName",
+        "ackWait",
+        "maxDeliver",
+        "redeliverInterval",
+        "storage",
+        "connectTimeout",
+        "durableName",
+        "consumerID",
+        "maxConcurrency",
+    )
+
     def __init__(self) -> None:
         self.subscriptions = OpenSubscriptions[_PullSubscription]()
         self._streams: dict[str, str] = {}

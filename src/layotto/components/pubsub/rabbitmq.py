@@ -82,6 +82,18 @@ class _QueueSubscription:
 
 
 class RabbitMQPubSub(PubSub):
+    metadata_keys = (
+        "host",
+        "durable",
+        "deleteWhenUnused",
+        "deliveryMode",
+        "prefetchCount",
+        "requeueInFailure",
+        "dialTimeout",
+        "reconnectWait",
+        "consumerID",
+        "maxConcurrency",
+    )
     connection: AbstractRobustConnection
 
     def __init__(self) -> None:

@@ -240,6 +240,17 @@ class _StreamSubscription:
 
 
 class RedisStreamsPubSub(PubSub):
+    metadata_keys = (
+        *redis_driver.METADATA_KEYS,
+        "redeliverInterval",
+        "processingTimeout",
+        "maxLenApprox",
+        "consumerID",
+        "maxConcurrency",
+        "delayQueueKey",
+        "delayLease",
+        "delayPollInterval",
+    )
     features = frozenset({PubSubFeature.DELAY})
     client: redis_driver.Client
 

@@ -49,6 +49,8 @@ def flatten(value: Any, separator: str, prefix: str = "") -> dict[str, str]:
 
 
 class LocalFileSecretStore(SecretStore):
+    metadata_keys = ("secretsFile", "nestedSeparator", "multiValued")
+
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         path = metadata.get_str("secretsFile")

@@ -42,6 +42,16 @@ def _counter(kv: aetcd.KeyValue | None) -> int:
 
 
 class EtcdSequencer(CasSequencer):
+    metadata_keys = (
+        "endpoints",
+        "keyPrefixPath",
+        "dialTimeout",
+        "username",
+        "password",
+        "segmentCacheEnable",
+        "segmentStep",
+        "keyPrefix",
+    )
     _members: etcd.Members | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:

@@ -7,6 +7,7 @@ from layotto.components.sequencer.base import RangeSequencer, check_count
 
 
 class InMemorySequencer(RangeSequencer):
+    metadata_keys = ("segmentCacheEnable", "segmentStep", "keyPrefix")
     segment_cache_default = True
 
     def __init__(self) -> None:

@@ -15,11 +15,12 @@ import aiomysql
 from layotto.components._drivers import mysql, sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.sequencer.base import RangeSequencer, check_count
-from layotto.components.sequencer.sqltable import once_more_on_outage, table_name
+from layotto.components.sequencer.sqltable import METADATA_KEYS, once_more_on_outage, table_name
 from layotto.errors import BackendUnavailableError, ComponentError
 
 
 class MysqlSequencer(RangeSequencer):
+    metadata_keys = METADATA_KEYS
     _pool: Any = None
     _where = ""
     _timeout = sql.DEFAULT_TIMEOUT

@@ -13,11 +13,12 @@ import asyncpg
 from layotto.components._drivers import postgres, sql
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.sequencer.base import RangeSequencer, check_count
-from layotto.components.sequencer.sqltable import once_more_on_outage, table_name
+from layotto.components.sequencer.sqltable import METADATA_KEYS, once_more_on_outage, table_name
 from layotto.errors import BackendUnavailableError, ComponentError
 
 
 class PostgresqlSequencer(RangeSequencer):
+    metadata_keys = METADATA_KEYS
     _pool: asyncpg.Pool | None = None
     _address: str
 

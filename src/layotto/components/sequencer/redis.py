@@ -29,6 +29,7 @@ return 0
 
 
 class RedisSequencer(RangeSequencer):
+    metadata_keys = (*redis_driver.METADATA_KEYS, "segmentCacheEnable", "segmentStep", "keyPrefix")
     segment_cache_default = True
 
     _client: redis_driver.Client

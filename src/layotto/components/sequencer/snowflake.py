@@ -61,6 +61,21 @@ class _KeyClock:
 
 
 class SnowflakeSequencer(Sequencer):
+    metadata_keys = (
+        "mysqlHost",
+        "databaseName",
+        "userName",
+        "password",
+        "tableName",
+        "timeout",
+        "timeBits",
+        "workerBits",
+        "seqBits",
+        "startTime",
+        "reqTimeout",
+        "maxBorrowSeconds",
+        "keyPrefix",
+    )
     layout: Layout
     worker_id: int
 

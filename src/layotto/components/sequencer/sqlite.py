@@ -15,6 +15,7 @@ from layotto.errors import BackendUnavailableError, ComponentError
 
 
 class SqliteSequencer(RangeSequencer):
+    metadata_keys = ("databasePath", "tableName", "timeout", "segmentCacheEnable", "segmentStep", "keyPrefix")
     _db: aiosqlite.Connection | None = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:

@@ -10,6 +10,16 @@ from layotto.components.base import Metadata
 from layotto.errors import BackendUnavailableError
 
 DEFAULT_TABLE = "layotto_sequencer"
+#: The metadata keys a SQL sequencer reads (`layotto components` lists them).
+METADATA_KEYS = (
+    "connectionString",
+    "tableName",
+    "timeout",
+    "maxConns",
+    "segmentCacheEnable",
+    "segmentStep",
+    "keyPrefix",
+)
 
 T = TypeVar("T")
 

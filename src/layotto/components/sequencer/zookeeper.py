@@ -36,6 +36,14 @@ def _counter(data: bytes | None, version: int) -> int:
 
 
 class ZookeeperSequencer(CasSequencer):
+    metadata_keys = (
+        "zookeeperHosts",
+        "keyPrefixPath",
+        "SessionTimeout",
+        "segmentCacheEnable",
+        "segmentStep",
+        "keyPrefix",
+    )
     _client: Any = None
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:

@@ -176,6 +176,7 @@ def parse_timeout(raw: str, where: str) -> float:
 
 
 class MemcachedStateStore(state.StateStore):
+    metadata_keys = ("hosts", "maxIdleConnections", "timeout")
     features = frozenset({state.StateFeature.TTL})
 
     def __init__(self) -> None:

@@ -18,6 +18,7 @@ class _Entry:
 
 
 class InMemoryStateStore(state.StateStore):
+    metadata_keys = ()
     features = frozenset({state.StateFeature.ETAG, state.StateFeature.TRANSACTIONAL, state.StateFeature.TTL})
 
     def __init__(self) -> None:

@@ -61,6 +61,18 @@ def _tls(value: str) -> ssl.SSLContext | None:
 
 
 class MysqlStateStore(PooledSqlStateStore[aiomysql.Pool, aiomysql.Cursor]):
+    metadata_keys = (
+        "connectionString",
+        "schemaName",
+        "tableName",
+        "ttlInSeconds",
+        "timeoutInSeconds",
+        "timeout",
+        "minConns",
+        "maxConns",
+        "connMaxLifetime",
+        "cleanupIntervalInSeconds",
+    )
     _table = "`dapr_state_store`.`state`"
     _engine = _describe = "mysql"
 

@@ -38,6 +38,17 @@ def _quote(table: str) -> str:
 
 
 class PostgresqlStateStore(PooledSqlStateStore[asyncpg.Pool, asyncpg.Connection]):
+    metadata_keys = (
+        "connectionString",
+        "tableName",
+        "ttlInSeconds",
+        "timeoutInSeconds",
+        "timeout",
+        "connectTimeout",
+        "minConns",
+        "maxConns",
+        "cleanupIntervalInSeconds",
+    )
     _table = "state"
     _engine = _describe = "postgresql"
 

@@ -102,6 +102,7 @@ class _Known:
 
 
 class RedisStateStore(state.StateStore):
+    metadata_keys = (*redis_driver.METADATA_KEYS, "ttlInSeconds")
     features = frozenset({state.StateFeature.ETAG, state.StateFeature.TRANSACTIONAL, state.StateFeature.TTL})
 
     def __init__(self) -> None:

@@ -29,6 +29,15 @@ _MAX_PARAMS = 900
 
 
 class SqliteStateStore(SqlStateStore):
+    metadata_keys = (
+        "databasePath",
+        "connectionString",
+        "tableName",
+        "ttlInSeconds",
+        "busyTimeout",
+        "cleanupIntervalInSeconds",
+    )
+
     def __init__(self) -> None:
         self._reader: aiosqlite.Connection | None = None
         self._writer: aiosqlite.Connection | None = None

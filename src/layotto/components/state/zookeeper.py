@@ -82,6 +82,7 @@ class _Write:
 
 
 class ZookeeperStateStore(state.StateStore):
+    metadata_keys = ("servers", "sessionTimeout", "maxBufferSize", "maxConnBufferSize", "keyPrefixPath")
     features = frozenset({state.StateFeature.ETAG})
     _client: aiozk.ZKClient | None = None
 

@@ -1,5 +1,5 @@
 """Where finished spans go: `stdout` (one JSON line per span, upstream's default exporter) and
-`zipkin` (Zipkin JSON v2 posted in batches by a background task).
+`zipkin` (Zipkin JSON v2 posted in batches by a background task); OTLP's is in `otlp.py`.
 
 Exporting runs on the event loop at the end of every traced call, so `export()` only queues:
 writing and posting happen later, batched, and never make a call wait.
@@ -14,10 +14,11 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from layotto.errors import ConfigError
+from layotto.observability import metrics
 from layotto.observability.tracing.span import Span
 
 if TYPE_CHECKING:  # aiohttp costs ~10 MB of RSS: imported when a zipkin exporter first sends
@@ -163,7 +164,115 @@ def zipkin_span(span: Span, local_endpoint: Mapping[str, Any]) -> dict[str, Any]
     return record
 
 
-class ZipkinExporter:
+class BatchingExporter:
+    """What the collector exporters share: spans queue (at most `max_queue`) and go out in
+    batches of at most `batch_size`, at least every `batch_interval`, from one sender task that
+    runs only while there are spans (an idle sidecar keeps no task open for tracing).
+    Subclasses send a batch (`_send_all`) and say which span a full queue drops."""
+
+    #: The `exporter` label of the span counters.
+    label = ""
+    #: A full queue drops its oldest span (zipkin-go's reporter) rather than the new one
+    #: (OpenTelemetry's processor).
+    drop_oldest = False
+
+    def __init__(self, batch_size: int, batch_interval: float, max_queue: int) -> None:
+        self.max_queue = max(max_queue, 1)
+        self.batch_size = max(min(batch_size, self.max_queue), 1)
+        self.batch_interval = batch_interval
+        self._queue: collections.deque[Span] = collections.deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._failing = False
+        self.sent = 0
+        self.dropped = 0
+        exported, dropped = metrics.span_counters()
+        self._exported = exported.labels(self.label)
+        self._full = dropped.labels(self.label, "queue_full")
+        self._failed = dropped.labels(self.label, "export_failed")
+
+    def export(self, span: Span) -> None:
+        queue = self._queue
+        if len(queue) >= self.max_queue:
+            self.dropped += 1
+            self._full.inc()
+            if not self.drop_oldest:
+                return  # the queue is never waited on
+            queue.popleft()
+        queue.append(span)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"layotto-{self.label}-exporter")
+        elif len(queue) >= self.batch_size:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            if len(self._queue) < self.batch_size and not self._closing:
+                try:
+                    async with asyncio.timeout(self.batch_interval):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+            self._wake.clear()
+            await self._send_all()
+            if not self._queue:
+                # Nothing came in while sending: stop here; the next span starts a new task.
+                self._task = None
+                return
+
+    def _batches(self) -> Iterator[list[Span]]:
+        queue = self._queue
+        while queue:
+            yield [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
+
+    async def _send_all(self) -> None:
+        raise NotImplementedError
+
+    def _sent(self, count: int) -> None:
+        self.sent += count
+        self._exported.inc(count)
+
+    def _lost(self, count: int, endpoint: str, exc: BaseException) -> None:
+        self.dropped += count
+        self._failed.inc(count)
+        if not self._failing:  # one warning per outage, not one per batch
+            self._failing = True
+            log.warning("%s collector %s: %s; spans are dropped until it answers", self.label, endpoint, exc)
+
+    def _answers(self, endpoint: str) -> None:
+        if self._failing:
+            self._failing = False
+            log.info("%s collector %s answers again", self.label, endpoint)
+
+    #: Seconds one send may take (and so the longest shutdown waits for the queue).
+    timeout = 5.0
+    #: The collector, as messages name it.
+    endpoint = ""
+
+    async def close(self) -> None:
+        """Send what is queued now, without waiting for the batch interval (one try per batch);
+        a collector that does not answer delays shutdown by `timeout` at most."""
+        self._closing = True
+        task = self._task
+        if task is not None:
+            self._wake.set()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await asyncio.shield(task)
+            except TimeoutError:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                log.warning(
+                    "%s collector %s: %d spans not sent at shutdown", self.label, self.endpoint, len(self._queue)
+                )
+        await self._closed()
+
+    async def _closed(self) -> None:
+        """Release what the sender holds, once the queue is handed over."""
+
+
+class ZipkinExporter(BatchingExporter):
     """POSTs spans to a Zipkin collector (`/api/v2/spans`), as zipkin-go's HTTP reporter does:
     at most `batch_size` spans per request, at least every `batch_interval`, and at most
     `max_backlog` spans queued (the oldest are dropped when the collector falls behind).
@@ -171,6 +280,9 @@ class ZipkinExporter:
     The sender task runs only while there are spans: an idle sidecar keeps no task or
     connection open for tracing.
     """
+
+    label = "zipkin"
+    drop_oldest = True
 
     def __init__(
         self,
@@ -183,53 +295,18 @@ class ZipkinExporter:
         max_backlog: int = 1000,
         timeout: float = 5.0,
     ) -> None:
+        super().__init__(batch_size, batch_interval, max_backlog)
         self.endpoint = endpoint
         self.local_endpoint = _endpoint(service_name, local_host_port)
-        self.batch_size = max(batch_size, 1)
-        self.batch_interval = batch_interval
-        self.max_backlog = max(max_backlog, 1)
+        self.max_backlog = self.max_queue
         self.timeout = timeout
-        self._queue: collections.deque[Span] = collections.deque()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.sent = 0
-        self.dropped = 0
-        self._failing = False
 
-    def export(self, span: Span) -> None:
-        queue = self._queue
-        if len(queue) >= self.max_backlog:
-            queue.popleft()
-            self.dropped += 1
-        queue.append(span)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="layotto-zipkin-exporter")
-        elif len(queue) >= self.batch_size:
-            self._wake.set()
-
-    async def _run(self) -> None:
+    async def _send_all(self) -> None:
         import aiohttp
 
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
-            while True:
-                if len(self._queue) < self.batch_size:
-                    try:
-                        async with asyncio.timeout(self.batch_interval):
-                            await self._wake.wait()
-                    except TimeoutError:
-                        pass
-                self._wake.clear()
-                await self._send_all(session)
-                if not self._queue:
-                    # Nothing came in while sending: stop here; the next span starts a new task.
-                    self._task = None
-                    return
-
-    async def _send_all(self, session: aiohttp.ClientSession) -> None:
-        queue = self._queue
-        while queue:
-            batch = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
-            await self._post(session, batch)
+            for batch in self._batches():
+                await self._post(session, batch)
 
     async def _post(self, session: aiohttp.ClientSession, batch: list[Span]) -> None:
         import aiohttp
@@ -243,31 +320,10 @@ class ZipkinExporter:
                         reply.request_info, (), status=reply.status, message=detail or reply.reason or ""
                     )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            self.dropped += len(batch)
-            # One warning per outage, not one per batch.
-            if not self._failing:
-                self._failing = True
-                log.warning("zipkin collector %s: %s; spans are dropped until it answers", self.endpoint, exc)
+            self._lost(len(batch), self.endpoint, exc)
             return
-        if self._failing:
-            self._failing = False
-            log.info("zipkin collector %s answers again", self.endpoint)
-        self.sent += len(batch)
-
-    async def close(self) -> None:
-        """Send what is queued now, without waiting for the batch interval; a collector that
-        does not answer delays shutdown by `timeout` at most."""
-        task = self._task
-        if task is None:
-            return
-        self._wake.set()
-        try:
-            async with asyncio.timeout(self.timeout):
-                await asyncio.shield(task)
-        except TimeoutError:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            log.warning("zipkin collector %s: %d spans not sent at shutdown", self.endpoint, len(self._queue))
+        self._answers(self.endpoint)
+        self._sent(len(batch))
 
 
 def _number(settings: Mapping[str, Any], key: str, default: float, where: str) -> float:

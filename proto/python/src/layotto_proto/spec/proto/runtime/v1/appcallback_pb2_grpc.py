@@ -6,7 +6,7 @@ import warnings
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2 as spec_dot_proto_dot_runtime_dot_v1_dot_appcallback__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.70.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -19,14 +19,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in spec/proto/runtime/v1/appcallback_pb2_grpc.py depends on'
+        + f' but the generated code in spec/proto/runtime/v1/appcallback_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class AppCallbackStub:
+class AppCallbackStub(object):
     """Implemented by the application; the runtime dials it at app.grpc_callback_port.
     """
 
@@ -53,7 +53,7 @@ class AppCallbackStub:
                 _registered_method=True)
 
 
-class AppCallbackServicer:
+class AppCallbackServicer(object):
     """Implemented by the application; the runtime dials it at app.grpc_callback_port.
     """
 
@@ -103,7 +103,7 @@ def add_AppCallbackServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class AppCallback:
+class AppCallback(object):
     """Implemented by the application; the runtime dials it at app.grpc_callback_port.
     """
 

@@ -5,7 +5,7 @@ import warnings
 
 from layotto_proto.spec.proto.runtime.v1 import lifecycle_pb2 as spec_dot_proto_dot_runtime_dot_v1_dot_lifecycle__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.70.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in spec/proto/runtime/v1/lifecycle_pb2_grpc.py depends on'
+        + f' but the generated code in spec/proto/runtime/v1/lifecycle_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class LifecycleStub:
+class LifecycleStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -41,7 +41,7 @@ class LifecycleStub:
                 _registered_method=True)
 
 
-class LifecycleServicer:
+class LifecycleServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def ApplyConfiguration(self, request, context):
@@ -66,7 +66,7 @@ def add_LifecycleServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Lifecycle:
+class Lifecycle(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

@@ -6,7 +6,7 @@ import warnings
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as spec_dot_proto_dot_runtime_dot_v1_dot_runtime__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.70.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -19,14 +19,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in spec/proto/runtime/v1/runtime_pb2_grpc.py depends on'
+        + f' but the generated code in spec/proto/runtime/v1/runtime_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class RuntimeStub:
+class RuntimeStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -167,7 +167,7 @@ class RuntimeStub:
                 _registered_method=True)
 
 
-class RuntimeServicer:
+class RuntimeServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def SayHello(self, request, context):
@@ -467,7 +467,7 @@ def add_RuntimeServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Runtime:
+class Runtime(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

@@ -5,7 +5,7 @@ import warnings
 
 from layotto_proto.spec.proto.extension.v1.delay_queue import delay_queue_pb2 as spec_dot_proto_dot_extension_dot_v1_dot_delay__queue_dot_delay__queue__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.70.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in spec/proto/extension/v1/delay_queue/delay_queue_pb2_grpc.py depends on'
+        + f' but the generated code in spec/proto/extension/v1/delay_queue/delay_queue_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class DelayQueueStub:
+class DelayQueueStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -41,7 +41,7 @@ class DelayQueueStub:
                 _registered_method=True)
 
 
-class DelayQueueServicer:
+class DelayQueueServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def PublishDelayMessage(self, request, context):
@@ -66,7 +66,7 @@ def add_DelayQueueServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class DelayQueue:
+class DelayQueue(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

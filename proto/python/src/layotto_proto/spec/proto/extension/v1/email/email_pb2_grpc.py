@@ -5,7 +5,7 @@ import warnings
 
 from layotto_proto.spec.proto.extension.v1.email import email_pb2 as spec_dot_proto_dot_extension_dot_v1_dot_email_dot_email__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.70.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in spec/proto/extension/v1/email/email_pb2_grpc.py depends on'
+        + f' but the generated code in spec/proto/extension/v1/email/email_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class EmailServiceStub:
+class EmailServiceStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -46,7 +46,7 @@ class EmailServiceStub:
                 _registered_method=True)
 
 
-class EmailServiceServicer:
+class EmailServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def SendEmailWithTemplate(self, request, context):
@@ -84,7 +84,7 @@ def add_EmailServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class EmailService:
+class EmailService(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

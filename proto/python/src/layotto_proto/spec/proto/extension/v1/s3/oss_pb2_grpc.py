@@ -6,7 +6,7 @@ import warnings
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from layotto_proto.spec.proto.extension.v1.s3 import oss_pb2 as spec_dot_proto_dot_extension_dot_v1_dot_s3_dot_oss__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.70.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -19,14 +19,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in spec/proto/extension/v1/s3/oss_pb2_grpc.py depends on'
+        + f' but the generated code in spec/proto/extension/v1/s3/oss_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class ObjectStorageServiceStub:
+class ObjectStorageServiceStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -167,7 +167,7 @@ class ObjectStorageServiceStub:
                 _registered_method=True)
 
 
-class ObjectStorageServiceServicer:
+class ObjectStorageServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def PutObject(self, request_iterator, context):
@@ -473,7 +473,7 @@ def add_ObjectStorageServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class ObjectStorageService:
+class ObjectStorageService(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
