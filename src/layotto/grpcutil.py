@@ -52,6 +52,48 @@ def rewrapped(handler: Handler, wrap: Wrapper) -> Handler:
     return handler
 
 
+def _timed(
+    behaviour: Callable[..., Any],
+    streaming_request: bool,
+    streaming_response: bool,
+    prelude: Callable[[grpc.aio.ServicerContext[Any, Any]], Awaitable[None]] | None,
+    before: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Any],
+    after: Callable[[Any, float, bool, grpc.aio.ServicerContext[Any, Any]], None],
+) -> Callable[..., Any]:
+    """`behaviour` run after `prelude(context)` and `before(request, context)`, and timed:
+    after(what before returned, seconds, ok, context) once it ends."""
+    if streaming_response and inspect.isasyncgenfunction(behaviour):
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if prelude is not None:
+                await prelude(context)
+            state = before(None if streaming_request else request, context)
+            start, ok = time.perf_counter(), False
+            try:
+                async for item in behaviour(request, context):
+                    yield item
+                ok = True
+            finally:
+                after(state, time.perf_counter() - start, ok, context)
+
+        return stream
+
+    # A unary answer, or a stream written with context.write() by a coroutine.
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if prelude is not None:
+            await prelude(context)
+        state = before(None if streaming_request else request, context)
+        start, ok = time.perf_counter(), False
+        try:
+            result = await behaviour(request, context)
+            ok = True
+            return result
+        finally:
+            after(state, time.perf_counter() - start, ok, context)
+
+    return call
+
+
 def wrap_unary(
     handler: Handler,
     before: Callable[[grpc.aio.ServicerContext[Any, Any]], Awaitable[None]],
@@ -59,48 +101,18 @@ def wrap_unary(
 ) -> Handler:
     """Wrap whichever behaviour the handler has, calling before() first and after(seconds, ok)."""
 
-    def wrap(behaviour: Callable[..., Any], streaming_response: bool) -> Callable[..., Any]:
-        if streaming_response:
-            if not inspect.isasyncgenfunction(behaviour):
-                # A handler that writes with context.write() and returns: a coroutine, no items.
+    def observe(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        return None
 
-                async def writes(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                    await before(context)
-                    start, ok = time.perf_counter(), False
-                    try:
-                        result = await behaviour(request, context)
-                        ok = True
-                        return result
-                    finally:
-                        after(time.perf_counter() - start, ok)
+    def done(state: Any, seconds: float, ok: bool, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        after(seconds, ok)
 
-                return writes
-
-            async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                await before(context)
-                start, ok = time.perf_counter(), False
-                try:
-                    async for item in behaviour(request, context):
-                        yield item
-                    ok = True
-                finally:
-                    after(time.perf_counter() - start, ok)
-
-            return stream
-
-        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await before(context)
-            start, ok = time.perf_counter(), False
-            try:
-                result = await behaviour(request, context)
-                ok = True
-                return result
-            finally:
-                after(time.perf_counter() - start, ok)
-
-        return unary
-
-    return rewrapped(handler, lambda behaviour, _, streaming_response: wrap(behaviour, streaming_response))
+    return rewrapped(
+        handler,
+        lambda behaviour, streaming_request, streaming_response: _timed(
+            behaviour, streaming_request, streaming_response, before, observe, done
+        ),
+    )
 
 
 _OK = grpc.StatusCode.OK
@@ -140,46 +152,9 @@ def wrap_observed(
     per call (grpc.aio's cost of a new handler per call is ~10 µs): before(request, context) is
     a plain call, given the request message (None for a streaming request, which is not read
     ahead); what it returns is handed to after(it, seconds, ok, context)."""
-
-    def wrap(behaviour: Callable[..., Any], streaming_request: bool, streaming_response: bool) -> Callable[..., Any]:
-        if streaming_response:
-            if not inspect.isasyncgenfunction(behaviour):
-                # A handler that writes with context.write() and returns: a coroutine, no items.
-
-                async def writes(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                    state = before(None if streaming_request else request, context)
-                    start, ok = time.perf_counter(), False
-                    try:
-                        result = await behaviour(request, context)
-                        ok = True
-                        return result
-                    finally:
-                        after(state, time.perf_counter() - start, ok, context)
-
-                return writes
-
-            async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                state = before(None if streaming_request else request, context)
-                start, ok = time.perf_counter(), False
-                try:
-                    async for item in behaviour(request, context):
-                        yield item
-                    ok = True
-                finally:
-                    after(state, time.perf_counter() - start, ok, context)
-
-            return stream
-
-        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            state = before(None if streaming_request else request, context)
-            start, ok = time.perf_counter(), False
-            try:
-                result = await behaviour(request, context)
-                ok = True
-                return result
-            finally:
-                after(state, time.perf_counter() - start, ok, context)
-
-        return unary
-
-    return rewrapped(handler, wrap)
+    return rewrapped(
+        handler,
+        lambda behaviour, streaming_request, streaming_response: _timed(
+            behaviour, streaming_request, streaming_response, None, before, after
+        ),
+    )
