@@ -19,6 +19,7 @@ SERVICES: dict[str, tuple[str, int]] = {
     "nats": ("127.0.0.1", 4222),
     "etcd": ("127.0.0.1", 2379),
     "zookeeper": ("127.0.0.1", 2181),
+    "memcached": ("127.0.0.1", 11211),
 }
 
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"

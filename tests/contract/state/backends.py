@@ -117,6 +117,7 @@ ROWS: list[Row] = [
         block="state",
         type="memcached",
         metadata={"hosts": "127.0.0.1:11211"},
+        requires=("memcached",),
         features=frozenset({StateFeature.TTL}),
         traits=None,
     ),
