@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from layotto.config import durations
 from layotto.errors import ConfigError, UnsupportedError
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -109,33 +110,13 @@ class Metadata(Mapping[str, Any]):
         return dict(self._values)
 
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_duration(text: str) -> float:
     """Parse a Go-style duration ("1h2m3.5s", "250ms") or a plain number of seconds."""
     text = text.strip()
     try:
         return float(text)
     except ValueError:
-        pass
-    total, number, i = 0.0, "", 0
-    if not text:
-        raise ValueError(text)
-    while i < len(text):
-        ch = text[i]
-        if ch.isdigit() or ch == ".":
-            number += ch
-            i += 1
-            continue
-        unit = next((u for u in ("ns", "us", "µs", "ms", "s", "m", "h") if text.startswith(u, i)), None)
-        if unit is None or not number:
-            raise ValueError(text)
-        total += float(number) * _UNITS[unit]
-        number, i = "", i + len(unit)
-    if number:
-        raise ValueError(text)
-    return total
+        return durations.go_duration(text)
 
 
 @dataclass

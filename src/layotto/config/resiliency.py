@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from layotto.config import durations
 from layotto.config.schema import At, Obj, describe, suggest
 from layotto.errors import ConfigError
 
@@ -88,8 +89,6 @@ _GRPC_CODES = (0, 16)
 
 # ---- durations ----
 
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_GO_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
 _MILLISECONDS = re.compile(r"[+-]?\d+")
 
 
@@ -98,18 +97,7 @@ def go_duration(text: str) -> float:
     Go's time.ParseDuration ("1m30s", "250ms", "1.5h"); ValueError if it is neither."""
     if _MILLISECONDS.fullmatch(text):
         return int(text) / 1000
-    sign, body = (-1.0, text[1:]) if text[:1] == "-" else (1.0, text[1:] if text[:1] == "+" else text)
-    if not body:
-        raise ValueError(text)
-    total, at = 0.0, 0
-    for part in _GO_PART.finditer(body):
-        if part.start() != at:
-            raise ValueError(text)
-        total += float(part.group(1)) * _GO_UNITS[part.group(2)]
-        at = part.end()
-    if at != len(body) or at == 0:
-        raise ValueError(text)
-    return sign * total
+    return durations.go_duration(text)
 
 
 def _duration(value: Any, at: At, what: str) -> float:
