@@ -44,8 +44,9 @@ UNAVAILABLE_WITHIN = 5.0
 READINESS_WITHIN = 5.0
 #: The component reconnects by itself this soon after the backend is back.
 RECOVERY_WITHIN = 10.0
-#: A HUNG backend (accepts, never answers) must be given up on this soon (read timeouts: 5-10 s).
-HUNG_WITHIN = 12.0
+#: A HUNG backend (accepts, never answers) is given up on when the call's own timeout ends (a
+#: row's `timeout`: the component's read/response timeout), give or take this much.
+HUNG_SLACK = 1.5
 #: An RPC deadline above every bound, so that a hang shows as a failed bound, not a timeout here.
 RPC_DEADLINE = 15.0
 
@@ -142,7 +143,9 @@ class Row:
     #: Words of which the UNAVAILABLE message must contain one (case-insensitive).
     names: tuple[str, ...]
     extra: dict[str, Any] = field(default_factory=dict)
-    #: Why a hung backend still blocks this row's calls beyond HUNG_WITHIN (a known gap), or "".
+    #: The call's timeout against a hung backend: the component's default read/response timeout.
+    timeout: float = 5.0
+    #: Why a hung backend still blocks this row's calls beyond `timeout` (a known gap), or "".
     hung_gap: str = ""
 
     @property
@@ -195,7 +198,16 @@ ROWS: list[Row] = [
         _try_lock,
         ("etcd",),
     ),
-    Row("lock", "zookeeper", "zookeeper", lambda p: {"zookeeperHosts": f"127.0.0.1:{p}"}, _try_lock, ("zookeeper",)),
+    # aiozk gives a session up as suspended ~6 s into a silence at SessionTimeout 5 s.
+    Row(
+        "lock",
+        "zookeeper",
+        "zookeeper",
+        lambda p: {"zookeeperHosts": f"127.0.0.1:{p}"},
+        _try_lock,
+        ("zookeeper",),
+        timeout=6.5,
+    ),
     Row(
         "lock",
         "postgresql",
@@ -229,6 +241,7 @@ ROWS: list[Row] = [
         lambda p: {"zookeeperHosts": f"127.0.0.1:{p}", "keyPrefixPath": f"/outage-{RUN}"},
         _next_id,
         ("zookeeper",),
+        timeout=6.5,
     ),
     Row(
         "sequencer",
@@ -256,6 +269,7 @@ ROWS: list[Row] = [
         lambda p: {"host": f"amqp://guest:guest@127.0.0.1:{p}/"},
         _publish,
         ("rabbitmq", "amqp"),
+        timeout=10.0,  # the publish confirm's timeout
     ),
     Row(
         "pub_subs",
@@ -266,7 +280,16 @@ ROWS: list[Row] = [
         ("mqtt",),
     ),
     # configuration (upstream's config_store takes the etcd address outside metadata)
-    Row("config_store", "etcd", "etcd", _md(), _get_configuration, ("etcd",), extra={"address": "127.0.0.1:{port}"}),
+    Row(
+        "config_store",
+        "etcd",
+        "etcd",
+        _md(),
+        _get_configuration,
+        ("etcd",),
+        extra={"address": "127.0.0.1:{port}"},
+        timeout=10.0,  # upstream's `timeout` default
+    ),
     Row("config_store", "redis", "redis", _redis, _get_configuration, ("redis",)),
     # bindings
     Row(
@@ -286,7 +309,13 @@ ROWS: list[Row] = [
         ("postgres",),
     ),
     Row(
-        "bindings", "http", "http", lambda p: {"url": f"http://127.0.0.1:{p}/"}, _invoke_binding("get"), ("127.0.0.1",)
+        "bindings",
+        "http",
+        "http",
+        lambda p: {"url": f"http://127.0.0.1:{p}/"},
+        _invoke_binding("get"),
+        ("127.0.0.1",),
+        timeout=10.0,  # responseTimeout's default
     ),
     # name resolution (reached through InvokeService to another app)
     Row(
@@ -474,7 +503,7 @@ async def test_hung_backends_fail_in_bounded_time(shared_backends: dict[str, Bac
             # The sidecar's own answer: UNAVAILABLE, or DEADLINE_EXCEEDED for a backend timeout;
             # a bare "Deadline Exceeded" is this test's RPC deadline, i.e. the sidecar never answered.
             answered = exc is not None and details != "Deadline Exceeded"
-            bounded = answered and took < HUNG_WITHIN
+            bounded = answered and took < row.timeout + HUNG_SLACK
             if row.hung_gap:
                 if bounded:
                     problems.append(f"{row.id} no longer hangs: drop its hung_gap ({row.hung_gap})")

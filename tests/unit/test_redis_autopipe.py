@@ -260,6 +260,38 @@ async def test_stalled_server_times_out_and_reconnects() -> None:
         await server.wait_closed()
 
 
+async def test_no_command_waits_longer_than_the_read_timeout() -> None:
+    """A server that answers one slow reply, then stalls: the command queued behind it fails
+    `readTimeout` after it was queued, not a whole period after the last reply came."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def one_slow_reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        await reader.readuntil(b"$1\r\na\r\n")  # the first command's key
+        await asyncio.sleep(0.3)
+        writer.write(b"$-1\r\n")
+        await writer.drain()
+
+    server = await asyncio.start_server(one_slow_reply, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    c = autopipelined(f"127.0.0.1:{port}", readTimeout="400ms")
+    try:
+        start = time.monotonic()
+        first, second = c.get("a"), c.get("b")
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        took = time.monotonic() - start
+        assert results[0] is None
+        assert isinstance(results[1], RedisTimeoutError)
+        # The old per-period watchdog saw the slow reply and waited a second period (0.8 s).
+        assert took < 0.6, took
+    finally:
+        await c.aclose()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_connect_opts_in() -> None:
     require("redis")
     settings = RedisSettings.from_metadata(Metadata({"redisHost": "127.0.0.1:6379", "redisDB": "1"}, where="test"))

@@ -71,7 +71,7 @@ def address(endpoints: list[tuple[str, int]]) -> str:
 
 
 def unavailable(where: str, exc: BaseException) -> BackendUnavailableError:
-    return BackendUnavailableError(f"etcd at {where} is unavailable: {exc or type(exc).__name__}")
+    return BackendUnavailableError(f"etcd at {where} is unavailable: {str(exc) or type(exc).__name__}")
 
 
 #: A call that failed with these may be sent to another member: the one asked is unreachable,

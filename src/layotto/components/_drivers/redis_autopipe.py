@@ -23,8 +23,8 @@ a shared connection asks where the master is each time it (re)connects (`locate`
 Failure semantics: when the shared connection breaks, every command in flight on it fails
 with redis' ConnectionError (components map it to BackendUnavailableError), read-only
 commands are retried once on a new connection, and the next command reconnects. A reply
-that does not come within `socket_timeout` fails everything in flight with TimeoutError
-and drops the connection: a stalled server cannot hold callers forever.
+that does not come within `socket_timeout` of its command being queued fails everything in
+flight with TimeoutError and drops the connection: a stalled server holds no caller longer.
 """
 
 from __future__ import annotations
@@ -220,12 +220,12 @@ class _Pipe(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.broken = False
         self.waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
+        #: When each waiter's command was queued (loop time), in the waiters' order.
+        self._queued_at: collections.deque[float] = collections.deque()
         self._out: list[bytes] = []
         self._reader = reply_reader()
         self._read_timeout = read_timeout
         self._watchdog: asyncio.TimerHandle | None = None
-        self._answered = 0
-        self._answered_at_arm = 0
 
     # ---- writing ----
     def send(self, command: bytes) -> asyncio.Future[Any]:
@@ -234,12 +234,15 @@ class _Pipe(asyncio.Protocol):
             future.set_exception(RedisConnectionError("Connection to redis lost"))
             return future
         waiters = self.waiters
+        if self._read_timeout:
+            now = self.loop.time()
+            self._queued_at.append(now)
+            if self._watchdog is None:
+                self._arm(now + self._read_timeout)
         if not waiters and self.transport is not None:
             # An idle connection: nothing to batch with, so skip the extra loop iteration.
             waiters.append(future)
             self.transport.write(command)
-            if self._watchdog is None and self._read_timeout:
-                self._arm()
             return future
         waiters.append(future)
         out = self._out
@@ -253,24 +256,27 @@ class _Pipe(asyncio.Protocol):
         if self.transport is None or self.broken:
             return  # the waiters were failed when the connection broke
         self.transport.write(out[0] if len(out) == 1 else b"".join(out))
-        if self._watchdog is None and self._read_timeout:
-            self._arm()
 
     # ---- stalled server ----
-    def _arm(self) -> None:
-        assert self._read_timeout is not None
-        self._answered_at_arm = self._answered
-        self._watchdog = self.loop.call_later(self._read_timeout, self._check)
+    def _arm(self, deadline: float) -> None:
+        self._watchdog = self.loop.call_at(deadline, self._check)
 
     def _check(self) -> None:
-        """One timer per connection, not per command: fires when nothing came back for a whole period."""
+        """One timer per connection, not per command, set for the oldest command's deadline.
+
+        Replies come in order, so when the oldest command has waited `read_timeout` the server
+        is stalled for every command behind it too: all of them fail now, none waits longer
+        than its own `read_timeout` from the moment it was queued.
+        """
         self._watchdog = None
         if not self.waiters or self.broken:
             return
-        if self._answered == self._answered_at_arm:
+        assert self._read_timeout is not None
+        deadline = self._queued_at[0] + self._read_timeout
+        if self.loop.time() >= deadline:
             self.fail(RedisTimeoutError(f"Timeout reading from redis: no reply within {self._read_timeout}s"))
             return
-        self._arm()
+        self._arm(deadline)
 
     # ---- reading ----
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -282,11 +288,13 @@ class _Pipe(asyncio.Protocol):
         reader.feed(data)
         waiters = self.waiters
         try:
+            queued_at = self._queued_at
             while (value := reader.gets()) is not INCOMPLETE:
-                self._answered += 1
                 if not waiters:
                     raise RedisConnectionError("protocol error: a reply nobody asked for")
                 future = waiters.popleft()
+                if queued_at:
+                    queued_at.popleft()
                 if future.done():  # the caller was cancelled
                     continue
                 if isinstance(value, BaseException):
@@ -303,6 +311,7 @@ class _Pipe(asyncio.Protocol):
             self._watchdog.cancel()
             self._watchdog = None
         waiters, self.waiters = self.waiters, collections.deque()
+        self._queued_at.clear()
         for future in waiters:
             if not future.done():
                 future.set_exception(exc)
