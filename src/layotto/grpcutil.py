@@ -62,13 +62,17 @@ def _timed(
 ) -> Callable[..., Any]:
     """`behaviour` run after `prelude(context)` and `before(request, context)`, and timed:
     after(what before returned, seconds, ok, context) once it ends."""
+
+    async def begin(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Any, float]:
+        if prelude is not None:
+            await prelude(context)
+        return before(None if streaming_request else request, context), time.perf_counter()
+
     if streaming_response and inspect.isasyncgenfunction(behaviour):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if prelude is not None:
-                await prelude(context)
-            state = before(None if streaming_request else request, context)
-            start, ok = time.perf_counter(), False
+            state, start = await begin(request, context)
+            ok = False
             try:
                 async for item in behaviour(request, context):
                     yield item
@@ -80,16 +84,14 @@ def _timed(
 
     # A unary answer, or a stream written with context.write() by a coroutine.
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if prelude is not None:
-            await prelude(context)
-        state = before(None if streaming_request else request, context)
-        start, ok = time.perf_counter(), False
+        state, start = await begin(request, context)
         try:
             result = await behaviour(request, context)
-            ok = True
-            return result
-        finally:
-            after(state, time.perf_counter() - start, ok, context)
+        except BaseException:
+            after(state, time.perf_counter() - start, False, context)
+            raise
+        after(state, time.perf_counter() - start, True, context)
+        return result
 
     return call
 

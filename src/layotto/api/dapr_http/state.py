@@ -9,6 +9,7 @@ what daprd would give it; the key layout is the core's, shared with the gRPC API
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -121,10 +122,7 @@ class StateApi(common.Part[StateCore]):
 
     @common.answered
     async def save(self, request: web.Request) -> web.StreamResponse:
-        store = request.match_info["store"]
-        # daprd finds the store before it reads the body.
-        self.core.bound(store)
-        body = await common.read_json(request, RequestProblem.MALFORMED_STATES)
+        store, body = await _store_and_body(request, self.core.bound, RequestProblem.MALFORMED_STATES)
         query = common.query_metadata(request)
         try:
             items = [set_request(raw, query) for raw in common.want_list(body, "[]state.SetRequest")]
@@ -136,9 +134,7 @@ class StateApi(common.Part[StateCore]):
 
     @common.answered
     async def bulk_get(self, request: web.Request) -> web.StreamResponse:
-        store = request.match_info["store"]
-        self.core.bound(store)
-        body = await common.read_json(request, RequestProblem.MALFORMED_REQUEST)
+        store, body = await _store_and_body(request, self.core.bound, RequestProblem.MALFORMED_REQUEST)
         try:
             spec = common.want_object(body, "http.BulkGetRequest")
             keys = common.want_list(common.field(spec, "keys") or [], "[]string")
@@ -171,10 +167,8 @@ class StateApi(common.Part[StateCore]):
 
     @common.answered
     async def transaction(self, request: web.Request) -> web.StreamResponse:
-        store = request.match_info["store"]
         # daprd asks whether the store runs transactions before it reads the operations.
-        self.core.transactional(store)
-        body = await common.read_json(request, RequestProblem.MALFORMED_REQUEST)
+        store, body = await _store_and_body(request, self.core.transactional, RequestProblem.MALFORMED_REQUEST)
         query = common.query_metadata(request)
         try:
             spec = common.want_object(body, "http.stateTransactionRequestBody")
@@ -220,3 +214,13 @@ class StateApi(common.Part[StateCore]):
         if found.metadata:
             reply += f',"metadata":{common.go_json(found.metadata, decoded=True)}'
         return common.raw_reply(200, (reply + "}\n").encode())
+
+
+async def _store_and_body(
+    request: web.Request, check: Callable[[str], object], malformed: RequestProblem
+) -> tuple[str, Any]:
+    """The route's store, checked with `check` before the body is read (daprd finds the store
+    first, so a wrong store name wins over a malformed body), and the JSON body."""
+    store = request.match_info["store"]
+    check(store)
+    return store, await common.read_json(request, malformed)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import random
 from abc import abstractmethod
 from collections.abc import Mapping
 
@@ -170,6 +171,16 @@ class CasSequencer(RangeSequencer):
 
     async def raise_to(self, key: str, floor: int) -> None:
         await self._update(key, floor, at_least=True)
+
+    #: Compare-and-swap rounds one update tries before it reports too much contention.
+    max_attempts = 1000
+
+    @staticmethod
+    async def lost_race(attempt: int) -> None:
+        """After a lost compare-and-swap: past a few rounds (other sidecars contend for the
+        key), a short random pause spreads the contenders out."""
+        if attempt >= 3:
+            await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 20)))
 
 
 def check_count(count: int) -> None:

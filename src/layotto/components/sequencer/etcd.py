@@ -15,8 +15,6 @@ is read again and a new range taken. The lost range is a gap; no id is handed ou
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -28,8 +26,6 @@ from layotto.components.sequencer.base import CasSequencer
 from layotto.errors import ComponentError, ConfigError
 
 T = TypeVar("T")
-
-_MAX_ATTEMPTS = 1000
 
 
 def _counter(kv: aetcd.KeyValue | None) -> int:
@@ -92,7 +88,7 @@ class EtcdSequencer(CasSequencer):
 
         try:
             current = await self._call(lambda c: c.get(path))
-            for attempt in range(_MAX_ATTEMPTS):
+            for attempt in range(self.max_attempts):
                 value = _counter(current)
                 new = max(value, change) if at_least else value + change
                 if at_least and new == value:
@@ -102,9 +98,7 @@ class EtcdSequencer(CasSequencer):
                     return new
                 found = responses[0] if responses else []
                 current = found[0][1] if found else None
-                if attempt >= 3:
-                    # Heavy contention: spread the retries out a little.
-                    await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 20)))
+                await self.lost_race(attempt)
         except aetcd.ClientError as exc:
             raise ComponentError(f"etcd sequencer failed on {key}: {exc}") from exc
         raise ComponentError(f"etcd sequencer: too much contention on {key}")

@@ -11,7 +11,6 @@ its version, so ids keep increasing after a migration.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -24,8 +23,6 @@ from layotto.components.sequencer.base import CasSequencer
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
 
 T = TypeVar("T")
-
-_MAX_ATTEMPTS = 1000
 
 
 def _counter(data: bytes | None, version: int) -> int:
@@ -83,7 +80,7 @@ class ZookeeperSequencer(CasSequencer):
 
     async def _update(self, key: str, change: int, *, at_least: bool) -> int:
         client, path = self._client, self._path(key)
-        for attempt in range(_MAX_ATTEMPTS):
+        for attempt in range(self.max_attempts):
             try:
                 data, stat = await self._call(client.get(path))
             except zkexc.NoNode:
@@ -104,8 +101,7 @@ class ZookeeperSequencer(CasSequencer):
                 await self._call(client.set(path, str(new).encode(), stat.version))
                 return new
             except (zkexc.BadVersion, zkexc.NoNode):
-                if attempt >= 3:
-                    await asyncio.sleep(random.uniform(0, 0.002 * min(attempt, 20)))
+                await self.lost_race(attempt)
             except zkexc.ZKError as exc:
                 raise ComponentError(f"zookeeper sequencer failed on {key}: {exc}") from exc
         raise ComponentError(f"zookeeper sequencer: too much contention on {key}")
