@@ -61,7 +61,7 @@ class ObjectStorageApi(Answering[OssCore]):
             await abort(context, *message_of(self.answers, problem))
 
     async def _object_messages(self, request: pb.GetObjectInput) -> AsyncIterator[pb.GetObjectOutput]:
-        body = await self.core.get_object(request.store_name, request.bucket, request.key, request.start, request.end)
+        body = await self.core.get_object(*_named(request), request.start, request.end)
         info = body.info
         header = pb.GetObjectOutput(
             cache_control=request.response_cache_control or info.cache_control,
@@ -92,7 +92,7 @@ class ObjectStorageApi(Answering[OssCore]):
 
     @answered
     async def DeleteObject(self, request: pb.DeleteObjectInput, context: Ctx) -> pb.DeleteObjectOutput:
-        await self.core.delete_object(request.store_name, request.bucket, request.key)
+        await self.core.delete_object(*_named(request))
         return pb.DeleteObjectOutput()
 
     @answered
@@ -146,7 +146,7 @@ class ObjectStorageApi(Answering[OssCore]):
 
     @answered
     async def HeadObject(self, request: pb.HeadObjectInput, context: Ctx) -> pb.HeadObjectOutput:
-        info = await self.core.head_object(request.store_name, request.bucket, request.key)
+        info = await self.core.head_object(*_named(request))
         # As upstream's aws.oss: the object's user metadata; system headers on request.
         result = dict(info.meta)
         if request.with_details:
@@ -163,7 +163,7 @@ class ObjectStorageApi(Answering[OssCore]):
 
     @answered
     async def IsObjectExist(self, request: pb.IsObjectExistInput, context: Ctx) -> pb.IsObjectExistOutput:
-        found = await self.core.exists(request.store_name, request.bucket, request.key)
+        found = await self.core.exists(*_named(request))
         return pb.IsObjectExistOutput(file_exist=found)
 
     @answered
@@ -182,19 +182,19 @@ class ObjectStorageApi(Answering[OssCore]):
     # ---- tagging ----
     @answered
     async def PutObjectTagging(self, request: pb.PutObjectTaggingInput, context: Ctx) -> pb.PutObjectTaggingOutput:
-        await self.core.put_tags(request.store_name, request.bucket, request.key, dict(request.tags))
+        await self.core.put_tags(*_named(request), dict(request.tags))
         return pb.PutObjectTaggingOutput()
 
     @answered
     async def DeleteObjectTagging(
         self, request: pb.DeleteObjectTaggingInput, context: Ctx
     ) -> pb.DeleteObjectTaggingOutput:
-        await self.core.put_tags(request.store_name, request.bucket, request.key, {})
+        await self.core.put_tags(*_named(request), {})
         return pb.DeleteObjectTaggingOutput()
 
     @answered
     async def GetObjectTagging(self, request: pb.GetObjectTaggingInput, context: Ctx) -> pb.GetObjectTaggingOutput:
-        tags = await self.core.get_tags(request.store_name, request.bucket, request.key)
+        tags = await self.core.get_tags(*_named(request))
         return pb.GetObjectTaggingOutput(tags=tags)
 
     # ---- multipart ----
@@ -203,7 +203,7 @@ class ObjectStorageApi(Answering[OssCore]):
         self, request: pb.CreateMultipartUploadInput, context: Ctx
     ) -> pb.CreateMultipartUploadOutput:
         opts = PutOptions.headers_of(request, meta=dict(request.meta_data), tags=dict(request.tagging))
-        upload_id = await self.core.create_multipart(request.store_name, request.bucket, request.key, opts)
+        upload_id = await self.core.create_multipart(*_named(request), opts)
         return pb.CreateMultipartUploadOutput(bucket=request.bucket, key=request.key, upload_id=upload_id)
 
     @answered
@@ -227,9 +227,7 @@ class ObjectStorageApi(Answering[OssCore]):
     async def UploadPartCopy(self, request: pb.UploadPartCopyInput, context: Ctx) -> pb.UploadPartCopyOutput:
         source = request.copy_source
         part = await self.core.upload_part_copy(
-            request.store_name,
-            request.bucket,
-            request.key,
+            *_named(request),
             request.upload_id,
             request.part_number,
             PartSource(source.copy_source_bucket, source.copy_source_key, request.start_position, request.part_size),
@@ -243,9 +241,7 @@ class ObjectStorageApi(Answering[OssCore]):
         self, request: pb.CompleteMultipartUploadInput, context: Ctx
     ) -> pb.CompleteMultipartUploadOutput:
         parts = [(p.part_number, p.etag) for p in request.multipart_upload.parts]
-        info = await self.core.complete_multipart(
-            request.store_name, request.bucket, request.key, request.upload_id, parts
-        )
+        info = await self.core.complete_multipart(*_named(request), request.upload_id, parts)
         return pb.CompleteMultipartUploadOutput(
             bucket=request.bucket, key=request.key, etag=info.etag, location=f"{request.bucket}/{request.key}"
         )
@@ -254,7 +250,7 @@ class ObjectStorageApi(Answering[OssCore]):
     async def AbortMultipartUpload(
         self, request: pb.AbortMultipartUploadInput, context: Ctx
     ) -> pb.AbortMultipartUploadOutput:
-        await self.core.abort_multipart(request.store_name, request.bucket, request.key, request.upload_id)
+        await self.core.abort_multipart(*_named(request), request.upload_id)
         return pb.AbortMultipartUploadOutput()
 
     @answered
@@ -289,12 +285,7 @@ class ObjectStorageApi(Answering[OssCore]):
     @answered
     async def ListParts(self, request: pb.ListPartsInput, context: Ctx) -> pb.ListPartsOutput:
         listing = await self.core.list_parts(
-            request.store_name,
-            request.bucket,
-            request.key,
-            request.upload_id,
-            request.part_number_marker,
-            request.max_parts,
+            *_named(request), request.upload_id, request.part_number_marker, request.max_parts
         )
         return pb.ListPartsOutput(
             bucket=request.bucket,
@@ -325,3 +316,8 @@ for _rpc in (
     "UpdateDownloadBandwidthRateLimit UpdateUploadBandwidthRateLimit"
 ).split():
     setattr(ObjectStorageApi, _rpc, _refused(_rpc))
+
+
+def _named(request: Any) -> tuple[str, str, str]:
+    """The object an OSS request names: its store, bucket and key."""
+    return request.store_name, request.bucket, request.key
