@@ -26,6 +26,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from layotto.config import layotto_json
+from layotto.runtime.registry import ComponentRegistry
 from layotto.sidecar import Sidecar
 from tests.api.clients import APIS, Api, client
 from tests.contract.bindings.httpkv import http_server
@@ -67,10 +68,10 @@ def grpc_config(http_base: str, scratch: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="package")
 async def sidecar() -> AsyncIterator[tuple[Sidecar, str]]:
-    fakes.register()
     with tempfile.TemporaryDirectory(prefix="layotto-api-test-") as scratch:
-        async with http_server() as base, running_sidecar(grpc_config(base, Path(scratch))) as running:
-            yield running
+        async with http_server() as base:
+            async with running_sidecar(grpc_config(base, Path(scratch)), fakes.registry()) as running:
+                yield running
 
 
 @pytest.fixture(scope="package")
@@ -195,7 +196,11 @@ async def app_server() -> AsyncIterator[AppServer]:
 
 @contextlib.asynccontextmanager
 async def dapr_http_sidecar(
-    grpc_config: dict[str, Any], session: aiohttp.ClientSession, *, token: str | None = None
+    grpc_config: dict[str, Any],
+    session: aiohttp.ClientSession,
+    *,
+    token: str | None = None,
+    registry: ComponentRegistry | None = None,
 ) -> AsyncIterator[DaprHttp]:
     """An in-process sidecar whose config turns Dapr's HTTP API on (`"dapr_http"`)."""
     grpc_port, http_port = free_port(), free_port()
@@ -203,7 +208,7 @@ async def dapr_http_sidecar(
     doc["dapr_http"] = {"address": f"127.0.0.1:{http_port}"}
     cfg = layotto_json.load_document(doc, source="<test>")
     cfg.api_token = token
-    sidecar = Sidecar(cfg)
+    sidecar = Sidecar(cfg, registry)
     await sidecar.start()
     try:
         yield DaprHttp(session, f"http://127.0.0.1:{http_port}", sidecar, f"127.0.0.1:{grpc_port}")
@@ -226,12 +231,11 @@ async def http_app() -> AsyncIterator[AppServer]:
 @pytest.fixture(scope="package")
 async def dapr_http(http_session: aiohttp.ClientSession, http_app: AppServer) -> AsyncIterator[DaprHttp]:
     """Dapr's HTTP API on a sidecar with every block's embedded backend and an HTTP app."""
-    fakes.register()
     with tempfile.TemporaryDirectory(prefix="layotto-dapr-http-") as scratch:
         async with http_server() as base:
             config = grpc_config(base, Path(scratch))
             config["app"] = {"app_id": APP_ID, "http_port": http_app.port}
-            async with dapr_http_sidecar(config, http_session) as running:
+            async with dapr_http_sidecar(config, http_session, registry=fakes.registry()) as running:
                 yield running
 
 

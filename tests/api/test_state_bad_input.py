@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 from layotto.components.state.base import QueryRequest, QueryResponse, StateFeature
 from layotto.components.state.memory import InMemoryStateStore
 from layotto.components.state.redis import SET_SCRIPT, RedisStateStore
-from layotto.runtime import registry
+from layotto.runtime.registry import ComponentRegistry
 from layotto.sidecar import Sidecar
 from tests.api.clients import DAPR, LAYOTTO, Api, DaprApi, Item, client, dstate, failure
 from tests.api.conftest import MEMORY, SQLITE, DaprHttp
@@ -68,10 +68,10 @@ def _config(scratch: Path) -> dict[str, Any]:
 async def sidecar() -> AsyncIterator[tuple[Sidecar, str]]:
     for row in BACKENDS.values():
         row.require()
-    registry.register("state", QUERY_TYPE, QueryStore)
+    registry = ComponentRegistry({("state", QUERY_TYPE): QueryStore})
     with tempfile.TemporaryDirectory(prefix="layotto-bad-input-") as scratch:
         try:
-            async with running_sidecar(_config(Path(scratch))) as running:
+            async with running_sidecar(_config(Path(scratch)), registry) as running:
                 yield running
         finally:
             for row in BACKENDS.values():

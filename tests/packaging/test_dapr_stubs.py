@@ -35,10 +35,12 @@ import layotto.api.dapr_http.metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 STUBS = ROOT / "proto/python/src/layotto_proto/dapr/proto"
-#: The vendored proto files, as the generated modules register them.
+#: The vendored proto files of Dapr's API, as the generated modules register them (Dapr's SDK
+#: has these too; not the pluggable components' protocol, dapr/proto/components).
 FILES = sorted(
     f"dapr/proto/{path.relative_to(STUBS).with_name(path.name.removesuffix('_pb2.py') + '.proto').as_posix()}"
     for path in STUBS.rglob("*_pb2.py")
+    if path.relative_to(STUBS).parts[0] != "components"
 )
 
 

@@ -16,7 +16,7 @@ from layotto.components.state.base import (
     StateStore,
 )
 from layotto.errors import UnsupportedError
-from layotto.runtime import registry
+from layotto.runtime.registry import ComponentRegistry
 
 FEATURELESS_STATE = "test-featureless"
 
@@ -47,5 +47,6 @@ class FeaturelessStateStore(StateStore):
         self._items.pop(request.key, None)
 
 
-def register() -> None:
-    registry.register("state", FEATURELESS_STATE, FeaturelessStateStore)
+def registry() -> ComponentRegistry:
+    """The built-in types and these."""
+    return ComponentRegistry({("state", FEATURELESS_STATE): FeaturelessStateStore})

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 import pytest
 
 from layotto.components.base import Component, ComponentContext, Feature, Metadata
-from layotto.runtime import registry
+from layotto.runtime.registry import ComponentRegistry
 from tests.support.services import require
 
 T = TypeVar("T")
@@ -46,6 +46,9 @@ class BackendRow(Generic[T]):
     #: Removes what the backend kept for this run (tables, streams, ...). Its arguments, if any,
     #: are the block's (pub/sub passes the topics and consumer groups it used).
     cleanup: Callable[..., Awaitable[None]] | None = field(default=None, repr=False)
+    #: The registry that knows `type` (None: the built-in types): a pluggable component's row
+    #: starts its component process and discovers it.
+    registry: Callable[[], Awaitable[ComponentRegistry]] | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
@@ -67,6 +70,10 @@ class BackendRow(Generic[T]):
     def param(self) -> Any:
         return pytest.param(self, id=self.id)
 
+    async def components(self) -> ComponentRegistry:
+        """The registry to make this row's component with (and a sidecar serving it)."""
+        return await self.registry() if self.registry is not None else ComponentRegistry()
+
     async def create(
         self,
         *args: Any,
@@ -78,7 +85,7 @@ class BackendRow(Generic[T]):
         """The component, made and initialised as the runtime does it, for tests that drive it
         through its block interface. The caller closes it."""
         self.require()
-        component = registry.create(self.block, self.type, f"row {self.id}")
+        component = (await self.components()).create(self.block, self.type, f"row {self.id}")
         metadata = Metadata({**self.meta(*args), **extra}, where=f"{self.block}.{name}")
         await component.init(metadata, ComponentContext(name, self.block, app_id, dict(extras or {})))
         return component

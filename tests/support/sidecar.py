@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 
 from layotto.config import layotto_json
+from layotto.runtime.registry import ComponentRegistry
 from layotto.sidecar import Sidecar
 
 
@@ -85,11 +86,14 @@ def layotto_config(
 
 
 @contextlib.asynccontextmanager
-async def running_sidecar(grpc_config: dict[str, Any], **kwargs: Any) -> AsyncIterator[tuple[Sidecar, str]]:
-    """An in-process sidecar on a free port; yields (sidecar, "127.0.0.1:port")."""
+async def running_sidecar(
+    grpc_config: dict[str, Any], registry: ComponentRegistry | None = None, **kwargs: Any
+) -> AsyncIterator[tuple[Sidecar, str]]:
+    """An in-process sidecar on a free port, making its components with `registry` (None: the
+    built-in types); yields (sidecar, "127.0.0.1:port")."""
     port = free_port()
     cfg = layotto_json.load_document(layotto_config(grpc_config, grpc_port=port, **kwargs), source="<test>")
-    sidecar = Sidecar(cfg)
+    sidecar = Sidecar(cfg, registry)
     await sidecar.start()
     try:
         yield sidecar, f"127.0.0.1:{port}"

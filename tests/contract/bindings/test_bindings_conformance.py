@@ -19,7 +19,7 @@ import pytest
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.bindings.base import OutputBinding
 from layotto.errors import BackendUnavailableError
-from layotto.runtime import registry
+from layotto.runtime.registry import ComponentRegistry
 from tests.contract.bindings.backends import PG_TABLE, ROWS, Row
 from tests.contract.bindings.httpkv import http_server
 from tests.support.rows import params
@@ -27,7 +27,7 @@ from tests.support.services import POSTGRES_DSN, require
 
 
 async def _create(backend: Row, metadata: dict[str, Any]) -> OutputBinding:
-    component = registry.create("bindings", backend.type)
+    component = ComponentRegistry().create("bindings", backend.type)
     assert isinstance(component, OutputBinding)
     await component.init(Metadata(metadata, where="test"), ComponentContext("b", "bindings", "app"))
     return component

@@ -21,7 +21,7 @@ import pytest
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.bindings.base import Binding, BindingEvent, BindingFeature, OutputBinding, Reading
 from layotto.errors import UnsupportedError
-from layotto.runtime import registry
+from layotto.runtime.registry import ComponentRegistry
 from tests.contract.bindings.backends import INPUT_ROWS, InputRow, Redelivery
 from tests.support.rows import params
 from tests.support.services import POSTGRES_DSN, require
@@ -229,7 +229,7 @@ async def test_closing_the_component_closes_its_readings(under: Under) -> None:
 )
 async def test_without_input_metadata_the_binding_is_output_only(type_name: str, metadata: dict[str, str]) -> None:
     require(SERVICE[type_name])
-    made = registry.create("bindings", type_name)
+    made = ComponentRegistry().create("bindings", type_name)
     assert BindingFeature.INPUT in made.features  # the type can be an input ...
     await made.init(Metadata(metadata, where="test"), ComponentContext("b", "bindings", "app"))
     try:  # ... this one, configured without one, is not

@@ -14,7 +14,7 @@ import pytest
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.nameresolution.base import NameResolutionFeature, NameResolver
 from layotto.errors import BackendUnavailableError, UnsupportedError
-from layotto.runtime import registry
+from layotto.runtime.registry import ComponentRegistry
 from tests.contract.nameresolution.backends import REGISTRIES, ROWS, Row
 from tests.support.rows import params
 
@@ -52,7 +52,7 @@ class Resolvers:
 
     async def make(self, table: dict[str, str] | None = None) -> NameResolver:
         table = table or {}
-        component = registry.create("nameresolution", self.backend.type)
+        component = ComponentRegistry().create("nameresolution", self.backend.type)
         assert isinstance(component, NameResolver)
         metadata = Metadata(self.backend.meta(table, self.namespace), where="test")
         await component.init(metadata, ComponentContext("nr", "nameresolution", "app"))
@@ -161,7 +161,7 @@ async def test_a_crashed_sidecar_expires(registry_resolvers: Resolvers) -> None:
 async def test_an_unreachable_registry_is_unavailable(networked_backend: Row) -> None:
     backend = networked_backend
     assert backend.traits.dead_metadata is not None
-    component = registry.create("nameresolution", backend.type)
+    component = ComponentRegistry().create("nameresolution", backend.type)
     with pytest.raises(BackendUnavailableError):
         await component.init(
             Metadata(backend.traits.dead_metadata(), where="t"), ComponentContext("nr", "nameresolution")

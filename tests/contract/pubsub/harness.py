@@ -85,7 +85,11 @@ async def pubsub_env(
     async with cleanup_after(backend, topics, [app_id]):
         await app.start()
         try:
-            async with running_sidecar(config) as (sidecar, address), grpc.aio.insecure_channel(address) as channel:
+            registry = await backend.components()
+            async with (
+                running_sidecar(config, registry) as (sidecar, address),
+                grpc.aio.insecure_channel(address) as channel,
+            ):
                 env = Env(backend, app, sidecar, runtime_pb2_grpc.RuntimeStub(channel), app_id, topics)
                 await asyncio.wait_for(env.delivery.ready.wait(), 10)
                 yield env

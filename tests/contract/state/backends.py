@@ -16,6 +16,7 @@ import aiomysql
 import asyncpg
 
 from layotto.components.state.base import StateFeature
+from tests.contract.pluggable_process import state_registry
 from tests.support.redis_cluster import cluster_metadata, sentinel_metadata
 from tests.support.rows import BackendRow
 from tests.support.services import MYSQL, POSTGRES_DSN
@@ -134,6 +135,16 @@ ROWS: list[Row] = [
         requires=("zookeeper",),
         features=frozenset({StateFeature.ETAG}),
         traits=None,
+    ),
+    # A pluggable component (Dapr's protocol): the suites' own store in a process of its own,
+    # found on its socket; its features are the ones it reports.
+    BackendRow(
+        block="state",
+        type="test-pluggable-state",
+        name="pluggable",
+        features=FEATURES,
+        traits=None,
+        registry=state_registry,
     ),
 ]
 

@@ -28,7 +28,7 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[StateEnv]:
     backend: Row = request.param
     backend.require()
     try:
-        async with running_sidecar(grpc_config(backend)) as (sidecar, address):
+        async with running_sidecar(grpc_config(backend), await backend.components()) as (sidecar, address):
             async with grpc.aio.insecure_channel(address) as channel:
                 yield StateEnv(backend, sidecar, runtime_pb2_grpc.RuntimeStub(channel))
     finally:
