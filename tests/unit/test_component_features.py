@@ -19,7 +19,6 @@ import layotto.components
 from layotto.components.base import Component, Feature
 from layotto.components.bindings.base import Binding, BindingFeature
 from layotto.components.configuration.base import ConfigurationFeature, ConfigurationStore
-from layotto.components.hello.base import HelloFeature, HelloService
 from layotto.components.lock.base import LockFeature, LockStore
 from layotto.components.nameresolution.base import NameResolutionFeature, NameResolver
 from layotto.components.oss.base import ObjectStore, OssFeature
@@ -39,7 +38,6 @@ BLOCKS: dict[str, tuple[type[Component], type[Feature]]] = {
     "secretstores": (SecretStore, SecretStoreFeature),
     "nameresolution": (NameResolver, NameResolutionFeature),
     "oss": (ObjectStore, OssFeature),
-    "hello": (HelloService, HelloFeature),
     "bindings": (Binding, BindingFeature),
 }
 
@@ -50,11 +48,11 @@ METHODS: dict[Feature, tuple[str, ...]] = {
     StateFeature.TRANSACTIONAL: ("multi",),
     StateFeature.QUERY: ("query",),
     PubSubFeature.DELAY: ("delay_scheduler",),
+    PubSubFeature.BULK_SUBSCRIBE: ("bulk_subscribe",),
     BindingFeature.INPUT: ("read",),
     LockFeature.KEEP_ALIVE: ("keep_alive",),
     SequencerFeature.SEGMENT: ("reserve",),
     NameResolutionFeature.REGISTRY: ("register", "deregister"),
-    HelloFeature.LIFECYCLE: ("apply_configuration",),
     OssFeature.COPY: ("copy_object",),
     OssFeature.TAGGING: ("put_tags", "get_tags"),
     OssFeature.APPEND: ("append_object",),

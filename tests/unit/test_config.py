@@ -99,7 +99,7 @@ def test_upstream_sample_is_read_as_it_is() -> None:
     assert by_block[("file", "file_demo")].metadata["__raw__"] == [{"endpoint": "x"}]
     assert ("rpc", "mosn") not in by_block
     assert any("MOSN rpc channels are not used" in w for w in cfg.warnings)
-    assert by_block[("custom", "demo")].extras["kind"] == "helloworld"
+    assert by_block[("custom", "demo")].kind == "helloworld"
     assert cfg.stream_filters[0]["type"] == "flowControlFilter"
     assert cfg.tracing["driver"] == "SOFATracer"
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from layotto.config.resiliency import BreakerSpec, Counts, PolicyNames, ResiliencySpec, RetrySpec
 from layotto.errors import BackendTimeoutError, BackendUnavailableError
+from layotto.runtime.proxy import ComponentProxy
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge
@@ -392,37 +393,24 @@ class Policy:
         self._timeouts_counted.inc()
 
 
-class _Guarded:
+class _Guarded(ComponentProxy):
     """A component as the block cores see it under its outbound policy: each coroutine method
-    runs under the policy, everything else is the component's own. `isinstance` sees the
-    component's class, so the cores' checks of a component's kind are unchanged."""
+    runs under the policy (the cores' checks of a component's kind are unchanged)."""
 
-    _guarded_component: object
     _guarded_policy: Policy
 
     def __init__(self, component: object, policy: Policy) -> None:
-        object.__setattr__(self, "_guarded_component", component)
+        super().__init__(component)
         object.__setattr__(self, "_guarded_policy", policy)
 
-    @property  # type: ignore[misc]  # isinstance() consults __class__: the component's kind, not ours
-    def __class__(self) -> type:
-        return type(object.__getattribute__(self, "_guarded_component"))
-
-    def __getattr__(self, name: str) -> Any:
-        component = object.__getattribute__(self, "_guarded_component")
-        value = getattr(component, name)
+    def _around(self, name: str, value: Any) -> Any | None:
         if name in _UNGUARDED or not inspect.iscoroutinefunction(value):
-            return value
-        guarded = _guarded_method(value, object.__getattribute__(self, "_guarded_policy"))
-        # Found in the instance's __dict__ from now on: __getattr__ runs once per method.
-        object.__setattr__(self, name, guarded)
-        return guarded
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._guarded_component, name, value)
+            return None
+        return _guarded_method(value, object.__getattribute__(self, "_guarded_policy"))
 
     def __repr__(self) -> str:
-        return f"<{self._guarded_component!r} under {self._guarded_policy!r}>"
+        component, policy = object.__getattribute__(self, "_proxied"), object.__getattribute__(self, "_guarded_policy")
+        return f"<{component!r} under {policy!r}>"
 
 
 def _guarded_method(method: Callable[..., Awaitable[Any]], policy: Policy) -> Callable[..., Awaitable[Any]]:

@@ -13,6 +13,9 @@ GetBulkSecret an empty map. As in Dapr, `APP_API_TOKEN` and every `DAPR_*` varia
 whatever the metadata says, after the prefix is applied.
 
 GetSecret(k) of a visible name returns `{k: value}`, empty when unset (as Dapr 1.5 does).
+
+Lifecycle.ApplyConfiguration (`secret_store`, its name) changes `prefix` and `allowedSecrets`
+while it runs; the keys it is not given keep their values.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 from collections.abc import Mapping
 
 from layotto.components.base import ComponentContext, Metadata
+from layotto.components.dynamic import DynamicComponent
 from layotto.components.secretstores.base import SecretStore
 
 log = logging.getLogger("layotto.secretstores.localenv")
@@ -35,17 +39,18 @@ def _hidden(variable: str) -> bool:
     return variable == "APP_API_TOKEN" or variable.startswith("DAPR_")
 
 
-class LocalEnvSecretStore(SecretStore):
+def _allowed(raw: object) -> frozenset[str]:
+    names = raw if isinstance(raw, list) else str(raw).split(",")
+    return frozenset(str(name).strip() for name in names if str(name).strip())
+
+
+class LocalEnvSecretStore(SecretStore, DynamicComponent):
     metadata_keys = (PREFIX, ALLOWED)
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:
         await super().init(metadata, context)
         self._prefix = metadata.get_str(PREFIX)
-        self._allowed: frozenset[str] | None = None
-        if ALLOWED in metadata:
-            raw = metadata[ALLOWED]
-            names = raw if isinstance(raw, list) else str(raw).split(",")
-            self._allowed = frozenset(str(name).strip() for name in names if str(name).strip())
+        self._allowed: frozenset[str] | None = _allowed(metadata[ALLOWED]) if ALLOWED in metadata else None
         if not self._prefix and self._allowed is None:
             log.warning(
                 "secret store %r (local.env) has neither `%s` nor `%s` in its metadata, so it exposes no "
@@ -56,6 +61,13 @@ class LocalEnvSecretStore(SecretStore):
                 ALLOWED,
                 PREFIX,
             )
+
+    async def apply_configuration(self, metadata: Mapping[str, str]) -> None:
+        given = Metadata(metadata)
+        if PREFIX in given:
+            self._prefix = given.get_str(PREFIX)
+        if ALLOWED in given:
+            self._allowed = _allowed(given[ALLOWED])
 
     def _visible(self, name: str) -> bool:
         if not name or _hidden(self._prefix + name):
