@@ -63,7 +63,7 @@ def test_insecure_tls_skips_the_certificate_check() -> None:
         ),
         ({"redisHost": "a,b", "redisType": "cluster", "redisDB": "1"}, "redisDB", "only database 0"),
         ({"redisHost": "a:1,b:2"}, "redisHost", "redisHost lists 2 servers"),
-        ({"redisHost": "h", "clientCert": "PEM"}, "clientCert", "not supported"),
+        ({"redisHost": "h", "clientCert": "PEM"}, "clientCert", "set enableTLS to true"),
         ({"redisHost": " , "}, "redisHost", "missing host address"),
     ],
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import pymysql
 import pytest
 
@@ -15,7 +17,9 @@ def test_go_dsn_full_form() -> None:
     dsn = mysql.parse_go_dsn("app:s3cr@t@tcp(db.example:3307)/orders?timeout=5s&tls=skip-verify", WHERE)
     assert (dsn.user, dsn.password, dsn.host, dsn.port, dsn.database) == ("app", "s3cr@t", "db.example", 3307, "orders")
     assert dsn.params == {"timeout": "5s", "tls": "skip-verify"}
-    assert dsn.connect_args() == {
+    args = dsn.connect_args()
+    assert args.pop("ssl").verify_mode == ssl.CERT_NONE  # tls=skip-verify: encrypted, not verified
+    assert args == {
         "user": "app",
         "password": "s3cr@t",
         "db": "orders",

@@ -1,6 +1,12 @@
 """The one place etcd clients are made from upstream metadata, shared by lock, sequencer and
-configuration: endpoint lists, credentials, the dial timeout, what counts as an outage, and
-how a cluster's members are taken in turn when one fails (`Members`)."""
+configuration: endpoint lists, credentials, TLS, the dial timeout, what counts as an outage,
+and how a cluster's members are taken in turn when one fails (`Members`).
+
+TLS is upstream's `tlsCa`, `tlsCert` and `tlsCertKey` (paths, or PEM text here too): the
+members' certificates are verified against `tlsCa` (the system's CAs without it) and the host
+dialled, and `tlsCert` is presented when given; an `https://` endpoint asks for TLS as well.
+aetcd dials plaintext only, so `_TlsClient` is its client over a TLS channel.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,12 @@ from typing import Any, TypeVar
 
 import aetcd
 import aetcd.exceptions
+import grpc
+from aetcd import rpc, watcher
+from aetcd.client import _handle_errors
 
 from layotto.components.base import Metadata
+from layotto.config import tls
 from layotto.errors import BackendUnavailableError, ConfigError
 
 T = TypeVar("T")
@@ -51,19 +61,81 @@ def parse_endpoints(raw: str | list[Any], where: str) -> list[tuple[str, int]]:
     return endpoints
 
 
-def connect(endpoint: tuple[str, int], metadata: Metadata, timeout: float) -> aetcd.Client:
-    """A client of one endpoint with `username`/`password`; `timeout` (whole seconds, at least
-    1) bounds both the dial and every call."""
+#: Upstream's TLS keys (components/pkg/utils/etcd.go).
+TLS_METADATA_KEYS = ("tlsCa", "tlsCert", "tlsCertKey")
+
+
+def tls_material(metadata: Metadata) -> tls.Material | None:
+    """The TLS of `metadata` (read and checked: a ConfigError names the key), None for plaintext."""
+    where = f"{metadata.where}.metadata" if metadata.where else "metadata"
+    ca, cert, key = (
+        tls.pem(metadata.get_str(name), what, f"{where}.{name}")
+        for name, what in zip(TLS_METADATA_KEYS, ("CA certificates", "certificate", "private key"), strict=True)
+    )
+    raw = metadata.get("endpoints") or metadata.get("address") or ""
+    https = "https://" in (" ".join(map(str, raw)) if isinstance(raw, list) else str(raw))
+    if ca is None and cert is None and key is None:
+        return tls.Material() if https else None
+    return tls.load_material(cert, key, ca)
+
+
+class _TlsClient(aetcd.Client):  # type: ignore[misc]
+    """aetcd's client over a TLS channel: its `connect`, dialling with `credentials`."""
+
+    _connected: asyncio.Event
+    _is_connecting: bool
+
+    def __init__(self, *, credentials: grpc.ChannelCredentials, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._credentials = credentials
+
+    @_handle_errors  # type: ignore[untyped-decorator]
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        if self._is_connecting:
+            await asyncio.wait_for(self._connected.wait(), self._connect_wait_timeout)
+            return
+        try:
+            self._is_connecting = True
+            target = f"{self._host}:{self._port}"
+            self.channel = rpc.secure_channel(target, self._credentials, options=self._options.items())
+            if self._username is not None and self._password is not None:
+                self.auth_stub = rpc.AuthStub(self.channel)
+                request = rpc.AuthenticateRequest(name=self._username, password=self._password)
+                reply = await self.auth_stub.Authenticate(request, timeout=self._timeout)
+                self.metadata = (("token", reply.token),)
+            self.kvstub = rpc.KVStub(self.channel)
+            self.clusterstub = rpc.ClusterStub(self.channel)
+            self.leasestub = rpc.LeaseStub(self.channel)
+            self.maintenancestub = rpc.MaintenanceStub(self.channel)
+            self._watcher = watcher.Watcher(rpc.WatchStub(self.channel), timeout=self._timeout, metadata=self.metadata)
+            self._connected.set()
+        finally:
+            self._is_connecting = False
+
+
+def connect(
+    endpoint: tuple[str, int], metadata: Metadata, timeout: float, material: tls.Material | None = None
+) -> aetcd.Client:
+    """A client of one endpoint with `username`/`password`, over TLS with `material`; `timeout`
+    (whole seconds, at least 1) bounds both the dial and every call."""
     seconds = max(1, round(timeout))
     host, port = endpoint
-    return aetcd.Client(
-        host=host,
-        port=port,
-        username=metadata.get_str("username") or None,
-        password=metadata.get_str("password") or None,
-        timeout=seconds,
-        connect_wait_timeout=seconds,
+    kwargs: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "username": metadata.get_str("username") or None,
+        "password": metadata.get_str("password") or None,
+        "timeout": seconds,
+        "connect_wait_timeout": seconds,
+    }
+    if material is None:
+        return aetcd.Client(**kwargs)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=material.ca, private_key=material.key, certificate_chain=material.chain
     )
+    return _TlsClient(credentials=credentials, **kwargs)
 
 
 def address(endpoints: list[tuple[str, int]]) -> str:
@@ -111,6 +183,7 @@ class Members:
         self.where = address(endpoints)
         self._metadata = metadata
         self._timeout = timeout
+        self._tls = tls_material(metadata)
         self._clients: dict[int, aetcd.Client] = {}
         self._current = 0
         self._failed_at = float("-inf")
@@ -119,7 +192,9 @@ class Members:
         """The current member's client (for a watch, which outlives one call)."""
         found = self._clients.get(self._current)
         if found is None:
-            found = self._clients[self._current] = connect(self.endpoints[self._current], self._metadata, self._timeout)
+            found = self._clients[self._current] = connect(
+                self.endpoints[self._current], self._metadata, self._timeout, self._tls
+            )
         return found
 
     def failed(self, client: aetcd.Client) -> None:

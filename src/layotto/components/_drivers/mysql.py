@@ -1,10 +1,20 @@
 """MySQL / MariaDB through aiomysql, for the state, lock and sequencer components: reading a
-go-sql-driver DSN, telling an outage from a failed statement, and bounded calls (sql.guarded)."""
+go-sql-driver DSN, telling an outage from a failed statement, and bounded calls (sql.guarded).
+
+TLS is the DSN's `tls` parameter, as go-sql-driver reads it: `true` (the server's certificate
+verified against the system's CAs and the host), `custom` (against the CA file of Dapr's
+`pemPath` metadata), `skip-verify` (encrypted, not verified), `preferred` (TLS when the server
+offers it, unverified), `false`. aiomysql goes on in plaintext when the server offers no TLS;
+here a connection that should be TLS and is not is refused before its first statement, as the
+Go driver refuses it ("preferred" alone takes plaintext).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -12,7 +22,8 @@ import aiomysql
 import pymysql
 
 from layotto.components._drivers import sql
-from layotto.errors import ConfigError
+from layotto.config import tls
+from layotto.errors import BackendUnavailableError, ConfigError
 
 #: Error codes meaning the server or the connection is gone: too many connections, server
 #: shutdown, connection killed, and the client's CR_* "cannot connect / lost connection" family.
@@ -33,14 +44,64 @@ class GoDsn:
     database: str = ""
     params: dict[str, str] = field(default_factory=dict)
 
-    def connect_args(self) -> dict[str, Any]:
-        """Where and as whom to connect, as aiomysql.connect/create_pool keywords."""
+    def connect_args(self, *, pem_path: str = "", where: str = "") -> dict[str, Any]:
+        """Where and as whom to connect, and over what TLS, as aiomysql.connect/create_pool
+        keywords; `pem_path` is Dapr's `pemPath` (the CA of `tls=custom`), `where` its key."""
         args: dict[str, Any] = {"user": self.user or "root", "password": self.password, "db": self.database or None}
         if self.unix_socket:
             args["unix_socket"] = self.unix_socket
         else:
             args["host"], args["port"] = self.host, self.port
+        context = tls_context(self.params.get("tls", ""), pem_path, where)
+        if context is not None:
+            args["ssl"] = context
         return args
+
+
+class _PreferredTls(ssl.SSLContext):
+    """`tls=preferred`: TLS when the server offers it, plaintext otherwise."""
+
+
+def tls_context(mode: str, pem_path: str, where: str) -> ssl.SSLContext | None:
+    """The ssl context of a DSN's `tls` parameter (None: plaintext); a ConfigError for a mode
+    go-sql-driver does not know, or a `pemPath` it would not use."""
+    lowered = mode.lower()
+    if pem_path and lowered != "custom":
+        raise ConfigError(
+            f"pemPath is set, but the connectionString's tls is {mode or 'not set'}: give tls=custom to use it", where
+        )
+    if lowered in ("", "false"):
+        return None
+    if lowered in ("true", "custom"):
+        ca = None
+        if lowered == "custom":
+            if not pem_path:
+                raise ConfigError("tls=custom names the CA of the pemPath metadata, which is not set", where)
+            if not Path(pem_path).is_file():
+                raise ConfigError(f"pemPath names no readable file: {pem_path!r}", where)
+            ca = tls.load_material(None, None, tls.Pem(pem_path, "CA certificates", where)).ca
+        return tls.client_context(tls.Material(ca=ca))
+    if lowered in ("skip-verify", "preferred"):
+        context = (_PreferredTls if lowered == "preferred" else ssl.SSLContext)(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    raise ConfigError(f"tls={mode!r} is not true, custom, skip-verify, preferred or false", where)
+
+
+def check_tls(conn: Any) -> None:
+    """Refuse a connection that should be TLS and is not (aiomysql took plaintext because the
+    server offers no TLS, or someone between removed the offer)."""
+    context = getattr(conn, "_ssl_context", None)
+    if context is None or isinstance(context, _PreferredTls):
+        return
+    writer = getattr(conn, "_writer", None)
+    if writer is None or writer.get_extra_info("ssl_object") is None:
+        conn.close()
+        raise BackendUnavailableError(
+            f"mysql at {getattr(conn, 'host', '?')}:{getattr(conn, 'port', '?')} did not start TLS (the DSN asks"
+            " for it): the server offers none"
+        )
 
 
 def parse_go_dsn(text: str, where: str) -> GoDsn:
@@ -90,6 +151,14 @@ def split_host_port(address: str, default_port: int = 3306) -> tuple[str, int]:
     return name.strip("[]"), int(number)
 
 
+def reason(exc: BaseException) -> str:
+    """`exc` as text, with what made aiomysql say "Can't connect" (a refused TLS handshake, say)."""
+    cause = exc.__cause__
+    if error_code(exc) == 2003 and cause is not None and str(cause) not in str(exc):
+        return f"{exc}: {cause}"
+    return str(exc)
+
+
 def error_code(exc: BaseException) -> int:
     """The server/client error number of a PyMySQL error (0 when it carries none)."""
     args = getattr(exc, "args", ())
@@ -112,7 +181,13 @@ class _Pool:
     read for ever unless the connection is cut."""
 
     async def acquire(self, pool: Any) -> Any:
-        return await pool.acquire()
+        conn = await pool.acquire()
+        try:
+            check_tls(conn)
+        except BackendUnavailableError:
+            pool.release(conn)
+            raise
+        return conn
 
     async def release(self, pool: Any, conn: Any, budget: float) -> None:
         # Not a coroutine; a closed connection is dropped from the pool, never handed out again.

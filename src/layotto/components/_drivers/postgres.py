@@ -1,11 +1,19 @@
 """PostgreSQL through asyncpg, for the state, lock, sequencer and binding components: reading a
-connection string, telling an outage from a failed statement, and bounded calls (sql.guarded)."""
+connection string, telling an outage from a failed statement, and bounded calls (sql.guarded).
+
+TLS is libpq's: `sslmode` (disable, allow, prefer -- asyncpg's default --, require, verify-ca,
+verify-full), `sslrootcert`, `sslcert`, `sslkey`, `sslpassword`, `sslcrl`, and the protocol
+bounds, in a URL's query or a key=value string; asyncpg applies them as libpq does. The files
+they name are checked before connecting, so a missing one is a ConfigError naming it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import shlex
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import asyncpg
 
@@ -33,9 +41,22 @@ _KEYWORDS = {
     "password": "password",
     "dbname": "database",
     "database": "database",
-    "sslmode": "ssl",
     "connect_timeout": "timeout",
 }
+#: libpq's TLS keywords, which asyncpg takes in a DSN only: a key=value string's go to asyncpg as
+#: a DSN beside its other arguments. Those naming files are checked before connecting.
+_TLS_KEYWORDS = (
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslcrl",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+)
+_TLS_FILES = ("sslrootcert", "sslcert", "sslkey", "sslcrl")
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 def connect_args(connection_string: str, where: str) -> dict[str, Any]:
@@ -43,15 +64,19 @@ def connect_args(connection_string: str, where: str) -> dict[str, Any]:
     string (Dapr's examples use both); `where` names the metadata key."""
     text = connection_string.strip()
     if text.startswith(("postgres://", "postgresql://")):
+        _check_tls(dict(parse_qsl(urlsplit(text).query)), where)
         return {"dsn": text}
     args: dict[str, Any] = {}
+    tls: dict[str, str] = {}
     try:
         for part in shlex.split(text):
             key, sep, value = part.partition("=")
             if not sep:
                 raise ValueError("expected key=value pairs (quote a value that holds spaces)")
             target = _KEYWORDS.get(key.lower())
-            if target == "port":
+            if key.lower() in _TLS_KEYWORDS:
+                tls[key.lower()] = value
+            elif target == "port":
                 args[target] = int(value)
             elif target == "timeout":
                 args[target] = float(value)
@@ -59,12 +84,29 @@ def connect_args(connection_string: str, where: str) -> dict[str, Any]:
                 args[target] = value
     except ValueError as exc:
         raise ConfigError(f"connectionString is not a PostgreSQL URL or key=value list: {exc}", where) from None
+    _check_tls(tls, where)
+    if set(tls) == {"sslmode"}:
+        args["ssl"] = tls["sslmode"]
+    elif tls:
+        # The other arguments, given beside it, take precedence over the DSN's (empty) ones.
+        args["dsn"] = "postgresql://?" + urlencode(tls)
     return args
+
+
+def _check_tls(params: dict[str, str], where: str) -> None:
+    mode = params.get("sslmode")
+    if mode is not None and mode not in _SSLMODES:
+        raise ConfigError(f"sslmode {mode!r} is not one of {', '.join(_SSLMODES)}", where)
+    for key in _TLS_FILES:
+        path = params.get(key)
+        # libpq's "system" root store, which asyncpg takes too.
+        if path and not (key == "sslrootcert" and path == "system") and not Path(path).expanduser().is_file():
+            raise ConfigError(f"{key} names no readable file: {path!r}", where)
 
 
 def address(args: dict[str, Any]) -> str:
     """Where `args` (from connect_args) connect to, for messages: never the password."""
-    if "dsn" in args:
+    if "dsn" in args and urlsplit(str(args["dsn"])).netloc:
         return str(args["dsn"]).rpartition("@")[2].partition("?")[0]
     host = args.get("host", "localhost")
     return f"{host}:{args.get('port', 5432)}/{args.get('database', '')}"

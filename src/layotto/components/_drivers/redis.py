@@ -42,6 +42,8 @@ from layotto.components._drivers.redis_autopipe import Pipelined as Pipelined
 from layotto.components._drivers.redis_autopipe import RoutedCluster as RoutedCluster
 from layotto.components._drivers.redis_autopipe import SharedConnection as SharedConnection
 from layotto.components.base import Metadata
+from layotto.config import tls
+from layotto.config.tls import PemFile
 from layotto.errors import BackendUnavailableError, ConfigError, InvalidArgumentError
 
 T = TypeVar("T")
@@ -90,6 +92,9 @@ CLIENT_METADATA_KEYS: tuple[str, ...] = (
     "redisPassword",
     "enableTLS",
     "insecureSkipTLSVerify",
+    "clientCert",
+    "clientKey",
+    "caCert",
     "redisMaxRetries",
     "maxRetries",
     "redisMaxRetryInterval",
@@ -103,15 +108,18 @@ CLIENT_METADATA_KEYS: tuple[str, ...] = (
     "sentinelPassword",
 )
 METADATA_KEYS: tuple[str, ...] = ("redisHost", *CLIENT_METADATA_KEYS)
+#: The certificate keys, with what each holds.
+_TLS_KEYS = (("clientCert", "certificate"), ("clientKey", "private key"), ("caCert", "CA certificates"))
 
 
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
     """Where and how to reach Redis, from the metadata keys of upstream's Redis components:
     redisHost, redisType, failover, sentinelMasterName, sentinelUsername, sentinelPassword,
-    redisUsername, redisPassword, redisDB (or db), enableTLS, insecureSkipTLSVerify,
-    redisMaxRetries (or maxRetries), redisMaxRetryInterval (or maxRetryBackoff), dialTimeout,
-    readTimeout, poolSize."""
+    redisUsername, redisPassword, redisDB (or db), enableTLS, insecureSkipTLSVerify, clientCert
+    and clientKey (Dapr's: a client certificate), caCert (this runtime's: the CA the server's
+    certificate chains to, instead of the system's), redisMaxRetries (or maxRetries),
+    redisMaxRetryInterval (or maxRetryBackoff), dialTimeout, readTimeout, poolSize."""
 
     #: `redisHost` as configured, for messages.
     address: str
@@ -137,6 +145,13 @@ class RedisSettings:
     sentinel_password: str | None = None
     #: TLS without checking the server's certificate (tests, self-signed servers).
     insecure_skip_verify: bool = False
+    #: The CA bundle (PEM text) the server's certificate must chain to; None: the system's.
+    ca_data: str | None = None
+    #: The client certificate and key files (redis-py loads them from files only); PEM text
+    #: given in the metadata is in `pem_files`, which hold it for as long as the settings live.
+    cert_file: str | None = None
+    key_file: str | None = None
+    pem_files: tuple[PemFile, ...] = ()
 
     @classmethod
     def from_metadata(cls, metadata: Metadata, *, address: str | None = None) -> RedisSettings:
@@ -172,7 +187,36 @@ class RedisSettings:
             insecure_skip_verify=metadata.get_bool("insecureSkipTLSVerify", False),
         )
         settings._check(metadata)
-        return settings
+        return settings._with_certificates(metadata)
+
+    def _with_certificates(self, metadata: Metadata) -> RedisSettings:
+        """caCert, clientCert and clientKey: PEM text (as Dapr takes them) or file paths, read
+        and checked here (a ConfigError naming the key)."""
+        key = f"{metadata.where}.metadata"
+        sources = {name: tls.pem(metadata.get_str(name), what, f"{key}.{name}") for name, what in _TLS_KEYS}
+        given = [name for name, source in sources.items() if source is not None]
+        if not given:
+            return self
+        if not self.tls:
+            raise ConfigError(f"{given[0]} is set but enableTLS is not: set enableTLS to true", f"{key}.{given[0]}")
+        material = tls.load_material(sources["clientCert"], sources["clientKey"], sources["caCert"])
+        files: list[PemFile] = []
+
+        def as_file(source: tls.Pem | None, data: bytes | None) -> str | None:
+            if source is None or data is None:
+                return None
+            if not source.inline:
+                return source.value
+            files.append(PemFile(data))
+            return files[-1].path
+
+        return dataclasses.replace(
+            self,
+            ca_data=material.ca.decode() if material.ca else None,
+            cert_file=as_file(sources["clientCert"], material.chain),
+            key_file=as_file(sources["clientKey"], material.key),
+            pem_files=tuple(files),
+        )
 
     def _check(self, metadata: Metadata) -> None:
         key = f"{metadata.where}.metadata"
@@ -193,12 +237,6 @@ class RedisSettings:
                 "'true' (sentinels)",
                 f"{key}.redisHost",
             )
-        for unsupported in ("clientCert", "clientKey"):
-            if metadata.get_str(unsupported):
-                raise ConfigError(
-                    f"{unsupported} is not supported here: redis-py takes client certificates as files only",
-                    f"{key}.{unsupported}",
-                )
 
     @property
     def nodes(self) -> list[tuple[str, int]]:
@@ -217,10 +255,12 @@ class RedisSettings:
         # By default the checks redis-py's SSLConnection makes: a trusted certificate for the host.
         if not self.tls:
             return None
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cadata=self.ca_data)
         if self.insecure_skip_verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+        if self.cert_file and self.key_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
         return context
 
     def _connection_kwargs(self) -> dict[str, Any]:
@@ -235,6 +275,9 @@ class RedisSettings:
         if self.tls:
             kwargs["ssl_cert_reqs"] = "none" if self.insecure_skip_verify else "required"
             kwargs["ssl_check_hostname"] = not self.insecure_skip_verify
+            kwargs["ssl_ca_data"] = self.ca_data
+            kwargs["ssl_certfile"] = self.cert_file
+            kwargs["ssl_keyfile"] = self.key_file
         return kwargs
 
     def _retry(self) -> Retry:

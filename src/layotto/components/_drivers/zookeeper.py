@@ -1,20 +1,34 @@
-"""What the ZooKeeper components (lock, sequencer) share: the host list and what counts as an outage."""
+"""What the ZooKeeper components (lock, sequencer) share: the host list, digest authentication,
+and what counts as an outage.
+
+`zookeeperPassword` (upstream's key, which upstream reads and never uses) is a digest
+credential, `user:password`, or the password of `zookeeperUsername` (this runtime's). With
+one, every session authenticates with it (again after each reconnect: ZooKeeper keeps
+credentials per connection) and the znodes it creates carry the ACL `auth` (all rights to the
+identities that created them), so a client without the credential gets NoAuth on them.
+Existing znodes keep their ACL. aiozk speaks plaintext only: ZooKeeper's TLS port cannot be used.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiozk
 from aiozk import exc as zk_errors
+from aiozk import protocol
 from aiozk import session as aiozk_session
 from aiozk.connection import Connection
 from aiozk.states import States
 
 from layotto.components.base import Metadata
+from layotto.errors import ConfigError
 
 T = TypeVar("T")
+
+log = logging.getLogger("layotto.zookeeper")
 
 _CONNECTED = (States.CONNECTED, States.READ_ONLY)
 
@@ -38,6 +52,55 @@ def hosts(metadata: Metadata) -> str:
     "" when none is given."""
     raw = metadata.get_str("zookeeperHosts")
     return ",".join(h.strip() for part in raw.split(";") for h in part.split(",") if h.strip())
+
+
+#: The keys `credential` reads.
+AUTH_METADATA_KEYS = ("zookeeperPassword", "zookeeperUsername")
+
+
+def credential(metadata: Metadata) -> bytes | None:
+    """The digest credential `user:password` of `zookeeperPassword` (and `zookeeperUsername`);
+    None when no password is given."""
+    password, user = (metadata.get_str(key) for key in AUTH_METADATA_KEYS)
+    where = f"{metadata.where}.metadata" if metadata.where else "metadata"
+    if not password:
+        if user:
+            raise ConfigError("zookeeperUsername needs zookeeperPassword", f"{where}.zookeeperUsername")
+        return None
+    if user:
+        return f"{user}:{password}".encode()
+    if ":" not in password:
+        raise ConfigError(
+            "zookeeperPassword must be a digest credential user:password, or set zookeeperUsername",
+            f"{where}.zookeeperPassword",
+        )
+    return password.encode()
+
+
+def client(servers: str, auth: bytes | None, **options: Any) -> aiozk.ZKClient:
+    """An aiozk client of `servers` (with aiozk's `options`); with `auth`, each session
+    authenticates with it before its first request, and created znodes get the `auth` ACL."""
+    if auth is None:
+        return aiozk.ZKClient(servers, **options)
+    owner_only = aiozk.ACL.make("auth", "", read=True, write=True, create=True, delete=True, admin=True)
+    zk = aiozk.ZKClient(servers, default_acl=[owner_only], **options)
+    session = zk.session
+    establish = session.establish_session
+
+    async def establish_and_authenticate() -> None:
+        await establish()
+        # Written before the session counts as connected, so it is the connection's first
+        # request: ZooKeeper handles it before any other of them.
+        reply = session.conn.send(protocol.AuthRequest(type=0, scheme="digest", auth=auth))
+        reply.add_done_callback(_refused)
+
+    session.establish_session = establish_and_authenticate
+    return zk
+
+
+def _refused(reply: asyncio.Future[Any]) -> None:
+    if not reply.cancelled() and reply.exception() is not None:
+        log.warning("zookeeper refused the digest credential: %r", reply.exception())
 
 
 # ---- aiozk 0.32 outage handling ----

@@ -61,7 +61,7 @@ def _valid_segment(what: str, value: str) -> None:
 
 
 class EtcdConfigStore(configuration.ConfigurationStore):
-    metadata_keys = ("address", "endpoints", "timeout", "username", "password")
+    metadata_keys = ("address", "endpoints", "timeout", "username", "password", *etcd.TLS_METADATA_KEYS)
     features = frozenset({configuration.ConfigurationFeature.SCOPES})
 
     async def init(self, metadata: Metadata, context: ComponentContext) -> None:

@@ -33,7 +33,7 @@ DEFAULT_PREFIX = "/layotto/"
 
 
 class EtcdLock(lock.LockStore):
-    metadata_keys = ("endpoints", "keyPrefixPath", "dialTimeout", "username", "password")
+    metadata_keys = ("endpoints", "keyPrefixPath", "dialTimeout", "username", "password", *etcd.TLS_METADATA_KEYS)
     features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _members: etcd.Members | None = None
 

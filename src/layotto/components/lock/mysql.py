@@ -20,7 +20,7 @@ from layotto.errors import BackendUnavailableError, ComponentError
 
 
 class MysqlLock(lock.LockStore):
-    metadata_keys = ("connectionString", "tableName", "timeout")
+    metadata_keys = ("connectionString", "tableName", "timeout", "pemPath")
     features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _pool: aiomysql.Pool | None = None
 
@@ -28,7 +28,9 @@ class MysqlLock(lock.LockStore):
         await super().init(metadata, context)
         where = f"{metadata.where}.metadata.connectionString"
         dsn = mysql.parse_go_dsn(metadata.required("connectionString"), where)
-        self._params = dsn.connect_args()
+        self._params = dsn.connect_args(
+            pem_path=metadata.get_str("pemPath"), where=f"{metadata.where}.metadata.pemPath"
+        )
         self._describe = f"mysql at {dsn.unix_socket or f'{dsn.host}:{dsn.port}'}"
         self._timeout = sql.call_timeout(metadata, "timeout")
         t = sql.table_name(metadata, _sql.DEFAULT_TABLE)
@@ -83,7 +85,7 @@ class MysqlLock(lock.LockStore):
 
     def _failure(self, exc: Exception) -> ComponentError:
         if mysql.outage(exc):
-            return BackendUnavailableError(f"{self._describe} is unavailable: {exc}")
+            return BackendUnavailableError(f"{self._describe} is unavailable: {mysql.reason(exc)}")
         return ComponentError(f"mysql lock error: {exc}")
 
     async def _execute(self, statement: str, args: tuple[Any, ...]) -> tuple[int, Any]:

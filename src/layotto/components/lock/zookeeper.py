@@ -59,7 +59,7 @@ def _decode(data: bytes | None, version: int) -> _Held:
 
 
 class ZookeeperLock(lock.LockStore):
-    metadata_keys = ("zookeeperHosts", "SessionTimeout", "operationTimeout")
+    metadata_keys = ("zookeeperHosts", "SessionTimeout", "operationTimeout", *zookeeper.AUTH_METADATA_KEYS)
     features = frozenset({lock.LockFeature.KEEP_ALIVE})
     _client: aiozk.ZKClient | None = None
 
@@ -72,8 +72,9 @@ class ZookeeperLock(lock.LockStore):
         session = metadata.get_duration("SessionTimeout", 5.0)
         # How long one operation may wait for ZooKeeper, reconnects included.
         self._timeout = metadata.get_duration("operationTimeout", max(10.0, 2 * session))
-        self._client = aiozk.ZKClient(
+        self._client = zookeeper.client(
             self._hosts,
+            zookeeper.credential(metadata),
             session_timeout=max(2, round(session)),
             retry_policy=aiozk.RetryPolicy.until_elapsed(self._timeout),
         )

@@ -20,7 +20,7 @@ from layotto.errors import BackendUnavailableError, ComponentError
 
 
 class MysqlSequencer(RangeSequencer):
-    metadata_keys = METADATA_KEYS
+    metadata_keys = (*METADATA_KEYS, "pemPath")
     _pool: Any = None
     _where = ""
     _timeout = sql.DEFAULT_TIMEOUT
@@ -41,7 +41,7 @@ class MysqlSequencer(RangeSequencer):
         timeout = self._timeout = sql.call_timeout(metadata, "timeout")
         try:
             self._pool = await aiomysql.create_pool(
-                **dsn.connect_args(),
+                **dsn.connect_args(pem_path=metadata.get_str("pemPath"), where=f"{metadata.where}.metadata.pemPath"),
                 autocommit=True,
                 minsize=1,
                 maxsize=metadata.get_int("maxConns", 10),
@@ -61,7 +61,7 @@ class MysqlSequencer(RangeSequencer):
         await super().init(metadata, context)
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
-        return BackendUnavailableError(f"mysql at {self._where} is unavailable: {exc}")
+        return BackendUnavailableError(f"mysql at {self._where} is unavailable: {mysql.reason(exc)}")
 
     async def _execute(self, statement: str, args: tuple[object, ...]) -> int:
         """Run one statement on a pooled connection; returns the insert id it reported."""

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -49,17 +48,6 @@ _TIMESTAMP_END = datetime(2038, 1, 19, 3, 14, 7, tzinfo=UTC).timestamp()
 _CLOCK_MARGIN = 86400
 
 
-def _tls(value: str) -> ssl.SSLContext | None:
-    lowered = value.lower()
-    if lowered in ("", "false"):
-        return None
-    context = ssl.create_default_context()
-    if lowered in ("skip-verify", "preferred"):
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 class MysqlStateStore(PooledSqlStateStore[aiomysql.Pool, aiomysql.Cursor]):
     metadata_keys = (
         "connectionString",
@@ -72,6 +60,7 @@ class MysqlStateStore(PooledSqlStateStore[aiomysql.Pool, aiomysql.Cursor]):
         "maxConns",
         "connMaxLifetime",
         "cleanupIntervalInSeconds",
+        "pemPath",
     )
     _table = "`dapr_state_store`.`state`"
     _engine = _describe = "mysql"
@@ -93,20 +82,19 @@ class MysqlStateStore(PooledSqlStateStore[aiomysql.Pool, aiomysql.Cursor]):
         self._read_server_options(metadata, f"mysql at {dsn.unix_socket or f'{dsn.host}:{dsn.port}'}")
         timeout = parse_duration(dsn.params["timeout"]) if dsn.params.get("timeout") else 10.0
         options: dict[str, Any] = {
-            **dsn.connect_args(),
+            **dsn.connect_args(pem_path=metadata.get_str("pemPath"), where=f"{where}.pemPath"),
             "connect_timeout": timeout,
             "autocommit": True,
             "charset": "utf8mb4",
             "minsize": metadata.get_int("minConns", 1),
             "maxsize": metadata.get_int("maxConns", 16),
             "pool_recycle": metadata.get_duration("connMaxLifetime", 3600.0),
-            "ssl": _tls(dsn.params.get("tls", "")),
         }
         self._build_statements()
         try:
             self._pool = await aiomysql.create_pool(**options)
         except (pymysql.err.MySQLError, OSError, TimeoutError) as exc:
-            raise BackendUnavailableError(f"{self._describe} is unavailable: {exc}") from exc
+            raise BackendUnavailableError(f"{self._describe} is unavailable: {mysql.reason(exc)}") from exc
         try:
             await self._call(lambda cur: self._ensure_table(cur, schema, table))
         except BaseException:
