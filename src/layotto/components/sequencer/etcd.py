@@ -44,6 +44,7 @@ class EtcdSequencer(CasSequencer):
         "dialTimeout",
         "username",
         "password",
+        *etcd.TLS_METADATA_KEYS,
         "segmentCacheEnable",
         "segmentStep",
         "keyPrefix",

@@ -40,6 +40,7 @@ class ZookeeperSequencer(CasSequencer):
         "segmentCacheEnable",
         "segmentStep",
         "keyPrefix",
+        *zookeeper.AUTH_METADATA_KEYS,
     )
     _client: Any = None
 
@@ -55,8 +56,9 @@ class ZookeeperSequencer(CasSequencer):
         if not self._prefix.startswith("/"):
             self._prefix = "/" + self._prefix
         self._timeout = metadata.get_duration("SessionTimeout", 5.0)
-        self._client = aiozk.ZKClient(
+        self._client = zookeeper.client(
             self._hosts,
+            zookeeper.credential(metadata),
             session_timeout=max(self._timeout, 2.0),
             retry_policy=aiozk.RetryPolicy.until_elapsed(self._timeout),
             read_timeout=self._timeout,
