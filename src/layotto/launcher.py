@@ -20,6 +20,7 @@ from typing import Any
 
 from layotto.config.model import RuntimeConfig
 from layotto.sidecar import Sidecar
+from layotto.tasks import stop_task
 
 log = logging.getLogger("layotto.run")
 
@@ -106,9 +107,7 @@ async def run(config: RuntimeConfig, command: Sequence[str], *, app_port: int | 
                 started.result()
                 await sidecar.stop()
             else:
-                started.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await started
+                await stop_task(started)
             return 128 + first_signal.result()
         first_signal.cancel()
         started.result()  # a ConfigError is the caller's to report, as `start` reports it

@@ -10,6 +10,7 @@ import pytest
 from layotto.components._drivers import sql
 from layotto.components.base import Metadata
 from layotto.errors import ComponentError
+from layotto.tasks import stop_task
 
 log = logging.getLogger("test.purger")
 
@@ -19,7 +20,7 @@ async def test_zero_interval_starts_nothing() -> None:
         raise AssertionError("must not run")
 
     assert sql.start_purger(Metadata({"cleanupIntervalInSeconds": "0"}), "p", purge, (ComponentError,), log) is None
-    await sql.stop_task(None)
+    await stop_task(None)
 
 
 async def test_a_failed_round_is_logged_and_the_next_one_runs(caplog: pytest.LogCaptureFixture) -> None:
@@ -37,6 +38,6 @@ async def test_a_failed_round_is_logged_and_the_next_one_runs(caplog: pytest.Log
     assert task is not None
     with caplog.at_level(logging.WARNING, logger="test.purger"):
         await asyncio.wait_for(second.wait(), 5)
-    await sql.stop_task(task)
+    await stop_task(task)
     assert task.cancelled()
     assert "purging expired state rows failed: backend went away" in caplog.text

@@ -54,13 +54,6 @@ def start_purger(
     return asyncio.create_task(purge_forever(), name=name)
 
 
-async def stop_task(task: asyncio.Task[None] | None) -> None:
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 # ---- bounded calls ----
 
 #: How long one call may wait for its database when the metadata does not say: long enough for

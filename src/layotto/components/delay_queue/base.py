@@ -5,7 +5,6 @@ stopped before they close, by the sidecar."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 
 from layotto.components.base import Metadata
 from layotto.components.pubsub.base import PubSub, PubSubFeature
+from layotto.tasks import stop_task
 
 log = logging.getLogger("layotto.delay_queue")
 
@@ -52,9 +52,7 @@ class DelayScheduler(ABC):
         self._task = asyncio.create_task(self._loop(), name=f"delay-queue-{self.name}")
 
     async def _stop_loop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await stop_task(self._task)
 
     @abstractmethod
     async def _loop(self) -> None:

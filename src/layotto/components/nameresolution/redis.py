@@ -8,7 +8,6 @@ scores = expiry in Redis server milliseconds (so sidecars' clocks need not agree
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -18,6 +17,7 @@ from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.nameresolution.base import NameResolutionFeature, NameResolver
 from layotto.errors import BackendUnavailableError, ComponentError, ConfigError
+from layotto.tasks import stop_task
 
 log = logging.getLogger("layotto.nameresolution.redis")
 
@@ -134,11 +134,8 @@ class RedisResolver(NameResolver):
                 failing = False
 
     async def deregister(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
+        heartbeat, self._heartbeat = self._heartbeat, None
+        await stop_task(heartbeat)
         registered, self._registered = self._registered, None
         if registered is None or self._client is None:
             return

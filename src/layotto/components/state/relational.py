@@ -18,6 +18,7 @@ from layotto.components._drivers import sql
 from layotto.components.base import Metadata
 from layotto.components.state import base as state
 from layotto.errors import BackendUnavailableError, ComponentError
+from layotto.tasks import stop_task
 
 
 class Executes(Protocol):
@@ -67,7 +68,7 @@ class SqlStateStore(state.StateStore):
         self._purger = sql.start_purger(metadata, name, self._purge_expired, errors, log)
 
     async def _stop_purger(self) -> None:
-        await sql.stop_task(self._purger)
+        await stop_task(self._purger)
         self._purger = None
 
     def _ttl(self, request: state.SetRequest) -> int | None:
