@@ -14,6 +14,7 @@ __all__ = [
     "Continuation",
     "Handler",
     "Interceptor",
+    "WrappingInterceptor",
     "call_type",
     "rewrapped",
     "status_name",
@@ -32,6 +33,28 @@ T = TypeVar("T")
 
 
 Wrapper = Callable[[Callable[..., Any], bool, bool], Callable[..., Any]]
+
+
+class WrappingInterceptor(Interceptor):
+    """A server interceptor that wraps each method's handler once, on its first call, and hands
+    the server that wrapped handler from then on (while the server finds the same handler)."""
+
+    def __init__(self) -> None:
+        #: method -> (the handler the server found, its wrapped handler).
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
+    async def intercept_service(self, continuation: Continuation, details: grpc.HandlerCallDetails) -> Handler:
+        handler = await continuation(details)
+        if handler is None:  # an unknown method: grpc answers UNIMPLEMENTED itself
+            return handler
+        method: str = details.method
+        found = self._wrapped.get(method)
+        if found is None or found[0] is not handler:
+            found = self._wrapped[method] = (handler, self._wrap(method, handler))
+        return found[1]
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
+        raise NotImplementedError
 
 
 def rewrapped(handler: Handler, wrap: Wrapper) -> Handler:

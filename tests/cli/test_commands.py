@@ -169,7 +169,10 @@ def test_validate_warns_of_blocks_it_does_not_start(tmp_path: Path) -> None:
     ("argv", "message"),
     [
         (["validate", "--dapr-listen-addresses", "example.com"], "'example.com' is not an IP address"),
-        (["validate", "--dapr-listen-addresses", "10.0.0.1,0.0.0.0"], "cannot listen on 10.0.0.1, 0.0.0.0 at once"),
+        # Several addresses are fine (each is bound); each must be one.
+        (["validate", "--dapr-http-listen-addresses", "10.0.0.1,x"], "'x' is not an IP address"),
+        (["validate", "--dapr-grpc-listen-addresses", " , "], "give one or more IP addresses"),
+        (["start", "--log-format", "xml"], "argument --log-format: invalid choice: 'xml'"),
         (["start", "--actuator-address", "34999"], "'34999' is not host:port"),
         (["start", "--actuator-address", "::1:80"], "an IPv6 address goes in brackets, [::1]:80"),
         (["start", "--actuator-address", "127.0.0.1:1", "--metrics-port", "9090"], "not both"),

@@ -14,9 +14,11 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import psutil
 import pytest
 
@@ -283,3 +285,80 @@ def test_by_default_the_flags_bind_loopback_only(tmp_path: Path) -> None:
         if other is not None:
             with pytest.raises(ConnectionRefusedError):
                 socket.create_connection((other, grpc_port), timeout=5)
+
+
+def _local_addresses() -> set[str]:
+    return {a.address.split("%")[0] for addresses in psutil.net_if_addrs().values() for a in addresses}
+
+
+def _grpc_serves(address: str) -> bool:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def test_several_listen_addresses_are_each_bound(tmp_path: Path) -> None:
+    grpc_port, http_port = free_port(), free_port()
+    flags = ("--dapr-grpc-port", str(grpc_port), "--dapr-http-port", str(http_port))
+    actuator = ("--actuator-address", f"127.0.0.1:{free_port()}")
+    with started(tmp_path, *flags, "--dapr-listen-addresses", "127.0.0.1,127.0.0.2,[::1]", *actuator) as proc:
+        until(lambda: http_port in _listening(proc.pid), "listening on the HTTP port")
+        listening = _listening(proc.pid)
+        assert listening[grpc_port] == listening[http_port] == {"127.0.0.1", "127.0.0.2", "::1"}
+        for host in ("127.0.0.2", "[::1]"):
+            assert _grpc_serves(f"{host}:{grpc_port}")
+            with urllib.request.urlopen(f"http://{host}:{http_port}/v1.0/healthz", timeout=5) as reply:
+                assert reply.status == 204
+
+
+def test_each_api_binds_its_own_listen_addresses(tmp_path: Path) -> None:
+    grpc_port, http_port = free_port(), free_port()
+    flags = ("--dapr-grpc-port", str(grpc_port), "--dapr-http-port", str(http_port))
+    per_api = ("--dapr-listen-addresses", "127.0.0.1", "--dapr-http-listen-addresses", "127.0.0.2,[::1]")
+    with started(tmp_path, *flags, *per_api, "--actuator-address", f"127.0.0.1:{free_port()}") as proc:
+        until(lambda: http_port in _listening(proc.pid), "listening on the HTTP port")
+        listening = _listening(proc.pid)
+        assert listening[grpc_port] == {"127.0.0.1"}
+        assert listening[http_port] == {"127.0.0.2", "::1"}
+
+
+def test_an_address_that_cannot_be_had_is_a_warning_while_another_is_bound(tmp_path: Path) -> None:
+    absent = "198.51.100.7"  # TEST-NET-2: no interface of this machine has it
+    assert absent not in _local_addresses()
+    grpc_port, http_port = free_port(), free_port()
+    flags = ("--dapr-grpc-port", str(grpc_port), "--dapr-http-port", str(http_port))
+    actuator = ("--actuator-address", f"127.0.0.1:{free_port()}")
+    with started(tmp_path, *flags, "--dapr-listen-addresses", f"{absent},127.0.0.1", *actuator) as proc:
+        until(lambda: http_port in _listening(proc.pid), "listening on the HTTP port")
+        listening = _listening(proc.pid)
+        assert listening[grpc_port] == listening[http_port] == {"127.0.0.1"}
+    log = (tmp_path / f"sidecar-{grpc_port}.log").read_text()
+    assert f"the gRPC APIs cannot listen on {absent}:{grpc_port}" in log
+    assert f"Dapr HTTP API cannot listen on {absent}:{http_port}" in log
+    # None bound: start's one-line error.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "layotto.cli",
+            "start",
+            "--resources-path",
+            str(tmp_path),
+            *flags,
+            "--dapr-listen-addresses",
+            absent,
+            *actuator,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "LAYOTTO_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"layotto: invalid configuration: {tmp_path}: cannot listen on {absent}:{grpc_port}: ")
+    )

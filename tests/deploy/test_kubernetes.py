@@ -5,9 +5,11 @@ probes the Deployment and the image declare are answered by that sidecar."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shlex
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from layotto.config import layotto_json
 from layotto.sidecar import Sidecar
+from tests.e2e.invoke_apps import grpc_app
 from tests.support.services import require
 from tests.support.sidecar import free_port
 
@@ -104,17 +107,24 @@ async def test_the_configmap_starts_a_sidecar_that_answers_every_probe_of_the_de
     require("redis")
     doc, grpc_port, actuator_port = _config_on_loopback()
     cfg = layotto_json.load_document(doc, source="configmap.yaml")
-    sidecar = Sidecar(cfg)
-    await sidecar.start()
-    try:
-        container = _sidecar_container()
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING  # the startupProbe's grpc check
-        async with aiohttp.ClientSession() as http:
-            for probe in ("livenessProbe", "readinessProbe"):
-                path = container[probe]["httpGet"]["path"]
-                async with http.get(f"http://127.0.0.1:{actuator_port}{path}") as response:
-                    assert response.status == 200, (probe, path, await response.text())
-    finally:
-        await sidecar.stop()
+    container = _sidecar_container()
+    # The pod's app beside it: readiness waits for the app's subscriptions.
+    async with grpc_app("orders") as (_, cfg.app.grpc_callback_port):
+        sidecar = Sidecar(cfg)
+        await sidecar.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING  # the startupProbe's grpc check
+            async with aiohttp.ClientSession() as http:
+                for probe in ("livenessProbe", "readinessProbe"):
+                    path = container[probe]["httpGet"]["path"]
+                    deadline = time.monotonic() + 10  # the app's subscriptions are being asked for
+                    while True:
+                        async with http.get(f"http://127.0.0.1:{actuator_port}{path}") as response:
+                            if response.status == 200 or time.monotonic() > deadline:
+                                assert response.status == 200, (probe, path, await response.text())
+                                break
+                        await asyncio.sleep(0.05)
+        finally:
+            await sidecar.stop()

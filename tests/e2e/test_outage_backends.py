@@ -330,7 +330,9 @@ ROWS: list[Row] = [
 
 
 def _entry(row: Row, port: int) -> dict[str, Any]:
-    entry: dict[str, Any] = {"type": row.type, "metadata": row.component(port)}
+    # Critical, so that readiness fails with it whatever its block (by default only state
+    # stores and the pub/subs the app subscribes to are: tests/e2e/test_readiness.py).
+    entry: dict[str, Any] = {"type": row.type, "metadata": {**row.component(port), "critical": "true"}}
     for key, value in row.extra.items():
         entry[key] = [value.format(port=port)] if key == "address" else value
     return entry

@@ -1,5 +1,6 @@
 """Readiness keys components by block and name: a state store and a lock of the same name are
-two components, and a DOWN one must not be hidden behind an UP one of another block."""
+two components, and a DOWN one must not be hidden behind an UP one of another block
+(tests/e2e/test_readiness.py has the rest of readiness)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,11 @@ async def test_a_state_store_and_a_lock_of_one_name_are_both_reported() -> None:
         components = body["components"]
         assert isinstance(components, dict)
         assert components["state.shared"] == {"status": "UP"}
-        assert components["lock.shared"] == {"status": "DOWN"}
-        assert code == 503 and body["status"] == "DOWN"
+        # A lock is not critical by default: the sidecar is degraded, still ready.
+        assert components["lock.shared"] == {
+            "status": "DOWN",
+            "details": {"critical": False, "error": "lock backend gone"},
+        }
+        assert code == 200 and body["status"] == "DEGRADED"
     finally:
         await rt.close()

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from layotto.config.model import RuntimeConfig
-from layotto.grpcutil import Continuation, Handler, Interceptor, call_type, status_name, wrap_observed
+from layotto.grpcutil import Handler, Interceptor, WrappingInterceptor, call_type, status_name, wrap_observed
 from layotto.observability import metrics
+from layotto.observability.logging import COMPONENT
 from layotto.observability.tracing.span import CURRENT, Span, start_span
 
 if TYPE_CHECKING:
@@ -187,25 +188,14 @@ class ServerMetrics:
         return found
 
 
-class TelemetryInterceptor(Interceptor):
+class TelemetryInterceptor(WrappingInterceptor):
     """Metrics for every call (with `server_metrics`) and, with a tracer, its server span (the
     current span in `tracing.CURRENT` while it runs)."""
 
     def __init__(self, server_metrics: ServerMetrics | None, tracer: Tracer | None = None) -> None:
+        super().__init__()
         self.metrics = server_metrics
         self.tracer = tracer
-        #: method -> (the handler the server found, its wrapped handler), made on the first call.
-        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
-
-    async def intercept_service(self, continuation: Continuation, details: grpc.HandlerCallDetails) -> Handler:
-        handler = await continuation(details)
-        if handler is None:  # an unknown method: grpc answers UNIMPLEMENTED itself
-            return handler
-        method: str = details.method
-        found = self._wrapped.get(method)
-        if found is None or found[0] is not handler:
-            found = self._wrapped[method] = (handler, self._wrap(method, handler))
-        return found[1]
 
     def _wrap(self, method: str, handler: Handler) -> Handler:
         observed = self.metrics.method(method, handler) if self.metrics is not None else None
@@ -216,6 +206,10 @@ class TelemetryInterceptor(Interceptor):
             if observed is not None:
                 observed.started.inc()
                 component = observed.component(request)
+                if component:
+                    # For the records logged while the call runs (their `component`); the
+                    # call's task has a context of its own, as for CURRENT below.
+                    COMPONENT.set(component)
             span = None
             if tracer is not None:
                 span = start_span(method, context.invocation_metadata() or (), time.time_ns())
