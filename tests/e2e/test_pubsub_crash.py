@@ -1,5 +1,6 @@
 """Crash: SIGKILL the sidecar in the middle of a stream of events (Redis Streams, NATS
-JetStream); after a restart every event whose publish succeeded is delivered."""
+JetStream), delivered one by one or in batches (bulk subscribe); after a restart every event
+whose publish succeeded is delivered."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
-from tests.contract.pubsub.app import CallbackApp, running_app
+from tests.contract.pubsub.app import BulkCallbackApp, CallbackApp, running_app
 from tests.contract.pubsub.backends import BY_NAME
 from tests.contract.pubsub.harness import PUBSUB, cleanup_after, grpc_config, new_topic
 from tests.support.sidecar import SidecarProcess
@@ -31,13 +32,18 @@ async def publish_until_failure(address: str, topic: str, start: int, stop: int,
             published.append(data)
 
 
+@pytest.mark.parametrize("bulk", [False, True], ids=["one-by-one", "bulk"])
 @pytest.mark.parametrize("name", ["redis", "nats"])
-async def test_sigkill_mid_stream_loses_nothing(name: str) -> None:
+async def test_sigkill_mid_stream_loses_nothing(name: str, bulk: bool) -> None:
     backend = BY_NAME[name]
     backend.require()
     topic, app_id = new_topic(), f"crash-{uuid.uuid4().hex[:8]}"
-    # A slow app (20 ms per event, 8 at a time) so that events are in flight when the sidecar dies.
-    app = CallbackApp([(PUBSUB, topic, {"maxConcurrency": "8"})], delay=0.02)
+    # A slow app (20 ms per event, 8 at a time; or 50 ms per batch of up to 10, two batches in
+    # flight) so that events are in flight when the sidecar dies.
+    subscriptions = [(PUBSUB, topic, {"maxConcurrency": "8"})]
+    app: CallbackApp | BulkCallbackApp = (
+        BulkCallbackApp(subscriptions, bulk=(10, 20), delay=0.05) if bulk else CallbackApp(subscriptions, delay=0.02)
+    )
     config = grpc_config(backend, app_id, app.port)
     published: list[bytes] = []
     async with cleanup_after(backend, [topic], [app_id]), running_app(app):

@@ -1,6 +1,8 @@
 """No loss: 5,000 events while the app fails 10% of deliveries (RETRY or an error), on every
-durable backend (and MQTT QoS 1). Every event must succeed at least once; duplicates are
-counted and reported. The sidecar is a real process, as in production."""
+durable backend (and MQTT QoS 1), one event per callback and with bulk subscribe (a Dapr app
+answering each entry of its batches: read, acked and retried per entry in batches). Every event
+must succeed at least once; duplicates are counted and reported. The sidecar is a real process,
+as in production."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 from layotto_proto.spec.proto.runtime.v1 import appcallback_pb2 as cb
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
-from tests.contract.pubsub.app import RETRY, SUCCESS, Behaviour, CallbackApp, running_app
+from tests.contract.pubsub.app import RETRY, SUCCESS, Behaviour, BulkCallbackApp, CallbackApp, running_app
 from tests.contract.pubsub.backends import BY_NAME
 from tests.contract.pubsub.harness import PUBSUB, cleanup_after, grpc_config, new_topic
 from tests.support.sidecar import SidecarProcess
@@ -52,12 +54,16 @@ async def publish_all(stub: runtime_pb2_grpc.RuntimeStub, topic: str, count: int
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
+@pytest.mark.parametrize("bulk", [False, True], ids=["one-by-one", "bulk"])
 @pytest.mark.parametrize("name", ["redis", "nats", "rabbitmq", "mqtt"])
-async def test_no_event_lost_under_failures(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_no_event_lost_under_failures(name: str, bulk: bool, capsys: pytest.CaptureFixture[str]) -> None:
     backend = BY_NAME[name]
     backend.require()
     topic, app_id = new_topic(), f"noloss-{uuid.uuid4().hex[:8]}"
-    app = CallbackApp([(PUBSUB, topic, {"maxConcurrency": "64", "retryBackoff": "0.005"})], flaky(7))
+    subscriptions = [(PUBSUB, topic, {"maxConcurrency": "64", "retryBackoff": "0.005"})]
+    app: CallbackApp | BulkCallbackApp = (
+        BulkCallbackApp(subscriptions, flaky(7), bulk=(50, 20)) if bulk else CallbackApp(subscriptions, flaky(7))
+    )
     sidecar = SidecarProcess(grpc_config(backend, app_id, app.port), actuator=False)
     async with cleanup_after(backend, [topic], [app_id]), running_app(app):
         await asyncio.to_thread(sidecar.start)
@@ -78,10 +84,13 @@ async def test_no_event_lost_under_failures(name: str, capsys: pytest.CaptureFix
             await asyncio.to_thread(sidecar.terminate)
     expected = {f"e-{i}".encode() for i in range(EVENTS)} | {b"warm-up"}
     assert set(app.succeeded) == expected
+    if isinstance(app, BulkCallbackApp):
+        assert max(len(batch) for batch in app.batches) > 1, "the events did not come in batches"
     duplicates = sum(n - 1 for n in app.succeeded.values())
     failures = len(app.received) - sum(app.succeeded.values())
     with capsys.disabled():
         print(
-            f"\n[no-loss {name}] {EVENTS} events: publish {EVENTS / (published - started):.0f}/s, "
+            f"\n[no-loss {name}{' bulk' if bulk else ''}] {EVENTS} events: "
+            f"publish {EVENTS / (published - started):.0f}/s, "
             f"end-to-end {EVENTS / (done - started):.0f}/s; app failures {failures}, duplicates {duplicates}"
         )

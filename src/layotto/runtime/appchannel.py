@@ -11,10 +11,16 @@ route).
 
 The sidecar opens one channel (`open_app_channel`) and hands it to its users, event delivery and
 the invocation engine, so they share one gRPC connection; the sidecar closes it once both are done.
+
+Bulk subscriptions hand the app a batch of events in one callback (`deliver_bulk`): Dapr's
+OnBulkTopicEvent (OnBulkTopicEventAlpha1 for older apps) or, over HTTP, Dapr's bulk body POSTed
+to the route; the app answers a status per entry. Layotto's AppCallback has no bulk callback:
+its apps get the batch's events one by one, all at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import enum
 import json
@@ -28,7 +34,7 @@ import grpc
 from google.protobuf import any_pb2, empty_pb2
 
 from layotto.components.state.base import SetRequest
-from layotto.core.cloudevents import Event, encode
+from layotto.core.cloudevents import CLOUDEVENTS_CONTENT_TYPE, OCTET_STREAM, Event, encode
 from layotto.core.gojson import stringify
 from layotto.core.state import etag_of
 from layotto.errors import ConfigError
@@ -96,9 +102,55 @@ class BindingEventError(Exception):
     bindings); a gRPC error from the app is raised as it is."""
 
 
+#: Dapr's `type` of a bulk delivery (contrib's DefaultBulkEventType).
+BULK_EVENT_TYPE = "com.dapr.event.sent.bulk"
+#: The metadata key of a bulk delivery that names its pubsub (daprd's MetadataKeyPubSub).
+BULK_PUBSUB_KEY = "pubsubName"
+
+
+@dataclass
+class BulkEntry:
+    """One event of a bulk delivery, under the id the app answers it by."""
+
+    entry_id: str
+    event: Event
+    #: The message's headers as the backend gave them.
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class BulkDelivery:
+    """One bulk callback: events of one subscription for one route of the app (Dapr's
+    TopicEventBulkRequest, or the JSON body of the bulk HTTP route)."""
+
+    id: str
+    pubsub_name: str
+    topic: str
+    route: str
+    entries: list[BulkEntry]
+    #: The subscription takes raw payloads: every entry goes as bytes, none as a CloudEvent.
+    raw_payload: bool = False
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return {BULK_PUBSUB_KEY: self.pubsub_name}
+
+
+def cloudevent_of(entry: BulkEntry, raw_payload: bool) -> dict[str, Any] | None:
+    """The entry's CloudEvent envelope, or None when it goes as bytes (a raw payload, or a
+    message that is no CloudEvent, delivered as it is rather than redelivered forever)."""
+    if raw_payload:
+        return None
+    envelope = envelope_of(entry.event)
+    return envelope if envelope.get("specversion") else None
+
+
 class AppChannel(Protocol):
     """What the runtime asks of the app. `deliver` returns the app's verdict (it may raise:
     counted as RETRY); `invoke` raises InvokeError with the code to answer the caller.
+
+    `deliver_bulk` returns the app's verdict on each entry it answered, by entry id; an entry
+    left out is RETRY. It may raise: every entry is RETRY then.
 
     Input bindings: `list_input_bindings(routes)` is the names, among `routes` (binding name ->
     the HTTP path its events go to), that the app takes events of; `deliver_binding` hands one
@@ -106,6 +158,7 @@ class AppChannel(Protocol):
 
     async def list_subscriptions(self) -> list[TopicSubscription]: ...
     async def deliver(self, event: Event, time_limit: float) -> Status: ...
+    async def deliver_bulk(self, bulk: BulkDelivery, time_limit: float) -> dict[str, Status]: ...
     async def healthy(self, path: str, time_limit: float) -> bool:
         """Whether the app passes a health probe (`path`: an HTTP app's probe route)."""
         ...
@@ -135,6 +188,30 @@ def traced_headers(traceparent: str) -> list[tuple[str, str]]:
     if not headers and traceparent:
         headers = [(tracing.TRACEPARENT, traceparent)]
     return headers
+
+
+def bulk_headers(bulk: BulkDelivery) -> list[tuple[str, str]]:
+    """A bulk callback's trace headers: the current span's, else the last traced event's (daprd
+    hands the app the context of the last event's span)."""
+    traced = [entry.event.traceparent for entry in bulk.entries if entry.event.traceparent]
+    return traced_headers(traced[-1] if traced else "")
+
+
+async def deliver_each(channel: AppChannel, bulk: BulkDelivery, time_limit: float) -> dict[str, Status]:
+    """A bulk delivery to an app whose callback API takes one event per call: all of them at
+    once, each with its own verdict."""
+    answers = await asyncio.gather(
+        *(channel.deliver(entry.event, time_limit) for entry in bulk.entries), return_exceptions=True
+    )
+    out: dict[str, Status] = {}
+    for entry, answer in zip(bulk.entries, answers, strict=True):
+        if isinstance(answer, asyncio.CancelledError):
+            raise answer
+        if isinstance(answer, BaseException):
+            log.debug("delivering event %s failed: %r", entry.event.id, answer)
+            continue  # left out: RETRY
+        out[entry.entry_id] = answer
+    return out
 
 
 class GrpcAppChannel:
@@ -214,6 +291,10 @@ class GrpcAppChannel:
             log.debug("error from the app for event %s: %s %s", event.id, exc.code().name, exc.details())
             return Status.RETRY
         return status_of(status)
+
+    async def deliver_bulk(self, bulk: BulkDelivery, time_limit: float) -> dict[str, Status]:
+        """The callback APIs without a bulk callback (Layotto's) take the events one by one."""
+        return await deliver_each(self, bulk, time_limit)
 
     async def invoke(self, request: InvokeRequest, budget: float) -> InvokeResponse:
         try:
@@ -313,6 +394,9 @@ class DetectingAppChannel:
     async def deliver(self, event: Event, time_limit: float) -> Status:
         return await (self.chosen or self.candidates[0]).deliver(event, time_limit)
 
+    async def deliver_bulk(self, bulk: BulkDelivery, time_limit: float) -> dict[str, Status]:
+        return await (self.chosen or self.candidates[0]).deliver_bulk(bulk, time_limit)
+
     async def list_input_bindings(self, routes: Mapping[str, str]) -> set[str]:
         for channel in self._in_turn():
             listed = await channel.list_input_bindings(routes)
@@ -363,6 +447,9 @@ class DetectingAppChannel:
 CLOUDEVENT_JSON = "application/cloudevents+json"
 #: The app's answer to an event in the body of a 2xx reply; none (or not JSON) means SUCCESS.
 _HTTP_STATUSES = {"": Status.SUCCESS, "SUCCESS": Status.SUCCESS, "RETRY": Status.RETRY, "DROP": Status.DROP}
+#: An entry's status in the app's answer to a bulk delivery, as daprd compares them (exactly);
+#: an empty or unknown one is RETRY.
+_BULK_HTTP_STATUSES = {"SUCCESS": Status.SUCCESS, "RETRY": Status.RETRY, "DROP": Status.DROP}
 
 
 class HttpAppChannel:
@@ -373,7 +460,9 @@ class HttpAppChannel:
     Subscriptions and events go to `events`, the app's gRPC channel, when it has one; else over
     HTTP as daprd does it: `GET /dapr/subscribe` lists them, each event is POSTed to its route
     as a CloudEvent, and the answer is the body's `{"status": ...}` on a 2xx, DROP on a 404,
-    RETRY otherwise."""
+    RETRY otherwise. A bulk delivery is one POST of Dapr's bulk body to the route, answered by
+    `{"statuses": [{"entryId", "status"}]}` (a 404: every entry dropped; any other failure,
+    or a 2xx body that is not that: every entry retried)."""
 
     def __init__(self, rt: Runtime, events: AppChannel | None) -> None:
         app = rt.config.app
@@ -405,25 +494,44 @@ class HttpAppChannel:
     async def deliver(self, event: Event, time_limit: float) -> Status:
         if self.events is not None:
             return await self.events.deliver(event, time_limit)
-        import aiohttp
-
         headers = {"Content-Type": CLOUDEVENT_JSON, "pubsubname": event.pubsub_name}
         headers.update(event_headers(event))
-        route = (event.route or event.topic).lstrip("/")
+        status, body = await self._post_event(event.route or event.topic, _cloudevent_body(event), headers, time_limit)
+        if 200 <= status <= 299:
+            return _http_verdict(event, body)
+        if status == 404:
+            log.warning("non-retriable error from the app for event %s: 404 %s", event.id, body[:200])
+            return Status.NOT_HANDLED
+        log.warning("retriable error from the app for event %s: %d %s", event.id, status, body[:200])
+        return Status.RETRY
+
+    async def deliver_bulk(self, bulk: BulkDelivery, time_limit: float) -> dict[str, Status]:
+        if self.events is not None:
+            return await self.events.deliver_bulk(bulk, time_limit)
+        headers = {"Content-Type": "application/json", "pubsubname": bulk.pubsub_name}
+        headers.update(bulk_headers(bulk))
+        status, body = await self._post_event(bulk.route or bulk.topic, bulk_http_body(bulk), headers, time_limit)
+        if 200 <= status <= 299:
+            return bulk_http_verdicts(bulk, body)
+        if status == 404:
+            log.warning("non-retriable error from the app for bulk event %s: 404 %s", bulk.id, body[:200])
+            return {entry.entry_id: Status.NOT_HANDLED for entry in bulk.entries}
+        log.warning("retriable error from the app for bulk event %s: %d %s", bulk.id, status, body[:200])
+        return {}
+
+    async def _post_event(
+        self, route: str, data: bytes, headers: dict[str, str], time_limit: float
+    ) -> tuple[int, bytes]:
+        """POST an event (or a bulk of them) to the app's `route`: the answer's status and body."""
+        import aiohttp
+
         async with self._session_now().post(
-            f"{self.base}/{quote(route, safe='/')}",
-            data=_cloudevent_body(event),
+            f"{self.base}/{quote(route.lstrip('/'), safe='/')}",
+            data=data,
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=time_limit),
         ) as reply:
-            body = await reply.read()
-            if 200 <= reply.status <= 299:
-                return _http_verdict(event, body)
-            if reply.status == 404:
-                log.warning("non-retriable error from the app for event %s: 404 %s", event.id, body[:200])
-                return Status.NOT_HANDLED
-            log.warning("retriable error from the app for event %s: %d %s", event.id, reply.status, body[:200])
-            return Status.RETRY
+            return reply.status, await reply.read()
 
     async def list_input_bindings(self, routes: Mapping[str, str]) -> set[str]:
         """As daprd: the app takes a binding's events when `OPTIONS /<route>` answers 2xx or
@@ -540,6 +648,78 @@ def _cloudevent_body(event: Event) -> bytes:
             "pubsubname": event.pubsub_name,
         }
     )
+
+
+def bulk_http_body(bulk: BulkDelivery) -> bytes:
+    """Dapr's bulk body (NewBulkSubscribeEnvelope, keys in the order Go writes a map): each
+    entry's `event` is its CloudEvent as published (the bytes read from the backend, which are
+    JSON), else its data in base64."""
+    entries = []
+    for entry in bulk.entries:
+        envelope = cloudevent_of(entry, bulk.raw_payload)
+        raw = entry.event.raw
+        if envelope is None:
+            event, content_type = _json(base64.b64encode(entry.event.data).decode()), OCTET_STREAM
+        elif raw.lstrip()[:1] == b"{":  # UTF-8 JSON: spliced in as it is
+            event, content_type = raw, CLOUDEVENTS_CONTENT_TYPE
+        else:
+            event, content_type = encode(envelope), CLOUDEVENTS_CONTENT_TYPE
+        entries.append(
+            b'{"entryId":%s,"event":%s,"metadata":%s,"contentType":%s}'
+            % (_json(entry.entry_id), event, encode(dict(entry.metadata)), _json(content_type))
+        )
+    rest = {
+        "id": bulk.id,
+        "metadata": bulk.metadata,
+        "pubsubname": bulk.pubsub_name,
+        "topic": bulk.topic,
+        "type": BULK_EVENT_TYPE,
+    }
+    return b'{"entries":[' + b",".join(entries) + b"]," + encode(rest)[1:]
+
+
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False)
+
+
+def _json(text: str) -> bytes:
+    return _JSON_TEXT.encode(text).encode()
+
+
+def bulk_http_verdicts(bulk: BulkDelivery, body: bytes) -> dict[str, Status]:
+    """The app's `{"statuses": [{"entryId", "status"}]}` (names in any case, as Go decodes
+    them); a body that is not one answers nothing (every entry RETRY), as daprd."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        log.warning("the app's answer to bulk event %s is not JSON: %.200r; every entry is retried", bulk.id, body)
+        return {}
+    statuses = _folded(answer, "statuses") if isinstance(answer, dict) else None
+    if not isinstance(statuses, list):
+        if statuses is not None or not isinstance(answer, dict):
+            log.warning("the app's answer to bulk event %s has no statuses list: %.200r", bulk.id, body)
+        return {}
+    out: dict[str, Status] = {}
+    for item in statuses:
+        entry_id = _folded(item, "entryId") if isinstance(item, dict) else None
+        status = _folded(item, "status") if isinstance(item, dict) else None
+        if not isinstance(entry_id, str):
+            log.warning("the app's answer to bulk event %s holds an entry without an id: %.200r", bulk.id, item)
+            continue
+        verdict = _BULK_HTTP_STATUSES.get(status) if isinstance(status, str) else None
+        if verdict is None:
+            if status:
+                log.warning("unknown status %r from the app for entry %s; it will be redelivered", status, entry_id)
+            verdict = Status.RETRY
+        out[entry_id] = verdict
+    return out
+
+
+def _folded(values: Mapping[str, Any], name: str) -> Any:
+    lowered = name.lower()
+    for key, value in values.items():
+        if isinstance(key, str) and key.lower() == lowered:
+            return value
+    return None
 
 
 def _http_verdict(event: Event, body: bytes) -> Status:

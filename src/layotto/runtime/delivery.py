@@ -21,6 +21,14 @@ message to a `Dispatcher` that applies the outcome rules:
 
 With tracing on, each callback is a CONSUMER span continuing the envelope's `traceparent`,
 and the app gets that span as its parent in the callback's `traceparent` header.
+
+A bulk subscription (Dapr's `bulkSubscribe`) has its events read in batches
+(components/pubsub/bulk.py: natively where the component batches, else gathered) and handed
+to a `BulkDispatcher`, which sends each batch to the app in one callback per route and applies
+the same rules to each entry by the app's status for it: an entry the app leaves out is RETRY,
+a failed callback is RETRY for all of them; RETRY entries are sent again (only they) with the
+same backoff and limits, dead-lettered one by one, or nacked one by one to the backend. With
+tracing on, each event of the batch has its span, and the app gets the last one's.
 """
 
 from __future__ import annotations
@@ -30,17 +38,20 @@ import functools
 import logging
 import random
 import time
+import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
 
-from layotto.components.pubsub.base import Message, PubSub, Subscription, subscribe_options
+from layotto.components.pubsub.base import BulkOptions, Message, PubSub, Subscription, subscribe_options
+from layotto.components.pubsub.bulk import subscribe_bulk
 from layotto.core.cloudevents import RAW_PAYLOAD, Event, decode, is_truthy
 from layotto.observability import tracing
-from layotto.runtime.appchannel import AppChannel, Status
+from layotto.observability.tracing import Span
+from layotto.runtime.appchannel import AppChannel, BulkDelivery, BulkEntry, Status
 from layotto.runtime.apphealth import AppHealth, AppWorkService, retrying
 from layotto.runtime.resiliency import Outcomes, Policy
 from layotto.runtime.subscriptions import TopicSubscription, declared, merged
@@ -173,7 +184,12 @@ DELIVERY_OUTCOMES = Outcomes(
 
 
 class Dispatcher:
-    """The handler a component calls for each message of one subscription."""
+    """The handler a component calls for each message of one subscription.
+
+    The outcome rules (module doc) are applied to a group of events at once, one callback per
+    try: here the group is the one event of the message; `BulkDispatcher`'s is a batch, whose
+    entries each get the verdict one-by-one delivery would give them.
+    """
 
     _ATTEMPTS_KEPT = 100_000
 
@@ -217,23 +233,31 @@ class Dispatcher:
             self._attempts.popitem(last=False)
         return count
 
-    async def _attempt(self, event: Event) -> Status:
-        if self.tracer is None:
-            return await self._call(event)
+    def _span(self, event: Event) -> Span:
         context = ((tracing.TRACEPARENT, event.traceparent),) if event.traceparent else ()
         span = tracing.start_span(self.span_name, context, time.time_ns())
         span.kind = "CONSUMER"
-        token = tracing.CURRENT.set(span)  # the callback's traceparent names this span
-        try:
-            status = await self._call(event)
-        finally:
-            tracing.CURRENT.reset(token)
-            span.end_ns = time.time_ns()
+        return span
+
+    def _finish(self, span: Span, event: Event, status: Status) -> None:
+        assert self.tracer is not None
+        span.end_ns = time.time_ns()
         span.code = "OK" if status is Status.SUCCESS else status.name
         span.set_attribute("pubsub", self.pubsub_name)
         span.set_attribute("topic", self.topic)
         span.set_attribute("event.id", event.id)
         self.tracer.finish(span)
+
+    async def _attempt(self, event: Event) -> Status:
+        if self.tracer is None:
+            return await self._call(event)
+        span = self._span(event)
+        token = tracing.CURRENT.set(span)  # the callback's traceparent names this span
+        try:
+            status = await self._call(event)
+        finally:
+            tracing.CURRENT.reset(token)
+        self._finish(span, event, status)
         return status
 
     def _count(self, outcome: str) -> None:
@@ -252,9 +276,7 @@ class Dispatcher:
             log.debug("delivering event %s failed: %r", event.id, exc)
             return Status.RETRY
 
-    async def __call__(self, message: Message) -> bool:
-        if self.closed:
-            return False
+    def _event(self, message: Message) -> Event:
         event = decode(
             message.data,
             topic=message.topic or self.topic,
@@ -263,30 +285,61 @@ class Dispatcher:
             message_id=message.id,
         )
         event.route = self.subscription.route(event) if self.subscription is not None else self.default_route
-        if event.expired:
-            self._count("expired")
-            log.warning("dropping expired pub/sub event %s on topic %s", event.id, self.topic)
+        return event
+
+    def _expired(self, event: Event) -> bool:
+        if not event.expired:
+            return False
+        self._count("expired")
+        log.warning("dropping expired pub/sub event %s on topic %s", event.id, self.topic)
+        return True
+
+    async def __call__(self, message: Message) -> bool:
+        if self.closed:
+            return False
+        event = self._event(message)
+        if self._expired(event):
             return True
         async with self._slots:
-            if self.inbound is not None:
-                return await self._under(self.inbound, event)
-            tries = 0
-            while not self.closed:
-                status = await self._attempt(event)
+            (verdict,) = await self._settle([event])
+        return verdict
+
+    async def _try(self, events: list[Event]) -> list[Status]:
+        """One try of `events`: the app's verdict on each."""
+        return [await self._attempt(event) for event in events]
+
+    async def _settle(self, events: list[Event]) -> list[bool]:
+        """Deliver `events` until each has its verdict: ack (True) or nack (False)."""
+        if self.inbound is not None:
+            return await self._under(self.inbound, events)
+        verdicts: dict[int, bool] = {}
+        pending = list(range(len(events)))
+        tries = 0
+        while pending and not self.closed:
+            statuses = await self._try([events[i] for i in pending])
+            retry = []
+            for i, status in zip(pending, statuses, strict=True):
+                event = events[i]
                 if status is not Status.RETRY:
-                    return await self._settled(event, status)
+                    verdicts[i] = await self._settled(event, status)
+                    continue
                 self._count("retried")
                 failures = self._failed(event.id)
                 limit = self.policy.max_delivery_attempts
                 if self.policy.dead_letter_topic and limit and failures >= limit:
-                    return await self._dead_letter(event, f"failed {failures} times")
-                if tries >= self.policy.local_retries:
-                    break
-                delay = min(self.policy.backoff_cap, self.policy.backoff_base * 2**tries)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                tries += 1
-        self._count("nacked")
-        return False
+                    verdicts[i] = await self._dead_letter(event, f"failed {failures} times")
+                    continue
+                retry.append(i)
+            pending = retry
+            if not pending or tries >= self.policy.local_retries:
+                break
+            delay = min(self.policy.backoff_cap, self.policy.backoff_base * 2**tries)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            tries += 1
+        for i in pending:
+            self._count("nacked")
+            verdicts[i] = False
+        return [verdicts[i] for i in range(len(events))]
 
     async def _settled(self, event: Event, status: Status) -> bool:
         """The app's final verdict on the event (any but RETRY)."""
@@ -300,29 +353,50 @@ class Dispatcher:
         self._count("dropped")
         return True
 
-    async def _under(self, inbound: Policy, event: Event) -> bool:
-        """One delivery under the component's inbound policy."""
+    async def _under(self, inbound: Policy, events: list[Event]) -> list[bool]:
+        """One delivery of `events` under the component's inbound policy: each try sends the
+        events the app has not taken yet."""
+        answered: dict[int, Status] = {}
+        pending = list(range(len(events)))
 
-        async def attempt() -> Status:
+        async def attempt() -> None:
+            nonlocal pending
             if self.closed:
                 raise _Undelivered("the subscription is closing", closing=True)
-            status = await self._attempt(event)
-            if status is Status.RETRY:
-                self._count("retried")
+            statuses = await self._try([events[i] for i in pending])
+            retry = []
+            for i, status in zip(pending, statuses, strict=True):
+                if status is Status.RETRY:
+                    self._count("retried")
+                    retry.append(i)
+                else:
+                    answered[i] = status
+            pending = retry
+            if pending:
                 raise _Undelivered("the app did not take the event")
-            return status
 
+        undelivered: _Undelivered | None = None
         try:
-            status = await inbound.run(attempt, DELIVERY_OUTCOMES)
+            await inbound.run(attempt, DELIVERY_OUTCOMES)
         except _Undelivered as exc:
+            undelivered = exc
+        verdicts = {i: await self._settled(events[i], status) for i, status in answered.items()}
+        for i in pending:
+            if undelivered is None:
+                break
+            event = events[i]
             failures = self._failed(event.id)
             limit = self.policy.max_delivery_attempts
-            if not exc.closing and self.policy.dead_letter_topic and limit and failures >= limit:
-                return await self._dead_letter(event, f"was not delivered under {inbound.name}'s policy ({exc})")
-            log.debug("event %s on topic %s not delivered under %s: %s", event.id, self.topic, inbound.name, exc)
+            if not undelivered.closing and self.policy.dead_letter_topic and limit and failures >= limit:
+                why = f"was not delivered under {inbound.name}'s policy ({undelivered})"
+                verdicts[i] = await self._dead_letter(event, why)
+                continue
+            log.debug(
+                "event %s on topic %s not delivered under %s: %s", event.id, self.topic, inbound.name, undelivered
+            )
             self._count("nacked")
-            return False
-        return await self._settled(event, status)
+            verdicts[i] = False
+        return [verdicts[i] for i in range(len(events))]
 
     async def _dead_letter(self, event: Event, why: str) -> bool:
         # Counted first: the dead-letter subscriber may see the event before publish returns.
@@ -346,6 +420,103 @@ class Dispatcher:
             self.policy.dead_letter_topic,
         )
         return True
+
+
+DeliverBulk = Callable[[BulkDelivery, float], Awaitable[dict[str, Status]]]
+
+
+class BulkDispatcher(Dispatcher):
+    """The bulk handler a component calls with each batch of one bulk subscription.
+
+    Each try sends the batch's events that still wait for a verdict, one callback per route of
+    the app (daprd's bulk request per path); an entry the app answers RETRY, or does not answer,
+    is retried or dead-lettered or nacked exactly as the same event delivered alone would be.
+    The component bounds the messages in flight (`bulk_in_flight`), so no slot is taken here.
+    """
+
+    def __init__(
+        self,
+        component: PubSub,
+        pubsub_name: str,
+        topic: str,
+        policy: DeliveryPolicy,
+        deliver_bulk: DeliverBulk,
+        stats: DeliveryStats,
+        tracer: Tracer | None = None,
+        subscription: TopicSubscription | None = None,
+        inbound: Policy | None = None,
+    ) -> None:
+        super().__init__(component, pubsub_name, topic, policy, _no_single, stats, tracer, subscription, inbound)
+        self._deliver_bulk = deliver_bulk
+        self.options = options_of(subscription)
+        #: The backend headers of the events being delivered that have any, by id(event).
+        self._headers: dict[int, Mapping[str, str]] = {}
+
+    async def __call__(self, messages: Sequence[Message]) -> list[bool]:  # type: ignore[override]
+        if self.closed:
+            return [False] * len(messages)
+        events = [self._event(message) for message in messages]
+        verdicts = [True] * len(events)
+        live = [i for i, event in enumerate(events) if not self._expired(event)]
+        if not live:
+            return verdicts
+        headed = [i for i in live if messages[i].metadata]
+        for i in headed:
+            self._headers[id(events[i])] = messages[i].metadata
+        try:
+            settled = await self._settle([events[i] for i in live])
+        finally:
+            for i in headed:
+                del self._headers[id(events[i])]
+        for i, verdict in zip(live, settled, strict=True):
+            verdicts[i] = verdict
+        return verdicts
+
+    async def _try(self, events: list[Event]) -> list[Status]:
+        routes: dict[str, list[int]] = {}
+        for i, event in enumerate(events):
+            routes.setdefault(event.route, []).append(i)
+        statuses = [Status.RETRY] * len(events)
+        for route, indices in routes.items():
+            answers = await self._call_bulk(route, [events[i] for i in indices])
+            for i, status in zip(indices, answers, strict=True):
+                statuses[i] = status
+        return statuses
+
+    async def _call_bulk(self, route: str, events: list[Event]) -> list[Status]:
+        entries = [BulkEntry(str(uuid.uuid4()), event, self._headers.get(id(event), {})) for event in events]
+        bulk = BulkDelivery(
+            str(uuid.uuid4()), self.pubsub_name, self.topic, route, entries, raw_payload=self.policy.raw_payload
+        )
+        spans = [self._span(event) for event in events] if self.tracer is not None else []
+        token = tracing.CURRENT.set(spans[-1]) if spans else None  # daprd: the last event's span
+        try:
+            async with asyncio.timeout(self._time_limit + 1.0):
+                answered = await self._deliver_bulk(bulk, self._time_limit)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the app failing in any way means "try again later"
+            log.debug("delivering bulk event %s (%d events) failed: %r", bulk.id, len(entries), exc)
+            answered = {}
+        finally:
+            if token is not None:
+                tracing.CURRENT.reset(token)
+        statuses = [answered.get(entry.entry_id, Status.RETRY) for entry in entries]
+        if spans:
+            for span, event, status in zip(spans, events, statuses, strict=True):
+                self._finish(span, event, status)
+        return statuses
+
+
+async def _no_single(event: Event, time_limit: float) -> Status:
+    raise AssertionError("a bulk subscription delivers batches")
+
+
+def options_of(subscription: TopicSubscription | None) -> BulkOptions:
+    bulk = subscription.bulk if subscription is not None else None
+    if bulk is None:
+        return BulkOptions()
+    return BulkOptions.of(bulk.max_messages_count, bulk.max_await_duration_ms)
 
 
 def component_metadata(rt: Runtime, pubsub_name: str) -> Mapping[str, object]:
@@ -390,26 +561,51 @@ class DeliveryService(AppWorkService):
             sub.metadata, component_metadata(self.rt, sub.pubsub_name), self.rt.app_id
         )
         engine = self.rt.resiliency
-        dispatcher = Dispatcher(
-            component,
-            sub.pubsub_name,
-            sub.topic,
-            policy,
-            self.channel.deliver,
-            self.stats,
-            self.tracer,
-            sub,
-            inbound=engine.inbound("pubsub", sub.pubsub_name) if engine else None,
-        )
+        inbound = engine.inbound("pubsub", sub.pubsub_name) if engine else None
+        metadata = dict(sub.metadata)
+        dispatcher: Dispatcher
+        subscribing: Callable[[], Awaitable[Subscription]]
+        if sub.bulk_enabled:
+            bulk = BulkDispatcher(
+                component,
+                sub.pubsub_name,
+                sub.topic,
+                policy,
+                self.channel.deliver_bulk,
+                self.stats,
+                self.tracer,
+                sub,
+                inbound=inbound,
+            )
+            dispatcher = bulk
+
+            def subscribing() -> Awaitable[Subscription]:
+                return subscribe_bulk(
+                    component, sub.topic, bulk, metadata, bulk.options, max_concurrency=policy.max_concurrency
+                )
+        else:
+            single = Dispatcher(
+                component,
+                sub.pubsub_name,
+                sub.topic,
+                policy,
+                self.channel.deliver,
+                self.stats,
+                self.tracer,
+                sub,
+                inbound=inbound,
+            )
+            dispatcher = single
+
+            def subscribing() -> Awaitable[Subscription]:
+                return component.subscribe(sub.topic, single, metadata)
+
         handle = await retrying(
-            lambda: component.subscribe(sub.topic, dispatcher, dict(sub.metadata)),
-            f"subscribing to {sub.pubsub_name}/{sub.topic}",
-            0.2,
-            10.0,
-            level=logging.WARNING,
+            subscribing, f"subscribing to {sub.pubsub_name}/{sub.topic}", 0.2, 10.0, level=logging.WARNING
         )
         self.subscriptions.append((sub, handle, dispatcher))
-        log.info("subscribed to topic %s on pubsub %s", sub.topic, sub.pubsub_name)
+        how = f" in batches ({dispatcher.options})" if isinstance(dispatcher, BulkDispatcher) else ""
+        log.info("subscribed to topic %s on pubsub %s%s", sub.topic, sub.pubsub_name, how)
 
     async def _close_all(self) -> None:
         for _, handle, dispatcher in self.subscriptions:

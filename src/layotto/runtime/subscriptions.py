@@ -5,6 +5,10 @@ A subscription may send a topic's events to several handlers of the app: rules, 
 `match` and a `path`, tried in order, then the default route. We evaluate the common form
 `event.<attribute> == "<value>"` (clauses joined by `&&`); a rule we cannot evaluate never
 matches, so its events take the default route.
+
+Any of the three may ask for bulk delivery (Dapr's `bulkSubscribe`: `enabled`,
+`maxMessagesCount`, `maxAwaitDurationMs`): the events then reach the app in batches
+(runtime/delivery.py `BulkDispatcher`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from layotto.config.model import SubscriptionSpec
+from layotto.config.model import BulkSubscribeSpec, SubscriptionSpec
 from layotto.core import cloudevents
 from layotto.core.cloudevents import Event
 
@@ -23,6 +27,9 @@ log = logging.getLogger("layotto.subscriptions")
 
 #: The metadata key that carries a subscription's dead-letter topic to the delivery policy.
 DEAD_LETTER_KEY = "deadLetterTopic"
+
+#: Dapr's bulk settings are int32 fields.
+_INT32_MAX = 2**31 - 1
 
 _CLAUSE = re.compile(r"""^\s*event\.([A-Za-z_][A-Za-z0-9_]*)\s*==\s*(?:"([^"]*)"|'([^']*)')\s*$""")
 
@@ -41,6 +48,12 @@ class TopicSubscription:
     rules: tuple[Rule, ...] = ()
     #: The app's handler for events no rule matches ("" where the callback API has no paths).
     default_route: str = ""
+    #: Bulk delivery settings; None (or not `enabled`): one event per callback.
+    bulk: BulkSubscribeSpec | None = None
+
+    @property
+    def bulk_enabled(self) -> bool:
+        return self.bulk is not None and self.bulk.enabled
 
     def route(self, event: Event) -> str:
         """The app's handler path for `event`."""
@@ -124,9 +137,35 @@ def from_documents(entries: Any, source: str) -> list[TopicSubscription]:
                 with_dead_letter(metadata, dead_letter if isinstance(dead_letter, str) else ""),
                 rules,
                 default or topic,
+                bulk_of(_field(entry, "bulkSubscribe"), f"{source}: subscription {index} ({topic})"),
             )
         )
     return out
+
+
+def bulk_of(value: Any, source: str) -> BulkSubscribeSpec | None:
+    """An HTTP app's `bulkSubscribe` object (Dapr's BulkSubscribeJSON); a field of the wrong
+    type is left at its default, with a warning naming it."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        log.warning("%s: bulkSubscribe must be an object, got %.200r; delivering one event at a time", source, value)
+        return None
+    enabled = _field(value, "enabled")
+    if enabled is not None and not isinstance(enabled, bool):
+        log.warning("%s: bulkSubscribe.enabled must be true or false, got %.200r", source, enabled)
+        enabled = None
+
+    def count(name: str) -> int:
+        raw = _field(value, name)
+        if raw is None:
+            return 0
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= _INT32_MAX:
+            log.warning("%s: bulkSubscribe.%s must be a whole number, got %.200r; using the default", source, name, raw)
+            return 0
+        return raw
+
+    return BulkSubscribeSpec(bool(enabled), count("maxMessagesCount"), count("maxAwaitDurationMs"))
 
 
 def routes_of(routes: Any, route: Any) -> tuple[tuple[Rule, ...], str]:
@@ -150,6 +189,7 @@ def declared(specs: Iterable[SubscriptionSpec]) -> list[TopicSubscription]:
             with_dead_letter(s.metadata, s.dead_letter_topic),
             tuple(Rule(match, path) for match, path in s.rules),
             s.default_route,
+            s.bulk_subscribe,
         )
         for s in specs
     ]

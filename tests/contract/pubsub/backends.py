@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from layotto.components.pubsub.base import PubSubFeature
+from tests.contract.pluggable_process import pubsub_registry
 from tests.support.redis_cluster import cluster_metadata, sentinel_metadata
 from tests.support.rows import BackendRow, by_id
 
@@ -104,7 +105,7 @@ ROWS: list[Row] = [
         type="redis",
         metadata={"redisHost": "127.0.0.1:6379", "processingTimeout": "1s", "redeliverInterval": "0.3s"},
         requires=("redis",),
-        features=frozenset({PubSubFeature.DELAY}),
+        features=frozenset({PubSubFeature.DELAY, PubSubFeature.BULK_SUBSCRIBE}),
         traits=PubSubTraits(),
         cleanup=_redis_cleanup,
     ),
@@ -113,7 +114,7 @@ ROWS: list[Row] = [
         type="redis",
         name="redis-on-cluster",
         metadata=lambda: {**cluster_metadata(), **_REDIS_TIMINGS},
-        features=frozenset({PubSubFeature.DELAY}),
+        features=frozenset({PubSubFeature.DELAY, PubSubFeature.BULK_SUBSCRIBE}),
         traits=PubSubTraits(),
         cleanup=_redis_cleanup_of(cluster_metadata),
     ),
@@ -122,7 +123,7 @@ ROWS: list[Row] = [
         type="redis",
         name="redis-on-sentinel",
         metadata=lambda: {**sentinel_metadata(), **_REDIS_TIMINGS},
-        features=frozenset({PubSubFeature.DELAY}),
+        features=frozenset({PubSubFeature.DELAY, PubSubFeature.BULK_SUBSCRIBE}),
         traits=PubSubTraits(),
         cleanup=_redis_cleanup_of(sentinel_metadata),
     ),
@@ -131,6 +132,7 @@ ROWS: list[Row] = [
         type="nats",
         metadata={"natsURL": "nats://127.0.0.1:4222", "ackWait": "1s"},
         requires=("nats",),
+        features=frozenset({PubSubFeature.BULK_SUBSCRIBE}),
         traits=PubSubTraits(),
         cleanup=_nats_cleanup,
     ),
@@ -139,6 +141,7 @@ ROWS: list[Row] = [
         type="rabbitmq",
         metadata={"host": "amqp://guest:guest@127.0.0.1:5672/"},
         requires=("rabbitmq",),
+        features=frozenset({PubSubFeature.BULK_SUBSCRIBE}),
         traits=PubSubTraits(),
         cleanup=_rabbit_cleanup,
     ),
@@ -148,6 +151,14 @@ ROWS: list[Row] = [
         metadata={"url": "tcp://127.0.0.1:1883", "qos": "1"},
         requires=("mqtt",),
         traits=PubSubTraits(durable=False),
+    ),
+    # A pluggable component (Dapr's protocol): the suites' own broker in a process of its own.
+    BackendRow(
+        block="pubsub",
+        type="test-pluggable-pubsub",
+        name="pluggable",
+        traits=PubSubTraits(),
+        registry=pubsub_registry,
     ),
 ]
 

@@ -1,19 +1,23 @@
 """Every pub/sub component through its block interface (no gRPC, no app): delivery, redelivery
 of a nack, and that the declared features are the component's: delayed publishing works where
-DELAY is declared and is refused with UnsupportedError elsewhere."""
+DELAY is declared and is refused with UnsupportedError elsewhere; bulk subscribe reads batches
+natively where BULK_SUBSCRIBE is declared (refused elsewhere), and batches on every component
+through components/pubsub/bulk.py, a nacked message of a batch coming again alone."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 
 from layotto.components.base import Metadata
 from layotto.components.delay_queue.base import DelayedMessage, scheduler_for
-from layotto.components.pubsub.base import Message, PubSub, PubSubFeature
+from layotto.components.pubsub.base import BulkOptions, Message, PubSub, PubSubFeature
+from layotto.components.pubsub.bulk import subscribe_bulk
 from layotto.errors import UnsupportedError
 from tests.contract.pubsub.backends import ROWS, Row
 from tests.contract.pubsub.harness import new_topic
@@ -127,4 +131,97 @@ async def test_delay_feature(pubsub: PubSub, row: Row, topics: list[str]) -> Non
         assert inbox.messages[0].data == b"later"
     finally:
         await scheduler.stop()
+        await sub.close()
+
+
+class BulkInbox:
+    """A bulk handler that records its batches; each payload in `nack_once` is nacked the first
+    time it comes."""
+
+    def __init__(self, nack_once: frozenset[bytes] = frozenset()) -> None:
+        self.batches: list[list[Message]] = []
+        self.nack_once = set(nack_once)
+        self.changed = asyncio.Event()
+
+    async def __call__(self, messages: Sequence[Message]) -> list[bool]:
+        self.batches.append(list(messages))
+        self.changed.set()
+        verdicts = [m.data not in self.nack_once for m in messages]
+        self.nack_once -= {m.data for m in messages}
+        return verdicts
+
+    @property
+    def seen(self) -> Counter[bytes]:
+        return Counter(m.data for batch in self.batches for m in batch)
+
+    async def wait(self, done: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + WITHIN
+        while not done():
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), max(0.01, deadline - time.monotonic()))
+
+
+BULK = BulkOptions(max_messages=10, max_await=0.3)
+
+
+async def test_bulk_feature_is_native_where_declared(pubsub: PubSub, row: Row, topics: list[str]) -> None:
+    topic = new_topic()
+    topics.append(topic)
+    inbox = BulkInbox()
+    if PubSubFeature.BULK_SUBSCRIBE not in row.features:
+        with pytest.raises(UnsupportedError) as refused:
+            await pubsub.bulk_subscribe(topic, inbox, {"consumerID": APP_ID}, BULK)
+        assert refused.value.feature == PubSubFeature.BULK_SUBSCRIBE
+        return
+    sub = await pubsub.bulk_subscribe(topic, inbox, {"consumerID": APP_ID}, BULK)
+    try:
+        for i in range(25):
+            await pubsub.publish(topic, b"n%d" % i, {})
+        await inbox.wait(lambda: len(inbox.seen) == 25)
+        assert inbox.seen == Counter({b"n%d" % i: 1 for i in range(25)})
+        sizes = [len(batch) for batch in inbox.batches]
+        assert max(sizes) <= BULK.max_messages and max(sizes) > 1, sizes
+    finally:
+        await sub.close()
+
+
+async def test_bulk_subscribe_batches_on_every_component(pubsub: PubSub, topics: list[str]) -> None:
+    """Natively or gathered from one-by-one messages: batches of at most maxMessagesCount, one
+    sent once its window passed even when not full."""
+    topic = new_topic()
+    topics.append(topic)
+    inbox = BulkInbox()
+    sub = await subscribe_bulk(pubsub, topic, inbox, {"consumerID": APP_ID}, BULK, max_concurrency=4)
+    try:
+        for i in range(23):
+            await pubsub.publish(topic, b"m%d" % i, {})
+        await inbox.wait(lambda: len(inbox.seen) == 23)
+        assert inbox.seen == Counter({b"m%d" % i: 1 for i in range(23)})
+        sizes = [len(batch) for batch in inbox.batches]
+        assert max(sizes) <= BULK.max_messages and max(sizes) > 1, sizes
+        started = time.monotonic()
+        await pubsub.publish(topic, b"alone", {})
+        await inbox.wait(lambda: inbox.seen[b"alone"] == 1)
+        assert time.monotonic() - started >= BULK.max_await * 0.9, "a lone message did not wait out the window"
+        assert inbox.batches[-1][0].data == b"alone" and len(inbox.batches[-1]) == 1
+    finally:
+        await sub.close()
+
+
+async def test_bulk_nack_redelivers_only_that_message(pubsub: PubSub, topics: list[str]) -> None:
+    topic = new_topic()
+    topics.append(topic)
+    inbox = BulkInbox(nack_once=frozenset({b"m3", b"m7"}))
+    sub = await subscribe_bulk(pubsub, topic, inbox, {"consumerID": APP_ID}, BULK, max_concurrency=4)
+    try:
+        for i in range(10):
+            await pubsub.publish(topic, b"m%d" % i, {})
+        await inbox.wait(lambda: inbox.seen[b"m3"] == 2 and inbox.seen[b"m7"] == 2)
+        # What was acked stays acked: a marker published after the redeliveries arrives with no
+        # other message coming again before it.
+        await pubsub.publish(topic, b"marker", {})
+        await inbox.wait(lambda: inbox.seen[b"marker"] == 1)
+        expected = {b"m%d" % i: 2 if i in (3, 7) else 1 for i in range(10)}
+        assert inbox.seen == Counter({**expected, b"marker": 1})
+    finally:
         await sub.close()

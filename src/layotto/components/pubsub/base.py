@@ -16,13 +16,21 @@ Delivery contract:
   group gets every message.
 - The handler may be called concurrently for different messages, up to
   `SubscribeOptions.max_concurrency` in flight; the component must not exceed it.
+
+Bulk (PubSubFeature.BULK_SUBSCRIBE): `bulk_subscribe(topic, handler, metadata, options)` reads
+messages in batches and calls `handler(messages)` once per batch, which answers one verdict per
+message (True = ack, False = nack; raising nacks them all). A batch holds at most
+`options.max_messages` messages and is handed over once full or `options.max_await` seconds after
+its first message was read. Acks of a batch go to the backend together. Up to `bulk_in_flight()`
+messages may be unsettled at once, across batches. A component without the feature gets the
+same contract from `components/pubsub/bulk.py`, which batches its one-by-one messages.
 """
 
 from __future__ import annotations
 
 import enum
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -53,6 +61,36 @@ class Message:
 
 #: Returns True = ack, False = nack (redeliver). Raising = nack.
 Handler = Callable[[Message], Awaitable[bool]]
+#: One verdict per message, in their order (as Handler's). Raising, or a verdict missing = nack.
+BulkHandler = Callable[[Sequence[Message]], Awaitable[Sequence[bool]]]
+
+#: daprd's defaults for a bulk subscription that leaves its settings at 0.
+DEFAULT_BULK_MAX_MESSAGES = 100
+DEFAULT_BULK_MAX_AWAIT = 1.0
+
+
+@dataclass(frozen=True)
+class BulkOptions:
+    """How a bulk subscription batches: at most `max_messages` a batch, handed over `max_await`
+    seconds after its first message at the latest."""
+
+    max_messages: int = DEFAULT_BULK_MAX_MESSAGES
+    max_await: float = DEFAULT_BULK_MAX_AWAIT
+
+    @classmethod
+    def of(cls, max_messages_count: int, max_await_duration_ms: int) -> BulkOptions:
+        """From Dapr's settings, where 0 (or less) means daprd's default."""
+        return cls(
+            max_messages=max_messages_count if max_messages_count > 0 else DEFAULT_BULK_MAX_MESSAGES,
+            max_await=max_await_duration_ms / 1000 if max_await_duration_ms > 0 else DEFAULT_BULK_MAX_AWAIT,
+        )
+
+
+def bulk_in_flight(options: BulkOptions, max_concurrency: int) -> int:
+    """Messages a bulk subscription may have unsettled: `maxConcurrency`, but at least two
+    batches, so that the next batch fills while one is with the handler (daprd reads one batch
+    ahead the same way)."""
+    return max(max_concurrency, 2 * options.max_messages)
 
 
 class Subscription(Protocol):
@@ -76,6 +114,10 @@ class PubSubFeature(Feature):
     #: Without it, `delay_scheduler` raises UnsupportedError and PublishDelayMessage does not
     #: serve the component.
     DELAY = enum.auto()
+    #: Batched reads and acks (`bulk_subscribe`, see the module doc): a batch is read from the
+    #: backend in one go where it can (XREADGROUP COUNT, a JetStream pull of n) and its acks are
+    #: sent together (one XACK, one flush, one multiple basic.ack).
+    BULK_SUBSCRIBE = enum.auto()
 
 
 class PubSub(Component):
@@ -96,6 +138,13 @@ class PubSub(Component):
         published after this returns is delivered to it (for durable groups: also messages
         published while no consumer of the group was running).
         """
+
+    async def bulk_subscribe(
+        self, topic: str, handler: BulkHandler, metadata: Mapping[str, str], options: BulkOptions
+    ) -> Subscription:
+        """`subscribe`, with messages read, handed to `handler` and acked in batches
+        (PubSubFeature.BULK_SUBSCRIBE; see the module doc)."""
+        raise unsupported(self, PubSubFeature.BULK_SUBSCRIBE, "bulk subscribe")
 
     def delay_scheduler(self, name: str, metadata: Metadata) -> DelayScheduler:
         """A (not yet started) scheduler of delayed messages for this component, `name` in

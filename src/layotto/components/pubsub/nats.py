@@ -6,6 +6,10 @@
   group pulls from it, so they share the messages; another group gets every message.
 - Ack on success; nack = NAK with a delay; a sidecar that dies leaves its messages unacked and
   JetStream redelivers them after `ackWait`. `maxDeliver` bounds redeliveries (default unlimited).
+- Bulk subscribe (PubSubFeature.BULK_SUBSCRIBE): a batch is one pull of n messages, pulled
+  again for what it lacks until it is full or its window has passed; its acks are written
+  together and leave in one flush (each message has its own ack subject: JetStream's only
+  multi-message ack, AckAll, would ack other sidecars' messages of the group too).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import asyncio
 import functools
 import logging
 import re
-from collections.abc import Mapping
+import ssl
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import nats
@@ -24,8 +29,27 @@ from nats.js import api as js_api
 from nats.js.errors import APIError, NotFoundError
 
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.pubsub._consumer import InFlight, OpenSubscriptions, backoff_sleep, call_handler
-from layotto.components.pubsub.base import Handler, Message, PubSub, subscribe_options
+from layotto.components.pubsub._consumer import (
+    InFlight,
+    OpenSubscriptions,
+    backoff_sleep,
+    call_bulk_handler,
+    call_handler,
+    cancel_task,
+    stopping,
+)
+from layotto.components.pubsub.base import (
+    BulkHandler,
+    BulkOptions,
+    Handler,
+    Message,
+    PubSub,
+    PubSubFeature,
+    SubscribeOptions,
+    bulk_in_flight,
+    subscribe_options,
+)
+from layotto.config import tls
 from layotto.errors import BackendUnavailableError, ComponentError
 
 log = logging.getLogger("layotto.pubsub.nats")
@@ -38,14 +62,44 @@ def _name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", text)
 
 
+#: Dapr's client certificate keys (files, or PEM text here too), and this runtime's CA key.
+_TLS_KEYS = ("tls_client_cert", "tls_client_key", "tls_ca_cert")
+
+
+def _tls(metadata: Metadata, url: str) -> ssl.SSLContext | None:
+    """The client's TLS: with a `tls://` URL or any of _TLS_KEYS; the server's certificate is
+    verified against `tls_ca_cert` (the system's CAs without it) and the host. Without either
+    the client still upgrades when the server requires TLS (with the system's CAs)."""
+    where = f"{metadata.where}.metadata" if metadata.where else "metadata"
+    cert, key, ca = (
+        tls.pem(metadata.get_str(name), what, f"{where}.{name}")
+        for name, what in zip(_TLS_KEYS, ("certificate", "private key", "CA certificates"), strict=True)
+    )
+    if cert is None and key is None and ca is None:
+        return tls.client_context(tls.Material()) if "tls://" in url else None
+    return tls.client_context(tls.load_material(cert, key, ca))
+
+
 class _PullSubscription:
-    def __init__(self, owner: JetStreamPubSub, topic: str, psub: Any, handler: Handler, limit: int) -> None:
+    """A pull consumer; `handler` takes each message, or `bulk` (with its options) batches."""
+
+    def __init__(
+        self,
+        owner: JetStreamPubSub,
+        topic: str,
+        psub: Any,
+        handler: Handler | None,
+        limit: int,
+        bulk: tuple[BulkHandler, BulkOptions] | None = None,
+    ) -> None:
         self.owner = owner
         self.topic = topic
         self.psub = psub
         self.handler = handler
+        self.bulk = bulk
         self.inflight = InFlight(limit)
-        self.task = asyncio.create_task(self._fetch_loop(), name=f"nats-fetch-{topic}")
+        loop = self._fetch_loop() if bulk is None else self._fetch_batches(*bulk)
+        self.task = asyncio.create_task(loop, name=f"nats-fetch-{topic}")
 
     async def _fetch_loop(self) -> None:
         failures = 0
@@ -55,6 +109,8 @@ class _PullSubscription:
                 try:
                     batch = await self.psub.fetch(count, timeout=1.0)
                 except (NatsTimeoutError, TimeoutError):
+                    if stopping():
+                        raise asyncio.CancelledError from None
                     continue
                 failures = 0
                 for msg in batch:
@@ -62,31 +118,80 @@ class _PullSubscription:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the connection reconnects by itself; keep pulling
+                if stopping():
+                    raise asyncio.CancelledError from None
                 log.warning("fetching from %s failed: %r", self.topic, exc)
                 await backoff_sleep(failures)
                 failures += 1
 
-    async def _handle(self, msg: Any) -> None:
+    async def _fetch_batches(self, handler: BulkHandler, options: BulkOptions) -> None:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            batch: list[Any] = []
+            try:
+                size = min(options.max_messages, await self.inflight.wait_free())
+                try:
+                    batch = await self.psub.fetch(size, timeout=1.0)
+                except (NatsTimeoutError, TimeoutError):
+                    if stopping():
+                        raise asyncio.CancelledError from None
+                    continue
+                failures = 0
+                closes = loop.time() + options.max_await
+                # A pull's expiry must be positive: what is left under 5 ms is not worth one.
+                while len(batch) < size and (left := closes - loop.time()) > 0.005:
+                    try:
+                        batch += await self.psub.fetch(size - len(batch), timeout=min(left, 1.0))
+                    except (NatsTimeoutError, TimeoutError):
+                        if stopping():
+                            raise asyncio.CancelledError from None
+            except asyncio.CancelledError:
+                batch = []  # closing: unacked, JetStream redelivers them after ackWait
+                raise
+            except Exception as exc:  # the connection reconnects by itself; keep pulling
+                if stopping():
+                    batch = []
+                    raise asyncio.CancelledError from None
+                log.warning("fetching from %s failed: %r", self.topic, exc)
+                await backoff_sleep(failures)
+                failures += 1
+            finally:
+                if batch:
+                    self.inflight.start(self._handle_batch(handler, batch), len(batch))
+
+    def _message(self, msg: Any) -> Message:
         meta = msg.metadata
-        message = Message(
+        return Message(
             topic=self.topic,
             data=bytes(msg.data),
             metadata={k: str(v) for k, v in (msg.headers or {}).items()},
             id=str(meta.sequence.stream),
             delivery_count=int(meta.num_delivered),
         )
-        ok = await call_handler(lambda: self.handler(message))
+
+    async def _handle(self, msg: Any) -> None:
+        assert self.handler is not None
+        handler = self.handler
+        message = self._message(msg)
+        await self._settle(msg, await call_handler(lambda: handler(message)))
+
+    async def _handle_batch(self, handler: BulkHandler, batch: Sequence[Any]) -> None:
+        verdicts = await call_bulk_handler(handler, [self._message(msg) for msg in batch])
+        for msg, ok in zip(batch, verdicts, strict=True):
+            await self._settle(msg, ok)
+
+    async def _settle(self, msg: Any, ok: bool) -> None:
         try:
             if ok:
                 await msg.ack()
             else:
                 await msg.nak(delay=self.owner.redeliver_delay)
         except Exception as exc:  # an ack lost is a redelivery after ackWait, not a loss
-            log.warning("ack of %s/%s failed: %r", self.topic, message.id, exc)
+            log.warning("ack of %s/%s failed: %r", self.topic, msg.metadata.sequence.stream, exc)
 
     async def close(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        await cancel_task(self.task)
         await self.inflight.cancel()
         try:
             await self.psub.unsubscribe()
@@ -107,7 +212,9 @@ class JetStreamPubSub(PubSub):
         "durableName",
         "consumerID",
         "maxConcurrency",
+        *_TLS_KEYS,
     )
+    features = frozenset({PubSubFeature.BULK_SUBSCRIBE})
 
     def __init__(self) -> None:
         self.subscriptions = OpenSubscriptions[_PullSubscription]()
@@ -127,17 +234,35 @@ class JetStreamPubSub(PubSub):
             if metadata.get_str("storage", "file").lower() == "memory"
             else js_api.StorageType.FILE
         )
+        url, errors = self.url, list[Exception]()
+
+        async def on_error(exc: Exception) -> None:  # one line, not nats-py's traceback per attempt
+            errors.append(exc)
+            log.warning("nats at %s: %r", url, exc)
+
+        connect_timeout = metadata.get_duration("connectTimeout", 5.0)
         try:
-            self.nc = await nats.connect(
-                self.url,
-                name=f"layotto-{context.app_id or context.name}",
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                connect_timeout=metadata.get_duration("connectTimeout", 5.0),
-                allow_reconnect=True,
+            # A bounded first connection: nats-py never gives up one that may retry for ever, and
+            # after a failed TLS handshake (a server refusing this client, or one it does not
+            # trust) it waits for good for the socket to close: the wait is cut short here.
+            self.nc = await asyncio.wait_for(
+                nats.connect(
+                    self.url,
+                    name=f"layotto-{context.app_id or context.name}",
+                    max_reconnect_attempts=1,
+                    reconnect_time_wait=0.5,
+                    connect_timeout=connect_timeout,
+                    allow_reconnect=True,
+                    tls=_tls(metadata, self.url),
+                    error_cb=on_error,
+                ),
+                2 * connect_timeout + 1.0,
             )
         except Exception as exc:
-            raise BackendUnavailableError(f"nats at {self.url} is unavailable: {exc}") from exc
+            reason = errors[-1] if errors and isinstance(exc, TimeoutError) else exc
+            raise BackendUnavailableError(f"nats at {self.url} is unavailable: {reason!r}") from exc
+        # Once connected, reconnect for as long as it takes.
+        self.nc.options["max_reconnect_attempts"] = -1
         self.js = self.nc.jetstream()
 
     async def ping(self) -> None:
@@ -180,6 +305,22 @@ class JetStreamPubSub(PubSub):
 
     async def subscribe(self, topic: str, handler: Handler, metadata: Mapping[str, str]) -> _PullSubscription:
         options = subscribe_options(metadata, self.metadata, self.context.app_id)
+        psub = await self._pull_consumer(topic, metadata, options, options.max_concurrency)
+        subscription = _PullSubscription(self, topic, psub, handler, options.max_concurrency)
+        return self.subscriptions.add(subscription)
+
+    async def bulk_subscribe(
+        self, topic: str, handler: BulkHandler, metadata: Mapping[str, str], options: BulkOptions
+    ) -> _PullSubscription:
+        settings = subscribe_options(metadata, self.metadata, self.context.app_id)
+        limit = bulk_in_flight(options, settings.max_concurrency)
+        psub = await self._pull_consumer(topic, metadata, settings, limit)
+        subscription = _PullSubscription(self, topic, psub, None, limit, (handler, options))
+        return self.subscriptions.add(subscription)
+
+    async def _pull_consumer(
+        self, topic: str, metadata: Mapping[str, str], options: SubscribeOptions, in_flight: int
+    ) -> Any:
         durable = metadata.get("durableName") or self.metadata.get_str("durableName") or options.consumer_id
         if self.stream_name:
             durable = f"{durable}-{topic}"  # one shared stream: a consumer per (group, topic)
@@ -188,16 +329,14 @@ class JetStreamPubSub(PubSub):
             ack_policy=js_api.AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
             max_deliver=self.max_deliver or -1,
-            max_ack_pending=max(1000, options.max_concurrency * 4),
+            max_ack_pending=max(1000, in_flight * 4),
             filter_subject=topic,
         )
         try:
             stream = await self._stream_for(topic)
-            psub = await self.js.pull_subscribe(topic, durable=_name(durable), stream=stream, config=config)
+            return await self.js.pull_subscribe(topic, durable=_name(durable), stream=stream, config=config)
         except _UNAVAILABLE as exc:
             raise BackendUnavailableError(f"nats at {self.url} is unavailable: {exc!r}") from exc
-        subscription = _PullSubscription(self, topic, psub, handler, options.max_concurrency)
-        return self.subscriptions.add(subscription)
 
     async def close(self) -> None:
         await self.subscriptions.close_all()

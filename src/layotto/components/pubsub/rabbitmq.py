@@ -7,6 +7,13 @@ requeue otherwise (`requeueInFailure`); a dead connection returns its unacked me
 queue. Queues are durable and kept when unused by default so nothing published while a group
 has no consumer is lost (Dapr's defaults, `durable: false` / `deleteWhenUnused: true`, can be
 set in metadata). Publishing waits for the broker's confirm.
+
+Bulk subscribe (PubSubFeature.BULK_SUBSCRIBE): the broker pushes up to the prefetch window
+(`prefetchCount`, else two batches' worth); messages are gathered into batches (full, or the
+window after the first one passed), and a batch's acks go as one `basic.ack(multiple)` up to
+the highest delivery tag below which every delivery of the channel is acked (a multiple ack
+settles all of them, so none that is still undecided, or to be nacked, may be behind it);
+nacks go one by one, with requeue.
 """
 
 from __future__ import annotations
@@ -22,41 +29,124 @@ from aio_pika.exceptions import AMQPError
 
 from layotto.components._drivers import rabbitmq
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.pubsub._consumer import OpenSubscriptions, call_handler
-from layotto.components.pubsub.base import Handler, Message, PubSub, subscribe_options
+from layotto.components.pubsub._consumer import Gathering, OpenSubscriptions, call_bulk_handler, call_handler
+from layotto.components.pubsub.base import (
+    BulkHandler,
+    BulkOptions,
+    Handler,
+    Message,
+    PubSub,
+    PubSubFeature,
+    bulk_in_flight,
+    subscribe_options,
+)
 from layotto.errors import ComponentError
 
 log = logging.getLogger("layotto.pubsub.rabbitmq")
 
 
+class _AckWindow:
+    """The unsettled deliveries of one AMQP channel, in delivery-tag order (the order the broker
+    delivers them in), each marked once its handler acked it."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.open: dict[int, tuple[AbstractIncomingMessage, bool]] = {}
+        # Multiple acks must reach the broker in tag order: one covering a tag already acked
+        # alone, or acked twice, is a channel error.
+        self.lock = asyncio.Lock()
+
+    def delivered(self, incoming: AbstractIncomingMessage) -> None:
+        self.open[_tag(incoming)] = (incoming, False)
+
+    def mark(self, incoming: AbstractIncomingMessage) -> None:
+        if _tag(incoming) in self.open:
+            self.open[_tag(incoming)] = (incoming, True)
+
+    def forget(self, incoming: AbstractIncomingMessage) -> None:
+        self.open.pop(_tag(incoming), None)
+
+    def front(self) -> AbstractIncomingMessage | None:
+        """Takes the acked deliveries at the front; the last of them, which one multiple ack
+        settles them all by, or None."""
+        last = None
+        taken = []
+        for tag, (incoming, acked) in self.open.items():
+            if not acked:
+                break
+            taken.append(tag)
+            last = incoming
+        for tag in taken:
+            del self.open[tag]
+        return last
+
+    async def settle_front(self, topic: str) -> None:
+        async with self.lock:
+            last = self.front()
+            if last is not None:
+                try:
+                    await last.ack(multiple=True)
+                except Exception as exc:  # the channel died: the broker requeues the messages
+                    log.warning("ack of messages on %s failed: %r", topic, exc)
+
+
+def _tag(incoming: AbstractIncomingMessage) -> int:
+    return incoming.delivery_tag or 0
+
+
 class _QueueSubscription:
-    def __init__(self, owner: RabbitMQPubSub, topic: str, channel: Any, queue: Any, handler: Handler) -> None:
+    """One consumer of the group's queue; `handler` takes each message, or `bulk` batches."""
+
+    def __init__(
+        self,
+        owner: RabbitMQPubSub,
+        topic: str,
+        channel: Any,
+        queue: Any,
+        handler: Handler | None,
+        bulk: tuple[BulkHandler, BulkOptions] | None = None,
+    ) -> None:
         self.owner = owner
         self.topic = topic
         self.channel = channel
         self.queue = queue
         self.handler = handler
+        self.bulk = bulk
         self.tag: str | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self._window: _AckWindow | None = None
+        if bulk is not None:
+            self._gathering = Gathering[tuple[AbstractIncomingMessage, _AckWindow]](
+                bulk[1].max_messages, bulk[1].max_await, self._send_batch
+            )
 
     async def start(self) -> None:
-        self.tag = await self.queue.consume(self._on_message, no_ack=False)
+        consume = self._on_message if self.bulk is None else self._on_bulk_message
+        self.tag = await self.queue.consume(consume, no_ack=False)
 
-    async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
-        # Handle as a task so the channel's prefetch window, not this callback, bounds concurrency.
-        task = asyncio.create_task(self._handle(incoming))
+    def _task(self, work: Any) -> None:
+        task = asyncio.create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _handle(self, incoming: AbstractIncomingMessage) -> None:
-        message = Message(
+    async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
+        # Handle as a task so the channel's prefetch window, not this callback, bounds concurrency.
+        self._task(self._handle(incoming))
+
+    def _message(self, incoming: AbstractIncomingMessage) -> Message:
+        return Message(
             topic=self.topic,
             data=incoming.body,
             metadata={k: str(v) for k, v in (incoming.headers or {}).items()},
             id=incoming.message_id or str(incoming.delivery_tag),
             delivery_count=2 if incoming.redelivered else 1,
         )
-        ok = await call_handler(lambda: self.handler(message))
+
+    async def _handle(self, incoming: AbstractIncomingMessage) -> None:
+        assert self.handler is not None
+        handler = self.handler
+        message = self._message(incoming)
+        ok = await call_handler(lambda: handler(message))
         try:
             if ok:
                 await incoming.ack()
@@ -65,20 +155,67 @@ class _QueueSubscription:
         except Exception as exc:  # the channel died: the broker requeues the message itself
             log.warning("ack of a message on %s failed: %r", self.topic, exc)
 
+    async def _on_bulk_message(self, incoming: AbstractIncomingMessage) -> None:
+        if self._window is None or self._window.channel is not incoming.channel:
+            # A new channel (the connection came back): its tags start again; the old one's
+            # unsettled deliveries went back to the queue with it.
+            self._window = _AckWindow(incoming.channel)
+        self._window.delivered(incoming)
+        self._gathering.add((incoming, self._window))
+
+    def _send_batch(self, batch: list[tuple[AbstractIncomingMessage, _AckWindow]]) -> None:
+        self._task(self._handle_batch(batch))
+
+    async def _handle_batch(self, batch: list[tuple[AbstractIncomingMessage, _AckWindow]]) -> None:
+        assert self.bulk is not None
+        verdicts = await call_bulk_handler(self.bulk[0], [self._message(incoming) for incoming, _ in batch])
+        windows: dict[int, _AckWindow] = {}
+        for (incoming, window), ok in zip(batch, verdicts, strict=True):
+            windows[id(window)] = window
+            if ok:
+                window.mark(incoming)
+                continue
+            try:
+                await incoming.nack(requeue=self.owner.requeue)
+            except Exception as exc:  # the channel died: the broker requeues the message itself
+                log.warning("nack of a message on %s failed: %r", self.topic, exc)
+            window.forget(incoming)  # only once sent: no multiple ack may cover it before
+        for window in windows.values():
+            await window.settle_front(self.topic)
+
     async def close(self) -> None:
         try:
             if self.tag is not None:
                 await self.queue.cancel(self.tag)
         except Exception as exc:
             log.debug("cancel consumer on %s: %r", self.topic, exc)
+        if self.bulk is not None:
+            self._gathering.take()  # not handled: requeued when the channel closes
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self._ack_held()
         try:
             await self.channel.close()
         except Exception as exc:
             log.debug("close channel of %s: %r", self.topic, exc)
         self.owner.subscriptions.discard(self)
+
+    async def _ack_held(self) -> None:
+        """Acks deliveries acked by their handler but held behind an unsettled one, one by one,
+        so that they do not come again once the channel closes."""
+        window = self._window
+        if window is None:
+            return
+        async with window.lock:
+            for incoming, acked in list(window.open.values()):
+                if acked:
+                    try:
+                        await incoming.ack()
+                    except Exception as exc:
+                        log.debug("ack of a message on %s failed: %r", self.topic, exc)
+                        return
+            window.open.clear()
 
 
 class RabbitMQPubSub(PubSub):
@@ -94,6 +231,7 @@ class RabbitMQPubSub(PubSub):
         "consumerID",
         "maxConcurrency",
     )
+    features = frozenset({PubSubFeature.BULK_SUBSCRIBE})
     connection: AbstractRobustConnection
 
     def __init__(self) -> None:
@@ -151,21 +289,35 @@ class RabbitMQPubSub(PubSub):
 
     async def subscribe(self, topic: str, handler: Handler, metadata: Mapping[str, str]) -> _QueueSubscription:
         options = subscribe_options(metadata, self.metadata, self.context.app_id)
+        channel, queue = await self._queue(topic, options.consumer_id, self.prefetch or options.max_concurrency)
+        subscription = _QueueSubscription(self, topic, channel, queue, handler)
+        await subscription.start()
+        return self.subscriptions.add(subscription)
+
+    async def bulk_subscribe(
+        self, topic: str, handler: BulkHandler, metadata: Mapping[str, str], options: BulkOptions
+    ) -> _QueueSubscription:
+        settings = subscribe_options(metadata, self.metadata, self.context.app_id)
+        prefetch = self.prefetch or bulk_in_flight(options, settings.max_concurrency)
+        channel, queue = await self._queue(topic, settings.consumer_id, prefetch)
+        subscription = _QueueSubscription(self, topic, channel, queue, None, (handler, options))
+        await subscription.start()
+        return self.subscriptions.add(subscription)
+
+    async def _queue(self, topic: str, group: str, prefetch: int) -> tuple[Any, Any]:
         try:
             channel = await self.connection.channel()
-            await channel.set_qos(prefetch_count=self.prefetch or options.max_concurrency)
+            await channel.set_qos(prefetch_count=prefetch)
             exchange = await channel.declare_exchange(
                 topic, aio_pika.ExchangeType.FANOUT, durable=self.durable, auto_delete=self.delete_when_unused
             )
             queue = await channel.declare_queue(
-                f"{options.consumer_id}-{topic}", durable=self.durable, auto_delete=self.delete_when_unused
+                f"{group}-{topic}", durable=self.durable, auto_delete=self.delete_when_unused
             )
             await queue.bind(exchange)
         except rabbitmq.UNAVAILABLE as exc:
             raise rabbitmq.unavailable(self.url, exc) from exc
-        subscription = _QueueSubscription(self, topic, channel, queue, handler)
-        await subscription.start()
-        return self.subscriptions.add(subscription)
+        return channel, queue
 
     async def close(self) -> None:
         await self.subscriptions.close_all()

@@ -12,6 +12,13 @@ share one automatically pipelined connection (_drivers/redis_autopipe); each sub
 a blocking XREADGROUP on a connection of its own (COUNT = free handler slots, replies parsed
 raw); acks of messages handled meanwhile go out together as one XACK.
 
+Bulk subscribe (PubSubFeature.BULK_SUBSCRIBE): the reader asks XREADGROUP for a whole batch
+(COUNT = what the batch still lacks); once it has a first entry it asks again without blocking,
+every `_poll_interval` of the window, until the batch is full or its window since the first
+entry has passed. (Not with BLOCK: Redis times blocked reads out on its own clock, `hz`, 100 ms
+by default, far coarser than a window of a few ms.) The batch's acks are one XACK. Reclaimed
+entries go in batches too.
+
 On a Redis Cluster a topic is one stream key, so it and its consumer groups live on the master
 of its slot: publishes and acks go to that node's pipelined connection, and a subscription's
 reader connects to that node (and follows the stream when its slot moves). Behind Sentinel
@@ -25,7 +32,7 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.exceptions import ResponseError
 
@@ -33,8 +40,17 @@ from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.delay_queue.base import DelayScheduler
 from layotto.components.delay_queue.redis import RedisScheduler
-from layotto.components.pubsub._consumer import InFlight, OpenSubscriptions, backoff_sleep
-from layotto.components.pubsub.base import Handler, Message, PubSub, PubSubFeature, subscribe_options
+from layotto.components.pubsub._consumer import InFlight, OpenSubscriptions, backoff_sleep, call_bulk_handler
+from layotto.components.pubsub.base import (
+    BulkHandler,
+    BulkOptions,
+    Handler,
+    Message,
+    PubSub,
+    PubSubFeature,
+    bulk_in_flight,
+    subscribe_options,
+)
 
 log = logging.getLogger("layotto.pubsub.redis")
 
@@ -45,6 +61,12 @@ ACK_ATTEMPTS = 5
 #: Acks wait up to this long for others to go with them, unless this many are ready already.
 ACK_DELAY = 0.002
 ACK_BATCH = 64
+
+
+def _poll_interval(options: BulkOptions) -> float:
+    """How often a filling batch asks for more: a tenth of its window, between 1 and 50 ms (a
+    full batch waits that much at most; an idle window costs ten reads)."""
+    return min(0.05, max(0.001, options.max_await / 10))
 
 
 def _text(value: Any) -> str:
@@ -63,14 +85,30 @@ def _data_field(fields: Any) -> bytes | None:
     return None
 
 
+class _Bulk(NamedTuple):
+    handler: BulkHandler
+    options: BulkOptions
+
+
 class _StreamSubscription:
-    def __init__(self, owner: RedisStreamsPubSub, topic: str, group: str, handler: Handler, limit: int) -> None:
+    """One consumer of the group; `handler` takes each message, or `bulk` takes batches."""
+
+    def __init__(
+        self,
+        owner: RedisStreamsPubSub,
+        topic: str,
+        group: str,
+        handler: Handler | None,
+        limit: int,
+        bulk: _Bulk | None = None,
+    ) -> None:
         self.owner = owner
         self.client = owner.client
         self.topic = topic
         self.group = group
         self.consumer = f"{group}-{uuid.uuid4().hex[:12]}"
         self.handler = handler
+        self.bulk = bulk
         self.inflight = InFlight(limit)
         self.handling: set[str] = set()
         self.reader = owner.reader()
@@ -78,7 +116,9 @@ class _StreamSubscription:
         self._ack_ready = asyncio.Event()
         self._closing = False
         self.tasks = [
-            asyncio.create_task(self._read_loop(), name=f"redis-read-{topic}"),
+            asyncio.create_task(
+                self._read_loop() if bulk is None else self._read_batches(bulk.options), name=f"redis-read-{topic}"
+            ),
             asyncio.create_task(self._reclaim_loop(), name=f"redis-reclaim-{topic}"),
         ]
         self._acker = asyncio.create_task(self._ack_loop(), name=f"redis-ack-{topic}")
@@ -98,6 +138,7 @@ class _StreamSubscription:
         self.inflight.start(self._handle(message_id, _data_field(fields)))
 
     async def _handle(self, message_id: str, data: bytes | None) -> None:
+        assert self.handler is not None
         ok = False
         try:
             if data is None:
@@ -111,12 +152,38 @@ class _StreamSubscription:
                 except Exception:
                     log.exception("pubsub handler raised; the message will be redelivered")
         finally:
-            if ok:
-                # Stays in `handling` until the ack is sent, so a reclaim cannot take it again.
-                self._acks.append(message_id)
-                self._ack_ready.set()
-            else:
-                self.handling.discard(message_id)
+            self._settle(message_id, ok)
+
+    def _settle(self, message_id: str, ok: bool) -> None:
+        if ok:
+            # Stays in `handling` until the ack is sent, so a reclaim cannot take it again.
+            self._acks.append(message_id)
+            self._ack_ready.set()
+        else:
+            self.handling.discard(message_id)
+
+    def _take_batch(self, entries: list[tuple[str, bytes | None]]) -> None:
+        fresh = [(message_id, data) for message_id, data in entries if message_id not in self.handling]
+        if fresh:
+            self.handling.update(message_id for message_id, _ in fresh)
+            self.inflight.start(self._handle_batch(fresh), len(fresh))
+
+    async def _handle_batch(self, entries: list[tuple[str, bytes | None]]) -> None:
+        assert self.bulk is not None
+        messages = [Message(topic=self.topic, data=data, id=entry) for entry, data in entries if data is not None]
+        verdicts: list[bool] = []
+        try:
+            if messages:
+                verdicts = await call_bulk_handler(self.bulk.handler, messages)
+        finally:
+            answered = iter(verdicts)
+            for message_id, data in entries:
+                if data is None:
+                    log.warning("stream %s entry %s has no 'data' field; acked and skipped", self.topic, message_id)
+                    self._settle(message_id, True)
+                else:
+                    # Cancelled before the handler answered: nothing to ack, all stay pending.
+                    self._settle(message_id, next(answered, False))
 
     async def _ack_loop(self) -> None:
         # One XACK in flight per subscription: what is handled meanwhile goes in the next one.
@@ -149,6 +216,42 @@ class _StreamSubscription:
         finally:
             self.handling.difference_update(ids)
 
+    async def _read(self, count: int, block_ms: int | None) -> list[tuple[str, bytes | None]]:
+        """New entries, up to `count`, waiting up to `block_ms` for the first (None: not at all)."""
+        block = ("BLOCK", block_ms) if block_ms is not None else ()
+        reply: Any = await self.reader.execute(
+            "XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count, *block, "STREAMS", self.topic, ">"
+        )
+        return [(_text(entry_id), _data_field(fields)) for _, entries in reply or () for entry_id, fields in entries]
+
+    async def _read_batches(self, options: BulkOptions) -> None:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            batch: list[tuple[str, bytes | None]] = []
+            try:
+                size = min(options.max_messages, await self.inflight.wait_free())
+                batch = await self._read(size, READ_BLOCK_MS)
+                failures = 0
+                closes = loop.time() + options.max_await
+                while batch and len(batch) < size:
+                    more = await self._read(size - len(batch), None)
+                    batch += more
+                    left = closes - loop.time()
+                    if left <= 0:
+                        break
+                    if len(batch) < size and not more:
+                        await asyncio.sleep(min(left, _poll_interval(options)))
+            except asyncio.CancelledError:
+                batch = []  # closing: left pending, for the group's other consumers to claim
+                raise
+            except (*redis_driver.UNAVAILABLE, ResponseError) as exc:
+                failures = await self._read_failed(exc, failures)
+            finally:
+                # What was read is this consumer's (pending) now: handed over even when a later
+                # read of the batch failed.
+                self._take_batch(batch)
+
     async def _read_loop(self) -> None:
         failures = 0
         while True:
@@ -164,14 +267,18 @@ class _StreamSubscription:
                         self._take(entry_id, fields)
             except asyncio.CancelledError:
                 raise
-            except redis_driver.UNAVAILABLE as exc:
-                log.warning("redis unavailable while reading %s: %s", self.topic, exc)
-                await backoff_sleep(failures)
-                failures += 1
-            except ResponseError as exc:
-                if not await self._recovered(exc, "XREADGROUP"):
-                    await backoff_sleep(failures)
-                    failures += 1
+            except (*redis_driver.UNAVAILABLE, ResponseError) as exc:
+                failures = await self._read_failed(exc, failures)
+
+    async def _read_failed(self, exc: Exception, failures: int) -> int:
+        """After a failed XREADGROUP: back off (unless the lost group was just recreated) and
+        return the count of failures in a row."""
+        if isinstance(exc, redis_driver.UNAVAILABLE):
+            log.warning("redis unavailable while reading %s: %s", self.topic, exc)
+        elif isinstance(exc, ResponseError) and await self._recovered(exc, "XREADGROUP"):
+            return failures
+        await backoff_sleep(failures)
+        return failures + 1
 
     async def _recovered(self, exc: ResponseError, command: str) -> bool:
         """Recreate the consumer group when Redis lost it (True); else log the failure."""
@@ -199,15 +306,21 @@ class _StreamSubscription:
                 start = "0-0"
                 while True:
                     count = await self.inflight.wait_free()
+                    if self.bulk is not None:
+                        count = min(count, self.bulk.options.max_messages)
                     reply: Any = await self.client.xautoclaim(
                         self.topic, self.group, self.consumer, idle_ms, start_id=start, count=count
                     )
                     start = _text(reply[0])
+                    claimed: list[tuple[str, bytes | None]] = []
                     for entry_id, fields in reply[1]:
                         if fields is None:
                             await self._send_acks([_text(entry_id)])
-                        else:
+                        elif self.bulk is None:
                             self._take(entry_id, fields)
+                        else:
+                            claimed.append((_text(entry_id), _data_field(fields)))
+                    self._take_batch(claimed)
                     if start == "0-0":
                         break
             except asyncio.CancelledError:
@@ -251,7 +364,7 @@ class RedisStreamsPubSub(PubSub):
         "delayLease",
         "delayPollInterval",
     )
-    features = frozenset({PubSubFeature.DELAY})
+    features = frozenset({PubSubFeature.DELAY, PubSubFeature.BULK_SUBSCRIBE})
     client: redis_driver.Client
 
     def __init__(self) -> None:
@@ -298,15 +411,27 @@ class RedisStreamsPubSub(PubSub):
 
     async def subscribe(self, topic: str, handler: Handler, metadata: Mapping[str, str]) -> _StreamSubscription:
         options = subscribe_options(metadata, self.metadata, self.context.app_id)
+        await self._group(topic, options.consumer_id)
+        subscription = _StreamSubscription(self, topic, options.consumer_id, handler, options.max_concurrency)
+        return self.subscriptions.add(subscription)
+
+    async def bulk_subscribe(
+        self, topic: str, handler: BulkHandler, metadata: Mapping[str, str], options: BulkOptions
+    ) -> _StreamSubscription:
+        settings = subscribe_options(metadata, self.metadata, self.context.app_id)
+        await self._group(topic, settings.consumer_id)
+        limit = bulk_in_flight(options, settings.max_concurrency)
+        subscription = _StreamSubscription(self, topic, settings.consumer_id, None, limit, _Bulk(handler, options))
+        return self.subscriptions.add(subscription)
+
+    async def _group(self, topic: str, group: str) -> None:
         try:
-            await self.client.xgroup_create(topic, options.consumer_id, id="0", mkstream=True)
+            await self.client.xgroup_create(topic, group, id="0", mkstream=True)
         except redis_driver.UNAVAILABLE as exc:
             raise redis_driver.unavailable(self.address, exc) from exc
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        subscription = _StreamSubscription(self, topic, options.consumer_id, handler, options.max_concurrency)
-        return self.subscriptions.add(subscription)
 
     async def close(self) -> None:
         await self.subscriptions.close_all()
