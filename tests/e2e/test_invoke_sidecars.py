@@ -136,3 +136,37 @@ async def test_b_down_is_unavailable_and_b_back_works_without_restarting_a(pair:
             assert time.monotonic() < deadline, f"B is back but A still fails: {exc.details()}"
             await asyncio.sleep(0.1)
     assert json.loads(reply.data.value)["app"] == "app-b"
+
+
+async def test_a_peer_that_cancels_the_call_reads_as_unavailable_not_cancelled() -> None:
+    """An overloaded or stopping peer may answer CANCELLED: the caller must not read that as
+    its own cancellation (issue 14's overload run saw CANCELLED reach the app)."""
+
+    async def cancel(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        await context.abort(grpc.StatusCode.CANCELLED, "CANCELLED")
+        raise AssertionError("unreachable")
+
+    handler = grpc.method_handlers_generic_handler(
+        "spec.proto.runtime.v1.Runtime", {"InvokeService": grpc.unary_unary_rpc_method_handler(cancel)}
+    )
+    peer = grpc.aio.server()
+    peer.add_generic_rpc_handlers((handler,))
+    port = peer.add_insecure_port("127.0.0.1:0")
+    await peer.start()
+    a = SidecarProcess(
+        {
+            "app": {"app_id": "app-a"},
+            "name_resolution": {"t": {"type": "static", "metadata": {"apps": {"app-b": f"127.0.0.1:{port}"}}}},
+        }
+    )
+    try:
+        await _started(a)
+        async with grpc.aio.insecure_channel(a.address) as channel:
+            request = pb.InvokeServiceRequest(id="app-b", message=pb.CommonInvokeRequest(method="m"))
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await runtime_pb2_grpc.RuntimeStub(channel).InvokeService(request, timeout=10)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert info.value.details() == f"the sidecar of app id 'app-b' at 127.0.0.1:{port} dropped the call: CANCELLED"
+    finally:
+        await _stop(a)
+        await peer.stop(None)
