@@ -18,11 +18,15 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from layotto import __version__
 from layotto.config.model import BLOCKS, DEFAULT_DAPR_HTTP_ADDRESS, AppHealthCheck, ComponentSpec, RuntimeConfig
 from layotto.errors import ConfigError
+
+if TYPE_CHECKING:
+    from layotto.observability.logging import Levels
+    from layotto.runtime.registry import ComponentRegistry
 
 DEFAULT_CONFIG = "configs/config.json"
 
@@ -63,6 +67,9 @@ class DaprFlags:
     #: daprd's `--dapr-listen-addresses`: where the gRPC and Dapr HTTP APIs listen (127.0.0.1
     #: when empty), whether their ports come from flags or from the config file.
     listen_addresses: tuple[str, ...] = field(default=())
+    #: `--dapr-grpc-listen-addresses`, `--dapr-http-listen-addresses`: the same for one of them.
+    grpc_listen_addresses: tuple[str, ...] = field(default=())
+    http_listen_addresses: tuple[str, ...] = field(default=())
     #: `--actuator-address host:port`: the actuator's listener (health, info, /metrics).
     actuator_address: str | None = None
     #: daprd's `--metrics-port`: the actuator's port (it serves /metrics), on the actuator's host.
@@ -72,6 +79,13 @@ class DaprFlags:
         """Whether any daprd flag that makes this a Dapr app's sidecar was given (--app-protocol
         has a default; the listener flags say where, not what, so none of them counts)."""
         return any(v is not None for v in (self.app_id, self.app_port, self.grpc_port, self.http_port))
+
+    def grpc_hosts(self) -> tuple[str, ...]:
+        """The hosts the flags give the gRPC APIs (none: the config file's, or 127.0.0.1)."""
+        return self.grpc_listen_addresses or self.listen_addresses
+
+    def http_hosts(self) -> tuple[str, ...]:
+        return self.http_listen_addresses or self.listen_addresses
 
 
 def load_config(path: str | None, resources_path: str | None = None, dapr: DaprFlags | None = None) -> RuntimeConfig:
@@ -93,6 +107,7 @@ def load_config(path: str | None, resources_path: str | None = None, dapr: DaprF
         from layotto.config import dapr_yaml
 
         dapr_yaml.load_into(cfg, resources_path)
+        cfg.resources_path = resources_path
     if cfg.dapr_http_address is None and (resources_path or dapr.given()):
         # A Dapr app's sidecar: its SDK expects Dapr's HTTP API where daprd has it.
         cfg.dapr_http_address = DEFAULT_DAPR_HTTP_ADDRESS
@@ -112,26 +127,25 @@ def _apply_dapr_flags(cfg: RuntimeConfig, dapr: DaprFlags) -> None:
             cfg.app.callback_api = "dapr"
         else:
             cfg.app.http_port = dapr.app_port
-    host = bind_host(dapr.listen_addresses)
     if dapr.grpc_port is not None:
         cfg.grpc_network = "tcp"
-        cfg.grpc_address = join_host_port(host, dapr.grpc_port)
+        cfg.grpc_address, cfg.grpc_extra_addresses = on_hosts(dapr.grpc_hosts(), dapr.grpc_port)
     if dapr.http_port is not None:
-        cfg.dapr_http_address = join_host_port(host, dapr.http_port)
+        cfg.dapr_http_address, cfg.dapr_http_extra_addresses = on_hosts(dapr.http_hosts(), dapr.http_port)
     if dapr.health_check is not None:
         cfg.app.health_check = dapr.health_check
 
 
 def _apply_listener_flags(cfg: RuntimeConfig, dapr: DaprFlags) -> None:
-    """--dapr-listen-addresses for the API addresses no port flag set (the config file's and
-    the defaults: daprd applies it to its API listeners whatever their ports), and the
-    actuator's flags."""
-    if dapr.listen_addresses:
-        host = bind_host(dapr.listen_addresses)
-        if dapr.grpc_port is None and cfg.grpc_network == "tcp":
-            cfg.grpc_address = join_host_port(host, int(cfg.grpc_address.rpartition(":")[2]))
-        if dapr.http_port is None and cfg.dapr_http_address:
-            cfg.dapr_http_address = join_host_port(host, int(cfg.dapr_http_address.rpartition(":")[2]))
+    """--dapr-listen-addresses (and the per-API ones) for the API addresses no port flag set
+    (the config file's and the defaults: daprd applies it to its API listeners whatever their
+    ports), and the actuator's flags."""
+    if dapr.grpc_hosts() and dapr.grpc_port is None and cfg.grpc_network == "tcp":
+        port = int(cfg.grpc_address.rpartition(":")[2])
+        cfg.grpc_address, cfg.grpc_extra_addresses = on_hosts(dapr.grpc_hosts(), port)
+    if dapr.http_hosts() and dapr.http_port is None and cfg.dapr_http_address:
+        port = int(cfg.dapr_http_address.rpartition(":")[2])
+        cfg.dapr_http_address, cfg.dapr_http_extra_addresses = on_hosts(dapr.http_hosts(), port)
     if dapr.actuator_address is not None:
         cfg.actuator_address = dapr.actuator_address
     elif dapr.metrics_port is not None:
@@ -139,27 +153,17 @@ def _apply_listener_flags(cfg: RuntimeConfig, dapr: DaprFlags) -> None:
         cfg.actuator_address = f"{actuator_host}:{dapr.metrics_port}"
 
 
-#: Listen addresses that together are what binding "localhost" gives (gRPC and asyncio bind
-#: every address the name resolves to, IPv4 and IPv6 loopback).
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-
-
-def bind_host(addresses: Sequence[str]) -> str:
-    """The one host to bind for daprd's `--dapr-listen-addresses` (127.0.0.1 for none).
-
-    The listeners take one address each, so several addresses are bound as one only when they
-    are the loopback addresses (Kubernetes' Dapr default `[::1],127.0.0.1`); any other list is
-    a ValueError."""
+def bind_hosts(addresses: Sequence[str]) -> list[str]:
+    """The hosts to bind for daprd's `--dapr-listen-addresses`, each once, in order, without
+    IPv6 brackets (127.0.0.1 for none). The listeners bind every one of them."""
     hosts = list(dict.fromkeys(a.strip().strip("[]").lower() for a in addresses if a.strip()))
-    if not hosts:
-        return "127.0.0.1"
-    if len(hosts) == 1:
-        return hosts[0]
-    if all(h in _LOOPBACK for h in hosts):
-        return "localhost"
-    raise ValueError(
-        f"cannot listen on {', '.join(hosts)} at once: give one address (0.0.0.0 listens on every IPv4 address)"
-    )
+    return hosts or ["127.0.0.1"]
+
+
+def on_hosts(addresses: Sequence[str], port: int) -> tuple[str, list[str]]:
+    """The first "host:port" of `port` on the hosts of `addresses`, and the others."""
+    first, *more = (join_host_port(host, port) for host in bind_hosts(addresses))
+    return first, more
 
 
 def join_host_port(host: str, port: int) -> str:
@@ -184,10 +188,6 @@ def _listen_addresses(text: str) -> tuple[str, ...]:
                 raise argparse.ArgumentTypeError(f"{address!r} is not an IP address") from None
     if not addresses:
         raise argparse.ArgumentTypeError("give one or more IP addresses, separated by commas")
-    try:
-        bind_host(addresses)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
     return addresses
 
 
@@ -208,15 +208,19 @@ def _positive(text: str) -> int:
     return number
 
 
-#: The level names Python's logging knows, in any case (Dapr's "warn" and "fatal" among them).
-_LOG_LEVELS = tuple(name.lower() for name in logging.getLevelNamesMapping())
+#: The level names Python's logging knows, in any case (Dapr's "warn" and "fatal" among them),
+#: and upstream's "trace" (DEBUG).
+_LOG_LEVELS = (*(name.lower() for name in logging.getLevelNamesMapping()), "trace")
 
 
-def _log_level(text: str) -> str:
+def _log_level(text: str) -> Levels:
     # A type, not `choices`: argparse runs it on the $LAYOTTO_LOG_LEVEL default too.
-    if text.strip().lower() not in _LOG_LEVELS:
-        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(_LOG_LEVELS)})")
-    return text.strip().upper()
+    from layotto.observability.logging import parse_levels
+
+    try:
+        return parse_levels(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -242,6 +246,118 @@ def _run(cfg: RuntimeConfig) -> None:
     asyncio.run(serve(cfg))
 
 
+# ---- TLS (docs/operations.md#tls) ----
+
+
+@dataclass(frozen=True)
+class TlsFlags:
+    """The TLS flags: the API listeners' certificate, key and client CA; the internal listener's
+    port; sidecar to sidecar invocation's CA, certificate, key and server name."""
+
+    cert_file: str | None = None
+    key_file: str | None = None
+    client_ca_file: str | None = None
+    internal_grpc_port: int | None = None
+    peer_ca_file: str | None = None
+    peer_cert_file: str | None = None
+    peer_key_file: str | None = None
+    peer_server_name: str | None = None
+
+    def problem(self) -> str | None:
+        """What is wrong with the flags together, as argparse words it; None when nothing is."""
+        if (self.cert_file is None) != (self.key_file is None):
+            return "give --tls-cert-file and --tls-key-file together"
+        if self.client_ca_file is not None and self.cert_file is None:
+            return "--tls-client-ca-file needs --tls-cert-file and --tls-key-file: client certificates are TLS's"
+        if (self.peer_cert_file is None) != (self.peer_key_file is None):
+            return "give --peer-tls-cert-file and --peer-tls-key-file together"
+        if self.peer_ca_file is None and (self.peer_cert_file is not None or self.peer_server_name is not None):
+            return "the --peer-tls-* flags need --peer-tls-ca-file: the CA other sidecars' certificates chain to"
+        if self.internal_grpc_port is not None and self.peer_ca_file is not None and self.peer_cert_file is None:
+            return (
+                "--dapr-internal-grpc-port with --peer-tls-ca-file needs --peer-tls-cert-file and"
+                " --peer-tls-key-file: the internal listener serves this sidecar's certificate"
+            )
+        return None
+
+
+def tls_flags(args: argparse.Namespace) -> TlsFlags:
+    return TlsFlags(
+        cert_file=args.tls_cert_file,
+        key_file=args.tls_key_file,
+        client_ca_file=args.tls_client_ca_file,
+        internal_grpc_port=args.dapr_internal_grpc_port,
+        peer_ca_file=args.peer_tls_ca_file,
+        peer_cert_file=args.peer_tls_cert_file,
+        peer_key_file=args.peer_tls_key_file,
+        peer_server_name=args.peer_tls_server_name,
+    )
+
+
+def apply_tls_flags(cfg: RuntimeConfig, flags: TlsFlags) -> None:
+    """The flags over the config file's settings (a listener's `tls_context`); the files are
+    read when the sidecar starts (or `validate` checks)."""
+    from layotto.config.tls import PeerTls, Pem, ServerTls
+
+    def file(path: str | None, what: str, flag: str) -> Pem | None:
+        return Pem(path, what, flag) if path else None
+
+    cert = file(flags.cert_file, "certificate", "--tls-cert-file")
+    key = file(flags.key_file, "private key", "--tls-key-file")
+    if cert is not None and key is not None:
+        cfg.tls = ServerTls(cert, key, file(flags.client_ca_file, "client CA certificates", "--tls-client-ca-file"))
+    ca = file(flags.peer_ca_file, "peer CA certificates", "--peer-tls-ca-file")
+    if ca is not None:
+        cfg.peer_tls = PeerTls(
+            ca,
+            file(flags.peer_cert_file, "peer certificate", "--peer-tls-cert-file"),
+            file(flags.peer_key_file, "peer private key", "--peer-tls-key-file"),
+            flags.peer_server_name or "",
+        )
+    if flags.internal_grpc_port is not None:
+        # On the gRPC APIs' host: the flags that place them place it too.
+        host = cfg.grpc_address.rpartition(":")[0] if cfg.grpc_network == "tcp" else "127.0.0.1"
+        cfg.internal_grpc_address = f"{host}:{flags.internal_grpc_port}"
+
+
+def _tls_options(parser: argparse.ArgumentParser) -> None:
+    tls = parser.add_argument_group(
+        "TLS", "the gRPC APIs' port and Dapr's HTTP API over TLS (over a config file's tls_context)"
+    )
+    tls.add_argument("--tls-cert-file", metavar="FILE", help="the listeners' certificate (chain), PEM")
+    tls.add_argument("--tls-key-file", metavar="FILE", help="its private key, PEM (unencrypted)")
+    tls.add_argument(
+        "--tls-client-ca-file",
+        metavar="FILE",
+        help="require client certificates issued by this CA (mTLS); a client without one is refused",
+    )
+    peers = parser.add_argument_group("Sidecar to sidecar", "service invocation between sidecars")
+    peers.add_argument(
+        "--dapr-internal-grpc-port",
+        type=_port,
+        metavar="PORT",
+        help="daprd's: a listener only for the calls other sidecars forward (InvokeService to this app),"
+        " on the gRPC APIs' host; advertised to name resolution instead of the API port",
+    )
+    peers.add_argument(
+        "--peer-tls-ca-file",
+        metavar="FILE",
+        help="invoke other sidecars over TLS, verifying their certificate against this CA; the internal"
+        " listener requires their client certificates of it",
+    )
+    peers.add_argument(
+        "--peer-tls-cert-file",
+        metavar="FILE",
+        help="this sidecar's certificate (PEM): presented to the sidecars it invokes, served on the internal listener",
+    )
+    peers.add_argument("--peer-tls-key-file", metavar="FILE", help="its private key, PEM (unencrypted)")
+    peers.add_argument(
+        "--peer-tls-server-name",
+        metavar="NAME",
+        help="the name other sidecars' certificates carry (default: the host dialled, an IP SAN for an IP)",
+    )
+
+
 # ---- validate ----
 
 
@@ -249,37 +365,46 @@ async def check(cfg: RuntimeConfig) -> dict[str, list[str]]:
     """What `start` checks before and while it starts components, short of connecting: the
     tracing settings, the stream filters, each component's block and type (its class is made,
     not initialised: components read their metadata in `init`, which connects), duplicate
-    names, secret_ref stores, the invocation settings. Returns the names of the components
-    `start` would start, by block; a problem is the ConfigError `start` raises for it."""
+    names, the stores of secret_ref and component_ref entries, the invocation settings. Returns
+    the names of the components `start` would start, by block; a problem is the ConfigError
+    `start` raises for it."""
     from layotto.api import filters
     from layotto.observability.tracing.tracer import build as build_tracer
-    from layotto.runtime import registry
     from layotto.runtime.invoke import InvokeSettings
+    from layotto.runtime.refs import init_order
+    from layotto.runtime.registry import ComponentRegistry
     from layotto.runtime.runtime import Runtime
 
     tracer = build_tracer(cfg)
+    # The pluggable components' types are the sockets' names: asked as `start` asks them.
+    registry = ComponentRegistry()
+    cfg.warnings.extend(await registry.discover())
     if tracer is not None:
         await tracer.close()
     filters.from_config(cfg.stream_filters)
-    order = {b: i for i, b in enumerate(BLOCKS)}
-    seen: dict[str, list[str]] = {}
-    for spec in sorted(cfg.components, key=lambda s: order.get(s.block, len(order))):
-        # The runtime's checks, in its order, with its messages.
-        if not registry.is_known_block(spec.block):
-            cfg.warnings.append(
-                f"{spec.source}: the '{spec.block}' building block is not available yet;"
-                f" component '{spec.name}' is ignored"
-            )
+    # The runtime's checks, in its order, with its messages.
+    rt = Runtime(cfg, registry=registry)
+    specs = []
+    for spec in cfg.components:
+        skipped = rt.unavailable(spec)
+        if skipped is not None:
+            cfg.warnings.append(skipped)
             continue
+        specs.append(spec)
+    seen: dict[str, list[str]] = {}
+    for spec in init_order(specs):
         if spec.name in seen.get(spec.block, []):
             raise ConfigError(f"duplicate {spec.block} component name '{spec.name}'", spec.source)
-        registry.create(spec.block, spec.type, spec.source)
-        for ref in spec.extras.get("secret_ref") or []:
-            store_name = str(ref.get("store_name", ""))
-            if store_name not in seen.get("secretstores", []):
-                raise ConfigError(f"secret_ref names unknown secret store '{store_name}'", spec.source)
+        rt.create(spec)
         seen.setdefault(spec.block, []).append(spec.name)
-    InvokeSettings.from_runtime(Runtime(cfg))
+    InvokeSettings.from_runtime(rt)
+    if cfg.actuator_address:  # the actuator reads the components' `critical` flags as it starts
+        from layotto.actuator.http import critical_flags
+
+        critical_flags(cfg)
+    for tls in (cfg.tls, cfg.peer_tls):
+        if tls is not None:  # read and checked as `start` reads them, before it listens
+            cfg.warnings.extend(tls.certificates().material.warnings)
     return seen
 
 
@@ -292,11 +417,9 @@ def summary(components: dict[str, list[str]]) -> str:
 # ---- components ----
 
 
-def component_types(blocks: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """Each block's component types: the class registered for it and the metadata keys it
-    declares (None where it declares none)."""
-    from layotto.runtime import registry
-
+def component_types(blocks: Sequence[str], registry: ComponentRegistry) -> dict[str, list[dict[str, Any]]]:
+    """Each block's component types in `registry`: the class registered for it and the
+    metadata keys it declares (None where it declares none)."""
     table: dict[str, list[dict[str, Any]]] = {}
     for block in blocks:
         rows = table.setdefault(block, [])
@@ -347,12 +470,40 @@ def _sidecar_options(parser: argparse.ArgumentParser) -> None:
         "--config",
         help=f"Layotto JSON config (default: $RUNTIME_CONFIG or {DEFAULT_CONFIG}, else the embedded default)",
     )
-    parser.add_argument("--resources-path", help="a folder of Dapr component YAML files")
+    parser.add_argument(
+        "--resources-path", help="a folder of Dapr component YAML files (watched: a changed file is reloaded)"
+    )
+    parser.add_argument(
+        "--watch-config",
+        action="store_true",
+        help="reload a changed component entry of the -c config file too, as --resources-path files are",
+    )
     parser.add_argument(
         "--log-level",
         type=_log_level,
         default=os.environ.get("LAYOTTO_LOG_LEVEL", "INFO"),
-        help=f"one of {', '.join(_LOG_LEVELS)}, in any case (default: $LAYOTTO_LOG_LEVEL or info)",
+        metavar="LEVEL[,LOGGER=LEVEL...]",
+        help=f"one of {', '.join(_LOG_LEVELS)}, in any case, then a level per logger if need be, as in"
+        " info,layotto.pubsub=debug,grpc=info (default: $LAYOTTO_LOG_LEVEL or info; third-party loggers"
+        " stay at warning unless named)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("LAYOTTO_LOG_FORMAT", "text"),
+        help="text lines, or one JSON object per line: time, level, logger, message, component, trace_id"
+        " (default: $LAYOTTO_LOG_FORMAT or text)",
+    )
+    parser.add_argument(
+        "--log-as-json", action="store_const", const="json", dest="log_format", help="daprd's: --log-format json"
+    )
+    parser.add_argument(
+        "--access-log",
+        "--enable-api-logging",
+        action="store_true",
+        default=os.environ.get("LAYOTTO_ACCESS_LOG", "").lower() in ("1", "true", "yes", "on"),
+        help="log every gRPC call and Dapr HTTP request (logger layotto.access): method, status, duration, peer"
+        " (--enable-api-logging: daprd's; default: $LAYOTTO_ACCESS_LOG)",
     )
     dapr = parser.add_argument_group("Dapr apps", "daprd's flags, to run a Dapr app's sidecar")
     dapr.add_argument("--app-id", help="the app's id (overrides the config's app.app_id)")
@@ -374,8 +525,20 @@ def _sidecar_options(parser: argparse.ArgumentParser) -> None:
         "--dapr-listen-addresses",
         type=_listen_addresses,
         metavar="ADDRESSES",
-        help="daprd's: the IP address the gRPC and Dapr HTTP APIs listen on (default 127.0.0.1; 0.0.0.0: every"
-        " IPv4 address; the loopback addresses together, as [::1],127.0.0.1)",
+        help="daprd's: the IP addresses, separated by commas, the gRPC and Dapr HTTP APIs listen on, each on"
+        " every one (default 127.0.0.1; 0.0.0.0: every IPv4 address; as in [::1],127.0.0.1)",
+    )
+    listeners.add_argument(
+        "--dapr-grpc-listen-addresses",
+        type=_listen_addresses,
+        metavar="ADDRESSES",
+        help="the same for the gRPC APIs alone (over --dapr-listen-addresses)",
+    )
+    listeners.add_argument(
+        "--dapr-http-listen-addresses",
+        type=_listen_addresses,
+        metavar="ADDRESSES",
+        help="the same for Dapr's HTTP API alone (over --dapr-listen-addresses)",
     )
     listeners.add_argument(
         "--actuator-address",
@@ -404,6 +567,7 @@ def _sidecar_options(parser: argparse.ArgumentParser) -> None:
         default=3,
         help="failed probes in a row before the app is unhealthy (3)",
     )
+    _tls_options(parser)
 
 
 def _parser() -> tuple[_Parser, dict[str, _Parser]]:
@@ -433,7 +597,7 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
     _sidecar_options(run)
     validate = command(
         "validate",
-        "check a config as `start` would, connecting to nothing",
+        "check a config as `start` would, connecting to no backend",
         description="Load and check the config as `start` does, without connecting to a backend or listening."
         " Prints `OK: <n> components (...)` and exits 0, or prints the error `start` would and exits 2.",
     )
@@ -463,18 +627,23 @@ def _flags(args: argparse.Namespace) -> DaprFlags:
         if args.enable_app_health_check
         else None,
         listen_addresses=args.dapr_listen_addresses or (),
+        grpc_listen_addresses=args.dapr_grpc_listen_addresses or (),
+        http_listen_addresses=args.dapr_http_listen_addresses or (),
         actuator_address=args.actuator_address,
         metrics_port=args.metrics_port,
     )
 
 
 def _components(args: argparse.Namespace, parser: _Parser) -> int:
-    from layotto.runtime import registry
+    from layotto.runtime.registry import ComponentRegistry
 
+    registry = ComponentRegistry()
+    for warning in asyncio.run(registry.discover()):
+        print(f"layotto: warning: {warning}", file=sys.stderr)
     known = [b for b in BLOCKS if registry.is_known_block(b)]
     if args.block is not None and args.block not in known:
         parser.error(f"unknown block {args.block!r} (blocks: {', '.join(known)})")
-    table = component_types([args.block] if args.block else known)
+    table = component_types([args.block] if args.block else known, registry)
     try:
         print(json.dumps(table, indent=2) if args.json else _components_table(table), flush=True)
     except BrokenPipeError:
@@ -519,9 +688,20 @@ def main(argv: list[str] | None = None) -> int:
         return _components(args, commands["components"])
     if args.actuator_address is not None and args.metrics_port is not None:
         commands[args.command].error("give --actuator-address or --metrics-port, not both")
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tls_problem = tls_flags(args).problem()
+    if tls_problem:
+        commands[args.command].error(tls_problem)
+    from layotto.observability.logging import FORMATS
+    from layotto.observability.logging import configure as configure_logging
+
+    if args.log_format not in FORMATS:  # $LAYOTTO_LOG_FORMAT: argparse checks no default
+        commands[args.command].error(f"invalid log format {args.log_format!r} (choose from {', '.join(FORMATS)})")
+    configure_logging(args.log_level, args.log_format, access_log=args.access_log)
     try:
         cfg = load_config(args.config, args.resources_path, _flags(args))
+        cfg.access_log = args.access_log
+        cfg.watch_config = args.watch_config
+        apply_tls_flags(cfg, tls_flags(args))
         if args.command == "validate":
             return _validate(cfg)
         if args.command == "run":

@@ -10,11 +10,13 @@ import asyncio
 import functools
 import logging
 import signal
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import grpc
 
+from layotto import __version__
 from layotto.config.model import RuntimeConfig
 from layotto.errors import ConfigError
 from layotto.runtime.appchannel import open_app_channel
@@ -24,10 +26,15 @@ from layotto.runtime.resiliency import Resiliency
 from layotto.runtime.runtime import Runtime, ServiceFactory
 
 if TYPE_CHECKING:
+    from layotto.actuator.dashboard import Dashboard
     from layotto.api.dapr_http import DaprHttpApi
+    from layotto.api.peer import PeerListener
     from layotto.components.delay_queue.base import DelayScheduler
+    from layotto.config.tls import ServerTls
     from layotto.observability.tracing.tracer import Tracer
     from layotto.runtime.appchannel import AppChannel, AppChannelFactory
+    from layotto.runtime.registry import ComponentRegistry
+    from layotto.runtime.reload import Reloader
     from layotto.wasm import WasmServer
 
 log = logging.getLogger("layotto.server")
@@ -49,6 +56,7 @@ def _register_apis(
     `request_stop` stops the sidecar as SIGTERM does (Dapr's Shutdown)."""
     from layotto.api.dapr import register as register_dapr
     from layotto.api.extension import register as register_extension
+    from layotto.api.extension.helloworld import register as register_greeter
     from layotto.api.health import register as register_health
     from layotto.api.layotto import register as register_layotto
     from layotto.api.layotto.lifecycle import register as register_lifecycle
@@ -56,6 +64,7 @@ def _register_apis(
     return [
         register_layotto(server, rt, invoker),
         register_lifecycle(server, rt),
+        register_greeter(server, rt),
         register_dapr(server, rt, invoker, request_stop),
         *register_extension(server, rt, delay_schedulers),
         register_health(server, rt),
@@ -80,6 +89,33 @@ async def _start_delay_schedulers(rt: Runtime) -> dict[str, DelayScheduler]:
         await _stop_delay_schedulers(schedulers)
         raise
     return schedulers
+
+
+async def _start_reloader(rt: Runtime, delay_schedulers: dict[str, DelayScheduler]) -> Reloader | None:
+    """Hot reload of the component files, when the config asks for it (None otherwise); a
+    reloaded pub/sub component gets its own delay scheduler, in the DelayQueue API's table."""
+    from layotto.components.delay_queue.base import scheduler_for
+    from layotto.components.pubsub.base import PubSub
+    from layotto.runtime.reload import Reloader
+
+    async def swap_delay_scheduler(block: str, name: str, component: object) -> None:
+        if block != "pubsub":
+            return
+        old = delay_schedulers.pop(name, None)
+        if old is not None:
+            await _stop_delay_schedulers({name: old})
+        spec = rt.spec(block, name)
+        if isinstance(component, PubSub) and spec is not None:
+            scheduler = scheduler_for(component, name, spec.metadata)
+            if scheduler is not None:
+                await scheduler.start()
+                delay_schedulers[name] = scheduler
+
+    reloader = Reloader(rt, hooks=[swap_delay_scheduler])
+    if not reloader.enabled:
+        return None
+    await reloader.start()
+    return reloader
 
 
 async def _stop_delay_schedulers(schedulers: Mapping[str, DelayScheduler]) -> None:
@@ -121,11 +157,14 @@ def _tracer(config: RuntimeConfig) -> Tracer | None:
 def _interceptors(config: RuntimeConfig, tracer: Tracer | None) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
     from layotto.api import auth, filters
     from layotto.observability.interceptor import interceptors as telemetry
+    from layotto.observability.logging import AccessLogInterceptor
 
     # Metrics whenever an actuator serves /metrics, the tracer's spans when tracing is on.
     observed = telemetry(config, tracer)
+    # The access log outermost, so that it sees refused calls too and times the whole call.
+    access = [AccessLogInterceptor()] if config.access_log else []
     # The token check first: a refused call must not count against flow control, nor be traced.
-    return [*auth.interceptors(config.api_token), *observed, *filters.from_config(config.stream_filters)]
+    return [*access, *auth.interceptors(config.api_token), *observed, *filters.from_config(config.stream_filters)]
 
 
 async def _close_interceptors(interceptors: list[grpc.aio.ServerInterceptor[Any, Any]]) -> None:
@@ -154,7 +193,18 @@ async def _start_dapr_http(
     shared = next(
         (p.metadata for api in apis for p in getattr(api, "parts", ()) if isinstance(p, DaprMetadataApi)), None
     )
-    http = build(rt, invoker, config.dapr_http_address, metadata=shared or DaprMetadata(rt), shutdown=request_stop)
+    from layotto.observability.logging import http_middleware
+
+    observed = http_middleware({c.name for c in config.components}, access_log=config.access_log)
+    http = build(
+        rt,
+        invoker,
+        config.dapr_http_address,
+        metadata=shared or DaprMetadata(rt),
+        shutdown=request_stop,
+        middlewares=[observed],
+        ssl_context=_http_ssl_context(config),
+    )
     await _listen(http.start, "Dapr HTTP API", config.dapr_http_address, config.source)
     return http
 
@@ -172,12 +222,79 @@ async def _start_wasm(rt: Runtime, invoker: Invoker, tracer: Tracer | None) -> W
     return wasm
 
 
+def _port_adder(server: grpc.aio.Server, tls: ServerTls | None) -> Callable[[str], int]:
+    """How `server` binds an address: in plaintext, or with `tls` (its files are read here: a
+    problem with them is a ConfigError; a rotated certificate is served from the next handshake)."""
+    if tls is None:
+        return server.add_insecure_port
+    from layotto.config.tls_grpc import grpc_server_credentials
+
+    certs = tls.certificates()
+    for warning in certs.material.warnings:
+        log.warning("%s", warning)
+    credentials = grpc_server_credentials(certs, mutual=tls.mutual)
+    log.info("the gRPC APIs serve TLS%s", " and require client certificates" if tls.mutual else "")
+    return lambda target: server.add_secure_port(target, credentials)
+
+
+def _http_ssl_context(config: RuntimeConfig) -> ssl.SSLContext | None:
+    """The TLS of Dapr's HTTP API: the gRPC APIs' (None: plaintext)."""
+    if config.tls is None:
+        return None
+    from layotto.config.tls import http_server_context
+
+    return http_server_context(config.tls.certificates(), mutual=config.tls.mutual)
+
+
+def _peer_listener(
+    cfg: RuntimeConfig, options: list[tuple[str, Any]], interceptors: list[grpc.aio.ServerInterceptor[Any, Any]]
+) -> PeerListener | None:
+    """daprd's internal gRPC listener, bound, when `internal_grpc_address` asks for one; the
+    address advertised to name resolution becomes its (with the port it got)."""
+    if not cfg.internal_grpc_address:
+        return None
+    from layotto.api.peer import PeerListener
+
+    peer = PeerListener(
+        cfg.internal_grpc_address, cfg.peer_tls, options=options, interceptors=interceptors, source=cfg.source
+    )
+    cfg.internal_grpc_address = peer.address
+    return peer
+
+
 async def _listen(start: Callable[[], Awaitable[None]], what: str, address: str, source: str) -> None:
     """Start a listener; an address that cannot be had is a ConfigError naming it."""
     try:
         await start()
     except OSError as exc:
         raise ConfigError(f"{what} cannot listen on {address}: {exc.strerror or exc}", source) from None
+
+
+def _bind_grpc(cfg: RuntimeConfig, add_port: Callable[[str], int]) -> tuple[int, list[str]]:
+    """Bind the gRPC APIs on `grpc_address` and each of `grpc_extra_addresses` with `add_port`
+    (the server's add_*_port); returns the port and the addresses bound. A port 0 is the one
+    the first bind got, on every address. As daprd, an address that cannot be had is a warning
+    while another one is bound; none bound is a ConfigError naming them."""
+    if cfg.grpc_network == "unix":
+        return add_port(f"unix:{cfg.grpc_address}"), [f"unix:{cfg.grpc_address}"]
+    port, bound_to, failed = 0, list[str](), list[tuple[str, str]]()
+    for address in (cfg.grpc_address, *cfg.grpc_extra_addresses):
+        host, _, wanted = address.rpartition(":")
+        target = f"{host}:{port}" if port and wanted == "0" else address
+        try:
+            bound, detail = add_port(target), "address in use or not available"
+        except RuntimeError as exc:
+            bound, detail = 0, str(exc)
+        if bound == 0:
+            failed.append((target, detail))
+            continue
+        port = port or bound
+        bound_to.append(f"{host}:{port}")
+    if port == 0:
+        raise ConfigError(f"cannot listen on {', '.join(t for t, _ in failed)}: {failed[0][1]}", cfg.source)
+    for target, detail in failed:
+        log.warning("the gRPC APIs cannot listen on %s (%s); they listen on the other addresses", target, detail)
+    return port, bound_to
 
 
 def _serve_registered_methods_generically(server: grpc.aio.Server) -> None:
@@ -196,11 +313,27 @@ def _serve_registered_methods_generically(server: grpc.aio.Server) -> None:
     cast(Any, server).add_registered_method_handlers = add_as_generic
 
 
+def _config_source(cfg: RuntimeConfig) -> str:
+    """Where the config came from: the file and the Dapr resources folder, as given."""
+    sources = [cfg.source, cfg.resources_path]
+    return " + ".join(dict.fromkeys(s for s in sources if s)) or "-"
+
+
+def _loaded(rt: Runtime) -> list[tuple[str, str, str]]:
+    """(block, name, type) of every component started."""
+    specs = rt.config.components
+    return [(spec.block, spec.name, spec.type) for spec in specs if rt.get(spec.block, spec.name) is not None]
+
+
 class Sidecar:
-    def __init__(self, config: RuntimeConfig) -> None:
+    def __init__(self, config: RuntimeConfig, registry: ComponentRegistry | None = None) -> None:
+        """`registry`: the component types to make components of (None: the built-in ones and
+        the pluggable components of the default socket folders)."""
         self.config = config
         # One engine: the cores, event delivery and invocation share each target's breaker.
-        self.rt = Runtime(config, app_channels=_app_channels(), resiliency=Resiliency(config.resiliency))
+        self.rt = Runtime(
+            config, app_channels=_app_channels(), resiliency=Resiliency(config.resiliency), registry=registry
+        )
         self.server: grpc.aio.Server | None = None
         self.apis: list[Api] = []
         self.interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = []
@@ -212,9 +345,19 @@ class Sidecar:
         self.app_health: AppHealth | None = None
         self.delay_schedulers: dict[str, DelayScheduler] = {}
         self.actuator: object | None = None
+        #: The actuator's /dashboard; it samples the counters once the sidecar serves.
+        self.dashboard: Dashboard | None = None
         self.dapr_http: DaprHttpApi | None = None
         self.wasm: WasmServer | None = None
+        #: daprd's internal gRPC listener (`internal_grpc_address`): other sidecars' forwarded calls.
+        self.peer: PeerListener | None = None
+        #: Hot reload of the component files (runtime/reload.py), when the config asks for it.
+        self.reloader: Reloader | None = None
+        # Before any core is built: a core then follows the components a reload swaps.
+        self.rt.swappable = bool(config.resources_path or config.watch_config)
         self.port = 0
+        #: "host:port" of each address the gRPC APIs listen on ("unix:PATH" on a socket).
+        self.grpc_addresses: list[str] = []
         self._stopped = asyncio.Event()
         #: Stops asked for from within a call (Dapr's HTTP Shutdown), seen through by `wait`.
         self._stop_requests: list[asyncio.Task[None]] = []
@@ -236,6 +379,10 @@ class Sidecar:
             from layotto.api.dapr.healthz import routes as dapr_health_routes
 
             actuator.routes.update(dapr_health_routes(self.rt))
+            from layotto.actuator.dashboard import Dashboard
+
+            self.dashboard = Dashboard(self.rt)
+            actuator.prefixes["/dashboard"] = self.dashboard.route
             self.actuator = actuator
         options = [
             ("grpc.max_receive_message_length", cfg.max_message_bytes),
@@ -247,25 +394,25 @@ class Sidecar:
         _serve_registered_methods_generically(server)
         # Undecodable requests answer INVALID_ARGUMENT, not UNKNOWN with a traceback logged each.
         check_requests(server)
-        target = f"unix:{cfg.grpc_address}" if cfg.grpc_network == "unix" else cfg.grpc_address
         try:
-            self.port = server.add_insecure_port(target)
-        except RuntimeError as exc:
-            self.port = 0
-            detail = str(exc)
-        else:
-            detail = "address in use or not available"
-        if cfg.grpc_network != "unix" and self.port == 0:
+            self.port, self.grpc_addresses = _bind_grpc(cfg, _port_adder(server, cfg.tls))
+        except ConfigError:
             if actuator is not None:
                 await actuator.stop()
-            raise ConfigError(f"cannot listen on {cfg.grpc_address}: {detail}", cfg.source)
+            raise
         self.server = server
         try:
+            self.peer = _peer_listener(cfg, options, self.interceptors)
             self.app_channel = open_app_channel(self.rt)
             self.app_health = AppHealth(self.app_channel, cfg.app.health_check)
             await self.app_health.start()
+            # Pluggable components first: their sockets' names are component types.
+            for warning in await self.rt.registry.discover():
+                log.warning("%s", warning)
             await self.rt.start(_service_factories(self.app_channel, self.tracer, self.app_health))
             self.invoker = Invoker(self.rt, self.app_channel)
+            if self.peer is not None:
+                self.peer.serve(self.invoker)
             await self.invoker.start()
             self.delay_schedulers = await _start_delay_schedulers(self.rt)
             # The APIs are built on the started components (each block's core binds them), and
@@ -275,15 +422,25 @@ class Sidecar:
                 await api.start_api()
             self.dapr_http = await _start_dapr_http(cfg, self.rt, self.invoker, self.apis, self.request_stop)
             self.wasm = await _start_wasm(self.rt, self.invoker, self.tracer)
+            self.reloader = await _start_reloader(self.rt, self.delay_schedulers)
         except BaseException:
             await self._close_parts()
             if actuator is not None:
                 await actuator.stop()
             raise
         await server.start()
+        if self.peer is not None:
+            await self.peer.start()
+        if self.dashboard is not None:
+            await self.dashboard.start()
         for warning in cfg.warnings:
             log.warning("%s", warning)
-        log.info("layotto listening on %s (app id %r)", cfg.grpc_address, self.rt.app_id)
+        from layotto.observability.logging import start_banner
+
+        message, extra = start_banner(
+            __version__, self.rt.app_id, _config_source(cfg), self.listeners(), _loaded(self.rt)
+        )
+        log.info("%s", message, extra=extra)
 
     async def stop(self) -> None:
         """Drain, then stop: probes first (readiness 503, gRPC health NOT_SERVING), then open
@@ -293,21 +450,47 @@ class Sidecar:
             return
         self._stopped.set()
         self.rt.status = "DOWN"
+        reloader, self.reloader = self.reloader, None
+        if reloader is not None:  # first: nothing is swapped while the parts stop
+            await reloader.stop()
         await self._drain_apis()
         await self._stop_wasm()
         await self._stop_dapr_http()
-        if self.server is not None:
-            await self.server.stop(self.config.shutdown_grace)
+        # The internal listener too: calls other sidecars forward finish as the app's own do.
+        listeners = (self.server, self.peer)
+        await asyncio.gather(*(s.stop(self.config.shutdown_grace) for s in listeners if s is not None))
         await self._close_parts()
         await _close_interceptors(self.interceptors)
         if self.tracer is not None:  # flushes the exporters (never raises): every span is finished by now
             await self.tracer.close()
+        if self.dashboard is not None:
+            await self.dashboard.stop()
         if self.actuator is not None:
             from layotto.actuator.http import Actuator
 
             assert isinstance(self.actuator, Actuator)
             await self.actuator.stop()
         log.info("layotto stopped")
+
+    def listeners(self) -> list[tuple[str, list[str]]]:
+        """(what, its addresses) of every listener up, for the start banner."""
+        found = [("gRPC API (the Dapr gRPC API shares this port)", self.grpc_addresses)]
+        if self.dapr_http is not None:
+            found.append(("Dapr HTTP API", self.dapr_http.addresses))
+        if self.actuator is not None:
+            from layotto.actuator.http import Actuator
+
+            assert isinstance(self.actuator, Actuator)
+            host = f"[{self.actuator.host}]" if ":" in self.actuator.host else self.actuator.host
+            what = "actuator (health, info, logger, /metrics" + (", /dashboard)" if self.dashboard else ")")
+            found.append((what, [f"{host}:{self.actuator.port}"]))
+        if self.peer is not None:
+            found.append(("internal gRPC API (calls other sidecars forward)", [self.peer.address]))
+        if self.wasm is not None:
+            found += [("WASM functions", [listener.address]) for listener in self.wasm.listeners]
+            if self.wasm.admin is not None:
+                found.append(("WASM management", [self.wasm.admin.address]))
+        return found
 
     def request_stop(self) -> None:
         """Stop as SIGTERM does, asked from within a call (Dapr's HTTP Shutdown)."""
@@ -345,6 +528,8 @@ class Sidecar:
         """APIs, then the delay schedulers and the invocation engine (it withdraws from name
         resolution while the components are up), then the components and their services, then
         the app channel."""
+        if self.peer is not None:  # a start that failed: no call came yet
+            await self.peer.stop(None)
         apis, self.apis = self.apis, []
         for api in apis:
             try:

@@ -16,7 +16,7 @@ import pytest
 
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.state.base import DeleteRequest, GetRequest, GetResponse, SetRequest, StateStore
-from layotto.runtime import registry
+from layotto.runtime.registry import ComponentRegistry
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2 as pb
 from layotto_proto.spec.proto.runtime.v1 import runtime_pb2_grpc
 from tests.support.sidecar import SidecarProcess, free_port, layotto_config, running_sidecar
@@ -140,20 +140,27 @@ class _SlowStore(StateStore):
         self.closed = True
 
 
-@pytest.fixture
-def slow_store_type() -> str:
-    registry.register("state", "test-slow", _SlowStore)
-    return "test-slow"
-
-
-async def test_shutdown_drains_in_flight_calls_before_closing_components(slow_store_type: str) -> None:
-    async with running_sidecar({"state": {"slow": {"type": slow_store_type}}}) as (sidecar, address):
+async def test_shutdown_drains_in_flight_calls_before_closing_components() -> None:
+    registry = ComponentRegistry({("state", "test-slow"): _SlowStore})
+    async with running_sidecar({"state": {"slow": {"type": "test-slow"}}}, registry) as (sidecar, address):
         store = _SlowStore.instances[-1]
         async with grpc.aio.insecure_channel(address) as channel:
             stub = runtime_pb2_grpc.RuntimeStub(channel)
             in_flight = asyncio.ensure_future(stub.GetState(pb.GetStateRequest(store_name="slow", key="k")))
             await store.entered.wait()
+            # The listener keeps taking calls while probes turn and streams end (drain), and
+            # stops at server.stop: the next call is made once that has begun, however slowly
+            # a loaded machine gets there.
+            listener_stopping = asyncio.Event()
+            server_stop = sidecar.server.stop
+
+            async def observed_stop(grace: float | None) -> None:
+                listener_stopping.set()
+                await server_stop(grace)
+
+            sidecar.server.stop = observed_stop  # type: ignore[method-assign]
             stopping = asyncio.ensure_future(sidecar.stop())
+            await listener_stopping.wait()
             # New calls are refused once shutdown began; the one in flight is not cut off.
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await stub.GetState(pb.GetStateRequest(store_name="slow", key="k2"), timeout=5)

@@ -24,6 +24,10 @@ class InvokeRpcs:
     def __init__(self, invoker: Invoker) -> None:
         self._invoker = invoker
 
+    def forwarded(self, metadata: tuple[tuple[str, Any], ...]) -> bool:
+        """Whether a call came from another sidecar (delivered here, never passed on)."""
+        return is_forwarded(metadata)
+
     async def InvokeService(self, request: Any, context: Ctx) -> Any:
         metadata = tuple(context.invocation_metadata() or ())
         message = request.message
@@ -39,7 +43,7 @@ class InvokeRpcs:
         call = request_of(request.id, message, type(self).VERB_NAME, metadata)
         try:
             reply = await self._invoker.invoke(
-                call, time_remaining=context.time_remaining(), forwarded=is_forwarded(metadata)
+                call, time_remaining=context.time_remaining(), forwarded=self.forwarded(metadata)
             )
         except InvokeError as exc:
             await context.abort(exc.code, exc.message, trailing_metadata=self.FAILURE_TRAILER)

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from layotto.config.model import BLOCKS, ComponentSpec, RuntimeConfig, SubscriptionSpec
+from layotto.config.model import BLOCKS, BulkSubscribeSpec, ComponentSpec, RuntimeConfig, SubscriptionSpec
 from layotto.config.resiliency import ResiliencyResource, check_references, merge, resiliency_resource
 from layotto.config.schema import MAX_DEPTH, MAX_YAML_NODES, At, Marks, Obj, check_tree, decode, describe, suggest
 from layotto.config.tracing import TracingResource, dapr_configuration, merge_tracing
@@ -90,9 +90,18 @@ _SPEC_KEYS = ("type", "version", "metadata")
 _SPEC_DAPR = ("ignoreErrors", "initTimeout")
 _ITEM_KEYS = ("name", "value", "secretKeyRef", "envRef")
 _SECRET_KEY_REF_KEYS = ("name", "key")
-_SUBSCRIPTION_SPEC_KEYS = ("pubsubname", "pubsubName", "topic", "route", "routes", "metadata", "deadLetterTopic")
-_SUBSCRIPTION_SPEC_DAPR = ("bulkSubscribe",)
+_SUBSCRIPTION_SPEC_KEYS = (
+    "pubsubname",
+    "pubsubName",
+    "topic",
+    "route",
+    "routes",
+    "metadata",
+    "deadLetterTopic",
+    "bulkSubscribe",
+)
 _BULK_SUBSCRIBE_KEYS = ("enabled", "maxMessagesCount", "maxAwaitDurationMs")
+_INT32_MAX = 2**31 - 1
 
 
 class _Loader(yaml.SafeLoader):
@@ -245,6 +254,15 @@ def _document(doc: Any, at: At, app_id: str, warnings: list[str]) -> _Resource |
             )
         warnings.append(f"{source}: Dapr component type '{full_type}' has no building block here; ignored")
         return None
+    kind = ""
+    if block == "custom":
+        # Dapr has no custom components: `custom.<kind>.<type>` is this runtime's spelling of
+        # upstream Layotto's `custom_component: {<kind>: {<name>: {type}}}`.
+        kind, _, type_name = type_name.partition(".")
+        if not kind or not type_name:
+            raise spec.where("type").error(
+                f"a custom component's spec.type must look like 'custom.<kind>.<type>', got {full_type!r}"
+            )
     version = spec.text("version")
     if not _in_scope(top, app_id):
         return None
@@ -262,7 +280,9 @@ def _document(doc: Any, at: At, app_id: str, warnings: list[str]) -> _Resource |
     extras: dict[str, Any] = {"dapr_type": full_type, "version": version or "v1"}
     if refs:
         extras["secret_ref"] = refs
-    return ComponentSpec(block=block, name=name, type=type_name, metadata=metadata, extras=extras, source=source)
+    return ComponentSpec(
+        block=block, name=name, type=type_name, metadata=metadata, extras=extras, source=source, kind=kind
+    )
 
 
 def _name(top: Obj, *, required: bool) -> str:
@@ -294,15 +314,13 @@ def _subscription(top: Obj, app_id: str, warnings: list[str]) -> SubscriptionSpe
     source = f"{top.at.source} (subscription '{name}')"
     top.at = At(source, line=top.at.line, yaml=True, marks=top.at.marks)
     spec = top.mapping("spec") or Obj({}, top.where("spec"), "spec", fold_case=False)
-    spec.check_keys(_SUBSCRIPTION_SPEC_KEYS, _SUBSCRIPTION_SPEC_DAPR)
+    spec.check_keys(_SUBSCRIPTION_SPEC_KEYS)
     pubsub = spec.text("pubsubname") or spec.text("pubsubName")
     topic = spec.text("topic")
     if not pubsub or not topic:
         warnings.append(f"{source}: a Subscription needs spec.pubsubname and spec.topic; the document is ignored")
         return None
-    bulk = spec.mapping("bulkSubscribe")
-    if bulk is not None:
-        bulk.check_keys(_BULK_SUBSCRIBE_KEYS)
+    bulk = _bulk_subscribe(spec)
     if not _in_scope(top, app_id):
         return None
     routes = spec.mapping("routes", "spec.routes")
@@ -324,6 +342,20 @@ def _subscription(top: Obj, app_id: str, warnings: list[str]) -> SubscriptionSpe
         dead_letter_topic=spec.text("deadLetterTopic"),
         metadata={str(k): _value(v) for k, v in metadata.value.items()} if metadata is not None else {},
         source=source,
+        bulk_subscribe=bulk,
+    )
+
+
+def _bulk_subscribe(spec: Obj) -> BulkSubscribeSpec | None:
+    """`spec.bulkSubscribe`, the same in v1alpha1 and v2alpha1 (Dapr's int32 fields)."""
+    bulk = spec.mapping("bulkSubscribe")
+    if bulk is None:
+        return None
+    bulk.check_keys(_BULK_SUBSCRIBE_KEYS)
+    return BulkSubscribeSpec(
+        enabled=bulk.boolean("enabled"),
+        max_messages_count=bulk.integer("maxMessagesCount", low=0, high=_INT32_MAX),
+        max_await_duration_ms=bulk.integer("maxAwaitDurationMs", low=0, high=_INT32_MAX),
     )
 
 

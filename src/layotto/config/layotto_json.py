@@ -3,8 +3,9 @@
 Each section is checked against upstream's shape (`schema.Obj`): a value of the wrong type, or
 a key that neither this runtime nor MOSN/Layotto knows, is a ConfigError naming the JSON path
 (and, for a key, the closest known one). MOSN's own settings, which a sidecar that is not a
-proxy has no use for (routers, cluster_manager, access logs, TLS, ...), are accepted and
-ignored; component metadata and the configs of filters run by MOSN alone are free-form.
+proxy has no use for (routers, cluster_manager, access logs, ...), are accepted and ignored,
+but for the grpc listener's `tls_context`, which is its TLS; component metadata and the
+configs of filters run by MOSN alone are free-form.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from layotto.config.model import (
     DEFAULT_CALLBACK_HOST,
     DEFAULT_WASM_MEMORY,
     DEFAULT_WASM_TIMEOUT,
     AppConfig,
+    ComponentRef,
     ComponentSpec,
     RuntimeConfig,
     WasmFunctionSpec,
@@ -29,6 +31,9 @@ from layotto.config.resiliency import check_references, parse_spec
 from layotto.config.schema import MAX_DEPTH, At, Obj, check_tree, decode, describe, suggest, unknown_key
 from layotto.config.tracing import DAPR_TRACING_KEYS, dapr_tracing
 from layotto.errors import ConfigError
+
+if TYPE_CHECKING:
+    from layotto.config.tls import ServerTls
 
 #: grpc_config key -> block, for entries shaped {name: {type, metadata, ...}}.
 _BLOCK_KEYS: dict[str, str] = {
@@ -50,6 +55,10 @@ _BLOCK_KEYS: dict[str, str] = {
     "name_resolution": "nameresolution",
 }
 _GRPC_CONFIG_KEYS = (*_BLOCK_KEYS, "app", "rpcs", "custom_component")
+#: grpc_config key -> block: what upstream's Lifecycle.ApplyConfiguration calls a component's kind.
+BLOCK_KEYS: Mapping[str, str] = _BLOCK_KEYS
+#: The grpc_config key of custom components; their kind in ApplyConfiguration is `custom_component.<kind>`.
+CUSTOM_KEY = "custom_component"
 #: Keys older upstream releases read, kept by some of upstream's example files; today's
 #: upstream ignores them, and so does this runtime, with a warning naming the new key.
 _OLD_GRPC_CONFIG_KEYS = {"files": "file", "config_stores": "config_store", "secretstores": "secret_store"}
@@ -235,10 +244,28 @@ def _listener(cfg: RuntimeConfig, listener: Obj, seen: _Listeners) -> None:
             cfg.grpc_network = network
             cfg.stream_filters = [flt.value for flt in stream_filters]
             _grpc_filter(cfg, config)
+            cfg.tls = _tls_context(chain, listener, cfg.warnings)
     if "actuator_filter" in kinds and address:
         cfg.actuator_address = _host_port(address, listener.where("address"))
     if kinds & {WASM_FILTER, WASM_ADMIN_FILTER}:
         _load_wasm_filters(cfg, stream_filters, listener, seen.plugins)
+
+
+def _tls_context(chain: Obj, listener: Obj, warnings: list[str]) -> ServerTls | None:
+    """The grpc listener's `tls_context` (or the first of `tls_context_set`): TLS of the API
+    listeners (config/tls.py). Other listeners' are MOSN's, and ignored."""
+    from layotto.config.tls import from_mosn
+
+    context = chain.mapping("tls_context", "tls_context")
+    contexts = chain.objects("tls_context_set", "a tls_context")
+    if context is None and contexts:
+        context = contexts[0]
+        if len(contexts) > 1:
+            warnings.append(f"{chain.where('tls_context_set')}: only the first tls_context is served")
+    found = from_mosn(context, warnings) if context is not None else None
+    if found is not None and listener.get("inspector") is True:
+        warnings.append(f"{listener.where('inspector')}: with TLS on, plaintext connections are refused")
+    return found
 
 
 def _stream_filter(flt: Obj) -> str:
@@ -338,7 +365,7 @@ def _load_grpc_config(cfg: RuntimeConfig, grpc_config: Obj) -> None:
                 group = Obj(named, kinds.at.key(value, kind), "a custom component kind")
                 for name, entry in named.items():
                     spec = _component("custom", name, entry, group.at.key(named, name))
-                    spec.extras["kind"] = kind
+                    spec.kind = kind
                     cfg.components.append(spec)
         elif lkey == "extends":
             Obj(value, where, "extends")
@@ -384,11 +411,15 @@ def _component(block: str, name: str, entry: Any, at: At) -> ComponentSpec:
     else:
         raise obj.where("metadata").error(f"metadata must be a JSON object, got {describe(raw_md)}")
     extras: dict[str, Any] = {}
+    component_ref: ComponentRef | None = None
     canonical = {k.lower(): k for k in _ENTRY_KEYS}
     for key, value in entry.items():
         known = canonical.get(key.lower())
         where = at.key(entry, key)
         if known in ("type", "metadata"):
+            continue
+        if known == "component_ref":
+            component_ref = _component_ref(value, where)
             continue
         if known is not None:
             if value is not None:
@@ -398,7 +429,25 @@ def _component(block: str, name: str, entry: Any, at: At) -> ComponentSpec:
             raise unknown_key(where, key, _ENTRY_KEYS)
         # e.g. hellos' "hello", config_store's "address"/"timeout"/"store_name".
         metadata.setdefault(key, value)
-    return ComponentSpec(block=block, name=name, type=type_name, metadata=metadata, extras=extras, source=str(at))
+    return ComponentSpec(
+        block=block,
+        name=name,
+        type=type_name,
+        metadata=metadata,
+        extras=extras,
+        source=str(at),
+        component_ref=component_ref,
+    )
+
+
+def _component_ref(value: Any, at: At) -> ComponentRef | None:
+    """`{config_store, secret_store}`: names of components of those blocks ("" or absent: none)."""
+    if value is None:
+        return None
+    ref = Obj(value, at, "component_ref")
+    ref.check_keys(_COMPONENT_REF_KEYS)
+    found = ComponentRef(config_store=ref.text("config_store"), secret_store=ref.text("secret_store"))
+    return found if found.config_store or found.secret_store else None
 
 
 def _extra(key: str, value: Any, at: At) -> Any:
@@ -408,10 +457,6 @@ def _extra(key: str, value: Any, at: At) -> Any:
         if not isinstance(value, str):
             raise at.error(f"version must be a string, got {describe(value)}")
         return value
-    if key == "component_ref":
-        ref = Obj(value, at, key)
-        ref.check_keys(_COMPONENT_REF_KEYS)
-        return {k: ref.text(k) for k in _COMPONENT_REF_KEYS if ref.find(k)[0] is not None}
     if not isinstance(value, list):
         raise at.error(f"secret_ref must be a JSON array of {{store_name, key, ...}} objects, got {describe(value)}")
     refs = []

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from layotto.config.resiliency import ResiliencySpec
+
+if TYPE_CHECKING:  # loaded with TLS only: config/tls.py brings gRPC and cryptography
+    from layotto.config.tls import PeerTls, ServerTls
 
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:34904"
 DEFAULT_ACTUATOR_ADDRESS = "127.0.0.1:34999"
@@ -36,6 +39,15 @@ BLOCKS: tuple[str, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class ComponentRef:
+    """Upstream's `component_ref`: the config store and the secret store (component names, ""
+    for none) the runtime hands to the component before its init."""
+
+    config_store: str = ""
+    secret_store: str = ""
+
+
 @dataclass
 class ComponentSpec:
     """One configured component: which block, its name, its backend type and metadata."""
@@ -48,6 +60,10 @@ class ComponentSpec:
     extras: dict[str, Any] = field(default_factory=dict)
     #: Where it was declared, for error messages: "config.json: $.servers[0]...state.redis".
     source: str = ""
+    #: A custom component's kind (the key under `custom_component`); "" in every other block.
+    kind: str = ""
+    #: The stores its `component_ref` names; None without one.
+    component_ref: ComponentRef | None = None
 
 
 @dataclass
@@ -79,6 +95,17 @@ class AppHealthCheck:
     threshold: int = 3
 
 
+@dataclass(frozen=True)
+class BulkSubscribeSpec:
+    """Dapr's `bulkSubscribe` of a subscription: events go to the app in batches of up to
+    `max_messages_count`, each sent once it is full or `max_await_duration_ms` after its first
+    event came; 0 means daprd's default (100 events, 1000 ms)."""
+
+    enabled: bool = False
+    max_messages_count: int = 0
+    max_await_duration_ms: int = 0
+
+
 @dataclass
 class SubscriptionSpec:
     """A declared subscription (a Dapr `Subscription` resource, dapr.io/v1alpha1 or v2alpha1)."""
@@ -93,6 +120,8 @@ class SubscriptionSpec:
     dead_letter_topic: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    #: `spec.bulkSubscribe`; None when the resource has none.
+    bulk_subscribe: BulkSubscribeSpec | None = None
 
 
 #: What a function may take when its entry sets no `limits` (beyond upstream, which has none).
@@ -145,6 +174,20 @@ class RuntimeConfig:
     actuator_address: str | None = DEFAULT_ACTUATOR_ADDRESS
     #: "host:port" of Dapr's HTTP API (daprd's /v1.0/...); None serves none.
     dapr_http_address: str | None = None
+    #: More "host:port" addresses of the gRPC APIs and of Dapr's HTTP API (daprd's
+    #: --dapr-listen-addresses with several hosts), on the first address's port.
+    grpc_extra_addresses: list[str] = field(default_factory=list)
+    dapr_http_extra_addresses: list[str] = field(default_factory=list)
+    #: TLS of the gRPC APIs' and Dapr's HTTP API's listeners; None: plaintext (docs/operations.md#tls).
+    tls: ServerTls | None = None
+    #: daprd's internal gRPC listener: calls other sidecars forward (InvokeService only), and the
+    #: address this sidecar advertises to name resolution; None: they come to the API port.
+    internal_grpc_address: str | None = None
+    #: TLS of sidecar to sidecar invocation (the channels to other sidecars and the internal
+    #: listener); None: plaintext.
+    peer_tls: PeerTls | None = None
+    #: `--access-log`: one `layotto.access` record per API call (gRPC and Dapr HTTP).
+    access_log: bool = False
     app: AppConfig = field(default_factory=AppConfig)
     components: list[ComponentSpec] = field(default_factory=list)
     #: Raw stream filter configs of the gRPC listener (flowControlFilter, grpc_metric, ...).
@@ -166,6 +209,11 @@ class RuntimeConfig:
     #: Dapr's resiliency policies and their targets (docs/resiliency.md).
     resiliency: ResiliencySpec = field(default_factory=ResiliencySpec)
     source: str = ""
+    #: The Dapr resources folder (or file) the components of `--resources-path` came from; its
+    #: component files are watched and a changed one reloaded (docs/extending.md).
+    resources_path: str = ""
+    #: `--watch-config`: reload a changed component entry of the Layotto JSON file (`source`) too.
+    watch_config: bool = False
 
     def components_of(self, block: str) -> list[ComponentSpec]:
         return [c for c in self.components if c.block == block]

@@ -23,6 +23,7 @@ from google.protobuf import any_pb2
 
 from layotto.components.base import Metadata
 from layotto.components.nameresolution.base import NameResolutionFeature, NameResolver
+from layotto.config.tls_grpc import grpc_channel_credentials
 from layotto.errors import ComponentError, LayottoError
 from layotto.observability import tracing
 from layotto.runtime.resiliency import TIMEOUT_MESSAGE, Outcomes
@@ -260,10 +261,14 @@ class InvokeSettings:
 
 
 def _own_address(rt: Runtime) -> str:
+    """Where other sidecars reach this one: the internal listener when there is one, else the API port."""
     cfg = rt.config
-    if cfg.grpc_network == "unix":
+    if cfg.internal_grpc_address:
+        host, _, port = cfg.internal_grpc_address.rpartition(":")
+    elif cfg.grpc_network == "unix":
         return f"unix:{cfg.grpc_address}"
-    host, _, port = cfg.grpc_address.rpartition(":")
+    else:
+        host, _, port = cfg.grpc_address.rpartition(":")
     if host in ("", "0.0.0.0", "[::]", "::"):
         # Other sidecars cannot dial a wildcard; the advertised host is configurable.
         host = "127.0.0.1"
@@ -280,6 +285,14 @@ class Invoker:
         self.app_channel = app_channel
         self.resolvers: list[NameResolver] = []
         self._peers: dict[str, tuple[grpc.aio.Channel, runtime_pb2_grpc.RuntimeStub]] = {}
+        #: With peer TLS: this sidecar's certificate and the peers' CA, read again when rotated.
+        tls = rt.config.peer_tls
+        self._certs = tls.certificates() if tls is not None else None
+        self._peer_options: list[tuple[str, Any]] = [*GRPC_CHANNEL_OPTIONS]
+        #: Channels replaced after a rotation, closing once their calls in flight are done.
+        self._retiring: set[asyncio.Task[None]] = set()
+        if tls is not None and tls.server_name:
+            self._peer_options.append(("grpc.ssl_target_name_override", tls.server_name))
         self._turn = itertools.count()
         self._started = False
         self._registered: list[NameResolver] = []
@@ -313,6 +326,9 @@ class Invoker:
         peers, self._peers = self._peers, {}
         for channel, _ in peers.values():
             await channel.close(None)
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         self._started = False
 
     def timeout_of(self, request: InvokeRequest, time_remaining: float | None) -> float:
@@ -418,10 +434,25 @@ class Invoker:
     def _peer(self, address: str) -> runtime_pb2_grpc.RuntimeStub:
         found = self._peers.get(address)
         if found is None:
-            channel = grpc.aio.insecure_channel(address, options=GRPC_CHANNEL_OPTIONS)
+            if self._certs is None:
+                channel = grpc.aio.insecure_channel(address, options=self._peer_options)
+            else:
+                credentials = grpc_channel_credentials(self._certs.material)
+                channel = grpc.aio.secure_channel(address, credentials, options=self._peer_options)
             found = (channel, runtime_pb2_grpc.RuntimeStub(channel))
             self._peers[address] = found
         return found[1]
+
+    async def _rotate(self) -> None:
+        """After this sidecar's certificate or the peers' CA changed: new channels with them.
+        The old ones close in the background once their calls in flight are done."""
+        if self._certs is None or not self._certs.refresh():
+            return
+        peers, self._peers = self._peers, {}
+        for channel, _ in peers.values():
+            task = asyncio.create_task(channel.close(self.settings.timeout))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     async def _forward(self, request: InvokeRequest, budget: float) -> InvokeResponse:
         addresses = await self._resolve(request.app_id)
@@ -431,12 +462,14 @@ class Invoker:
                 f"no sidecar serving app id '{request.app_id}' was found by name resolution",
             )
         address = addresses[next(self._turn) % len(addresses)]
+        await self._rotate()
         message = runtime_pb2.CommonInvokeRequest(
             method=request.method, data=any_pb2.Any(value=request.data), content_type=request.content_type
         )
         if request.verb:
             message.http_extension.verb = runtime_pb2.HTTPExtension.Verb.Value(request.verb)
             message.http_extension.querystring = request.querystring
+        deadline = time.monotonic() + budget - 0.001
         call: Any = self._peer(address).InvokeService(
             runtime_pb2.InvokeServiceRequest(id=request.app_id, message=message),
             metadata=(*request.headers, (HOP_HEADER, self.rt.app_id or "-")),
@@ -453,6 +486,16 @@ class Invoker:
                 raise InvokeError(code, details) from None
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise timeout_error(request, budget) from None
+            if code == grpc.StatusCode.CANCELLED:
+                # An overloaded peer (or one shutting down) drops calls it cannot start in time:
+                # to the caller that is a timeout or an unavailable sidecar, never CANCELLED,
+                # which would read as if the caller itself had given up.
+                if time.monotonic() >= deadline:
+                    raise timeout_error(request, budget) from None
+                raise InvokeError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the sidecar of app id '{request.app_id}' at {address} dropped the call: {details}",
+                ) from None
             if code == grpc.StatusCode.UNAVAILABLE:
                 for resolver in self.resolvers:
                     resolver.invalidate(request.app_id)

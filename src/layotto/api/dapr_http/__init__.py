@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,10 +66,20 @@ class DaprHttpApi:
         refuse_token: Callable[[], web.Response],
         max_body: int,
         grace: float,
+        extra_addresses: Sequence[str] = (),
+        middlewares: Sequence[Middleware] = (),
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         host, _, port = address.rpartition(":")
         self.host = host.strip("[]") or "127.0.0.1"
         self.port = int(port)
+        #: More hosts to listen on, on the same port (daprd's several --dapr-listen-addresses).
+        self.extra_hosts = [a.rpartition(":")[0].strip("[]") for a in extra_addresses]
+        #: "host:port" of each address it listens on, once started.
+        self.addresses: list[str] = []
+        self._middlewares = list(middlewares)
+        #: TLS of the listener (the gRPC APIs'); None: plaintext.
+        self._ssl_context = ssl_context
         self.parts = parts
         self._fallback = fallback
         self._token = token.encode() if token else None
@@ -78,7 +89,8 @@ class DaprHttpApi:
         self._runner: web.AppRunner | None = None
 
     def _app(self) -> web.Application:
-        middlewares: list[Middleware] = []
+        # The given ones first: an access log sees the calls the token check refuses too.
+        middlewares: list[Middleware] = list(self._middlewares)
         if self._token is not None:
             middlewares.append(self._check_token)
         middlewares.append(_unexpected)
@@ -102,19 +114,30 @@ class DaprHttpApi:
         return self._refuse_token()
 
     async def start(self) -> None:
-        """Listen; an address in use raises OSError, with nothing left to undo."""
+        """Listen on every host; as daprd, a host that cannot be had is a warning while another
+        one is bound. None bound raises the first OSError, with nothing left to undo."""
         runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=self._grace)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
+        failed: list[tuple[str, OSError]] = []
         try:
-            await site.start()
+            for host in dict.fromkeys((self.host, *self.extra_hosts)):
+                try:
+                    await web.TCPSite(runner, host, self.port, ssl_context=self._ssl_context).start()
+                except OSError as exc:
+                    failed.append((host, exc))
+                    continue
+                if self.port == 0:  # the port the first bind got, on every host
+                    self.port = int(runner.addresses[-1][1])
+                self.addresses.append(f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}")
+            if not self.addresses:
+                raise failed[0][1]
         except BaseException:
             await runner.cleanup()
             raise
+        for host, error in failed:
+            log.warning("Dapr HTTP API cannot listen on %s:%d (%s); it listens on the others", host, self.port, error)
         self._runner = runner
-        if self.port == 0:
-            self.port = int(runner.addresses[0][1])
-        log.info("Dapr HTTP API listening on %s:%d", self.host, self.port)
+        log.info("Dapr HTTP API listening on %s", ", ".join(self.addresses))
 
     async def stop(self) -> None:
         """Take no more calls, let those in flight finish (up to the grace period), then stop
@@ -148,9 +171,13 @@ def build(
     *,
     metadata: DaprMetadata,
     shutdown: Callable[[], None],
+    middlewares: Sequence[Middleware] = (),
+    ssl_context: ssl.SSLContext | None = None,
 ) -> DaprHttpApi:
     """Dapr's HTTP API on `address` over the started runtime's components; `metadata` is the
-    sidecar's Dapr metadata (shared with Dapr's gRPC API), `shutdown` asks the sidecar to stop."""
+    sidecar's Dapr metadata (shared with Dapr's gRPC API), `shutdown` asks the sidecar to stop,
+    `middlewares` run around every request (the sidecar's log context and access log),
+    `ssl_context` is the listener's TLS (None: plaintext)."""
     book = load()
     request = book["request"]
 
@@ -180,4 +207,7 @@ def build(
         refuse_token=lambda: error_reply(*answer(request, Problem(RequestProblem.BAD_TOKEN))),
         max_body=rt.config.max_message_bytes,
         grace=rt.config.shutdown_grace,
+        extra_addresses=rt.config.dapr_http_extra_addresses,
+        middlewares=middlewares,
+        ssl_context=ssl_context,
     )
