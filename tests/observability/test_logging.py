@@ -425,3 +425,24 @@ def test_actuator_logger_changes_a_level_while_the_sidecar_runs(tmp_path: Path) 
         proc.terminate()
         proc.wait(timeout=30)
     assert all(isinstance(line, dict) for line in lines())  # every line one JSON object
+
+
+async def test_records_logged_while_an_event_is_delivered_name_its_pubsub() -> None:
+    """A delivery runs in the pub/sub's consumer task, not in an API call: the dispatcher sets
+    `component` itself, for the app channel's and the backend's records alike."""
+    from layotto.components.pubsub.base import Message
+    from layotto.components.pubsub.memory import InMemoryPubSub
+    from layotto.observability.logging import COMPONENT
+    from layotto.runtime.appchannel import Status
+    from layotto.runtime.delivery import DeliveryPolicy, DeliveryStats, Dispatcher
+
+    seen: list[str] = []
+
+    async def deliver(event: object, time_limit: float) -> Status:
+        seen.append(COMPONENT.get())
+        return Status.SUCCESS
+
+    dispatcher = Dispatcher(InMemoryPubSub(), "orders-bus", "orders", DeliveryPolicy(), deliver, DeliveryStats())
+    assert await dispatcher(Message(topic="orders", data=b"{}"))
+    assert seen == ["orders-bus"]
+    assert COMPONENT.get() == ""  # reset once the event is settled

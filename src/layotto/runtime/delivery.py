@@ -50,6 +50,7 @@ from layotto.components.pubsub.base import BulkOptions, Message, PubSub, Subscri
 from layotto.components.pubsub.bulk import subscribe_bulk
 from layotto.core.cloudevents import RAW_PAYLOAD, Event, decode, is_truthy
 from layotto.observability import tracing
+from layotto.observability.logging import COMPONENT
 from layotto.observability.tracing import Span
 from layotto.runtime.appchannel import AppChannel, BulkDelivery, BulkEntry, Status
 from layotto.runtime.apphealth import AppHealth, AppWorkService, retrying
@@ -309,7 +310,15 @@ class Dispatcher:
         return [await self._attempt(event) for event in events]
 
     async def _settle(self, events: list[Event]) -> list[bool]:
-        """Deliver `events` until each has its verdict: ack (True) or nack (False)."""
+        """Deliver `events` until each has its verdict: ack (True) or nack (False); what is
+        logged meanwhile names the pub/sub (`component` in JSON logs)."""
+        token = COMPONENT.set(self.pubsub_name)
+        try:
+            return await self._settle_all(events)
+        finally:
+            COMPONENT.reset(token)
+
+    async def _settle_all(self, events: list[Event]) -> list[bool]:
         if self.inbound is not None:
             return await self._under(self.inbound, events)
         verdicts: dict[int, bool] = {}
