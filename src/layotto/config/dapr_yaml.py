@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from layotto.config.foreign import ignored_keys
 from layotto.config.model import BLOCKS, BulkSubscribeSpec, ComponentSpec, RuntimeConfig, SubscriptionSpec
 from layotto.config.resiliency import ResiliencyResource, check_references, merge, resiliency_resource
 from layotto.config.schema import MAX_DEPTH, MAX_YAML_NODES, At, Marks, Obj, check_tree, decode, describe, suggest
@@ -69,23 +70,6 @@ _Resource = ComponentSpec | SubscriptionSpec | TracingResource | ResiliencyResou
 _COMPONENT_KEYS = ("apiVersion", "kind", "metadata", "spec", "auth", "scopes")
 _SUBSCRIPTION_KEYS = ("apiVersion", "kind", "metadata", "spec", "scopes")
 _OBJECT_META_KEYS = ("name",)
-#: Kubernetes' ObjectMeta, as `kubectl get -o yaml` writes it.
-_OBJECT_META_K8S = (
-    "namespace",
-    "labels",
-    "annotations",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "generateName",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "ownerReferences",
-    "finalizers",
-    "managedFields",
-    "selfLink",
-)
 _SPEC_KEYS = ("type", "version", "metadata")
 _SPEC_DAPR = ("ignoreErrors", "initTimeout")
 _ITEM_KEYS = ("name", "value", "secretKeyRef", "envRef")
@@ -287,7 +271,7 @@ def _document(doc: Any, at: At, app_id: str, warnings: list[str]) -> _Resource |
 
 def _name(top: Obj, *, required: bool) -> str:
     meta = top.mapping("metadata") or Obj({}, top.where("metadata"), "metadata", fold_case=False)
-    meta.check_keys(_OBJECT_META_KEYS, _OBJECT_META_K8S)
+    meta.check_keys(_OBJECT_META_KEYS, ignored_keys("kubernetes", "object_meta"))
     name = meta.get("name")
     if name is None or name == "":
         if required:

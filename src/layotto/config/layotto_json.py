@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from layotto.config.foreign import ignored_keys
 from layotto.config.model import (
     DEFAULT_CALLBACK_HOST,
     DEFAULT_WASM_MEMORY,
@@ -66,49 +67,7 @@ _OLD_GRPC_CONFIG_KEYS = {"files": "file", "config_stores": "config_store", "secr
 _GRPC_CONFIG_IGNORED = ("extends",)
 
 _ROOT_KEYS = ("servers", "tracing", "metrics", "dapr_http", "wasm_global_plugins", "resiliency")
-#: MOSN's top-level settings (pkg/config/v2 MOSNConfig, current and past releases).
-_ROOT_MOSN = (
-    "cluster_manager",
-    "service_registry",
-    "service_registry_ext",
-    "disable_upgrade",
-    "close_graceful",
-    "inherit_old_mosnconfig",
-    "dynamic_resources",
-    "static_resources",
-    "node",
-    "admin",
-    "pprof",
-    "pid",
-    "uds_dir",
-    "plugin",
-    "third_part_codec",
-    "extends",
-)
-_SERVER_MOSN = (
-    "mosn_server_name",
-    "default_log_path",
-    "default_log_level",
-    "global_log_roller",
-    "use_netpoll_mode",
-    "graceful_timeout",
-    "processor",
-    "routers",
-    "optimize_local_write",
-    "set_max_procs_mode",
-)
 _LISTENER_KEYS = ("name", "address", "network", "filter_chains", "stream_filters")
-_LISTENER_MOSN = (
-    "type",
-    "bind_port",
-    "reuseport",
-    "use_original_dst",
-    "access_logs",
-    "listener_filters",
-    "inspector",
-    "connection_idle_timeout",
-    "default_read_buffer_size",
-)
 _CHAIN_MOSN = ("match", "tls_context", "tls_context_set")
 _GRPC_FILTER_KEYS = ("server_name", "grpc_config")
 _GRPC_FILTER_MOSN = ("graceful_stop_timeout",)
@@ -188,12 +147,12 @@ def load_document(doc: Any, source: str = "<config>") -> RuntimeConfig:
     at = At(source, "$")
     check_tree(doc, at)
     root = Obj(doc, at, "the config")
-    root.check_keys(_ROOT_KEYS, _ROOT_MOSN)
+    root.check_keys(_ROOT_KEYS, ignored_keys("mosn", "root"))
     cfg = RuntimeConfig(source=source, actuator_address=None)
     cfg.wasm.source = source
     seen = _Listeners(plugins=_wasm_plugins(root))
     for server in root.objects("servers", "a server"):
-        server.check_keys(("listeners",), _SERVER_MOSN)
+        server.check_keys(("listeners",), ignored_keys("mosn", "server"))
         for listener in server.objects("listeners", "a listener"):
             _listener(cfg, listener, seen)
     if not seen.grpc_found:
@@ -214,7 +173,7 @@ def load_document(doc: Any, source: str = "<config>") -> RuntimeConfig:
 
 
 def _listener(cfg: RuntimeConfig, listener: Obj, seen: _Listeners) -> None:
-    listener.check_keys(_LISTENER_KEYS, _LISTENER_MOSN)
+    listener.check_keys(_LISTENER_KEYS, ignored_keys("mosn", "listener"))
     listener.text("name")
     address = listener.text("address")
     network = listener.text("network") or "tcp"

@@ -35,6 +35,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from layotto.config.foreign import ignored_keys
 from layotto.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -355,20 +356,6 @@ def client_context(material: Material, *, verify: bool = True) -> ssl.SSLContext
 
 #: The keys of MOSN's v2.TLSConfig this runtime acts on, and those it takes and ignores.
 _MOSN_TLS_KEYS = ("status", "cert_chain", "private_key", "ca_cert", "verify_client", "require_client_cert")
-_MOSN_TLS_IGNORED = (
-    "type",
-    "server_name",
-    "insecure_skip",
-    "cipher_suites",
-    "ecdh_curves",
-    "min_version",
-    "max_version",
-    "alpn",
-    "ticket",
-    "fall_back",
-    "extend_verify",
-    "sds_source",
-)
 
 
 def from_mosn(context: Obj, warnings: list[str]) -> ServerTls | None:
@@ -380,11 +367,11 @@ def from_mosn(context: Obj, warnings: list[str]) -> ServerTls | None:
     (said in a warning). `require_client_cert` alone (MOSN asks for a certificate and checks
     nothing) and MOSN's other settings (versions, ciphers, SDS, `fall_back` to plaintext) are
     not taken, with a warning."""
-    context.check_keys(_MOSN_TLS_KEYS, _MOSN_TLS_IGNORED)
+    context.check_keys(_MOSN_TLS_KEYS, ignored_keys("mosn", "tls_context"))
     if not context.boolean("status"):
         return None
     where = str(context.at)
-    ignored = sorted(k for k in _MOSN_TLS_IGNORED if context.get(k) not in ("", False, None, {}))
+    ignored = sorted(k for k in ignored_keys("mosn", "tls_context") if context.get(k) not in ("", False, None, {}))
     if ignored:
         taken = ", ".join(ignored)
         warnings.append(f"{where}: {taken} not taken: gRPC's TLS defaults apply, and no plaintext fallback")
