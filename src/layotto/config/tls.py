@@ -31,14 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-
 from layotto.config.foreign import ignored_keys
 from layotto.errors import ConfigError
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from layotto.config.schema import Obj
 
 log = logging.getLogger("layotto.tls")
@@ -99,7 +97,13 @@ class Material:
     warnings: tuple[str, ...] = ()
 
 
+# cryptography is imported where certificates are read: a sidecar without TLS never loads it
+# (its bindings are several MB of resident memory).
+
+
 def _certificates(data: bytes, source: Pem) -> list[x509.Certificate]:
+    from cryptography import x509
+
     try:
         found = x509.load_pem_x509_certificates(data)
     except ValueError:
@@ -110,6 +114,9 @@ def _certificates(data: bytes, source: Pem) -> list[x509.Certificate]:
 
 
 def _private_key(data: bytes, source: Pem) -> Any:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     try:
         return serialization.load_pem_private_key(data, password=None)
     except TypeError:
@@ -126,6 +133,8 @@ def _named(source: Pem) -> str:
 
 
 def _public(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return bytes(key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
