@@ -99,7 +99,7 @@ class SubscribeRpcs(Answering[PubSubCore]):
         stream = _EventStream(context, lambda event: self.RESPONSE(event_message=self.event_message(event)))
         metadata = with_dead_letter(initial.metadata, initial.dead_letter_topic)
         policy = DeliveryPolicy.from_metadata(metadata, component_metadata(self.rt, name), self.rt.app_id)
-        dispatcher = Dispatcher(component, name, topic, policy, stream.deliver, self.stream_stats)
+        dispatcher = Dispatcher(component, name, topic, policy, self.stream_stats, deliver=stream.deliver)
         subscription: Subscription | None = None
         try:
             try:

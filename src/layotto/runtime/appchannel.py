@@ -496,33 +496,30 @@ class HttpAppChannel:
             return await self.events.deliver(event, time_limit)
         headers = {"Content-Type": CLOUDEVENT_JSON, "pubsubname": event.pubsub_name}
         headers.update(event_headers(event))
-        status, body = await self._post_event(event.route or event.topic, _cloudevent_body(event), headers, time_limit)
+        route, what = event.route or event.topic, f"event {event.id}"
+        status, body = await self._post_event(route, _cloudevent_body(event), headers, time_limit, what)
         if 200 <= status <= 299:
             return _http_verdict(event, body)
-        if status == 404:
-            log.warning("non-retriable error from the app for event %s: 404 %s", event.id, body[:200])
-            return Status.NOT_HANDLED
-        log.warning("retriable error from the app for event %s: %d %s", event.id, status, body[:200])
-        return Status.RETRY
+        return Status.NOT_HANDLED if status == 404 else Status.RETRY
 
     async def deliver_bulk(self, bulk: BulkDelivery, time_limit: float) -> dict[str, Status]:
         if self.events is not None:
             return await self.events.deliver_bulk(bulk, time_limit)
         headers = {"Content-Type": "application/json", "pubsubname": bulk.pubsub_name}
         headers.update(bulk_headers(bulk))
-        status, body = await self._post_event(bulk.route or bulk.topic, bulk_http_body(bulk), headers, time_limit)
+        route, what = bulk.route or bulk.topic, f"bulk event {bulk.id}"
+        status, body = await self._post_event(route, bulk_http_body(bulk), headers, time_limit, what)
         if 200 <= status <= 299:
             return bulk_http_verdicts(bulk, body)
         if status == 404:
-            log.warning("non-retriable error from the app for bulk event %s: 404 %s", bulk.id, body[:200])
             return {entry.entry_id: Status.NOT_HANDLED for entry in bulk.entries}
-        log.warning("retriable error from the app for bulk event %s: %d %s", bulk.id, status, body[:200])
         return {}
 
     async def _post_event(
-        self, route: str, data: bytes, headers: dict[str, str], time_limit: float
+        self, route: str, data: bytes, headers: dict[str, str], time_limit: float, what: str
     ) -> tuple[int, bytes]:
-        """POST an event (or a bulk of them) to the app's `route`: the answer's status and body."""
+        """POST an event (or a bulk of them: `what`, for the log) to the app's `route`: the
+        answer's status and body."""
         import aiohttp
 
         async with self._session_now().post(
@@ -531,7 +528,13 @@ class HttpAppChannel:
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=time_limit),
         ) as reply:
-            return reply.status, await reply.read()
+            status, body = reply.status, await reply.read()
+        # daprd's reading of an answer that is not 2xx: 404 is final, anything else is retried.
+        if status == 404:
+            log.warning("non-retriable error from the app for %s: 404 %s", what, body[:200])
+        elif not 200 <= status <= 299:
+            log.warning("retriable error from the app for %s: %d %s", what, status, body[:200])
+        return status, body
 
     async def list_input_bindings(self, routes: Mapping[str, str]) -> set[str]:
         """As daprd: the app takes a binding's events when `OPTIONS /<route>` answers 2xx or

@@ -42,7 +42,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -184,6 +184,10 @@ DELIVERY_OUTCOMES = Outcomes(
 )
 
 
+async def _no_single(event: Event, time_limit: float) -> Status:
+    raise AssertionError("a bulk subscription delivers batches")
+
+
 class Dispatcher:
     """The handler a component calls for each message of one subscription.
 
@@ -200,13 +204,15 @@ class Dispatcher:
         pubsub_name: str,
         topic: str,
         policy: DeliveryPolicy,
-        deliver: Deliver,
         stats: DeliveryStats,
         tracer: Tracer | None = None,
         subscription: TopicSubscription | None = None,
         inbound: Policy | None = None,
+        *,
+        deliver: Deliver = _no_single,
     ) -> None:
         self.component = component
+        self.topic_subscription = subscription
         #: Picks each event's route in the app (None: the callback API has no routes).
         self.subscription = subscription if subscription is not None and subscription.rules else None
         self.default_route = subscription.default_route if subscription is not None else ""
@@ -443,21 +449,11 @@ class BulkDispatcher(Dispatcher):
     The component bounds the messages in flight (`bulk_in_flight`), so no slot is taken here.
     """
 
-    def __init__(
-        self,
-        component: PubSub,
-        pubsub_name: str,
-        topic: str,
-        policy: DeliveryPolicy,
-        deliver_bulk: DeliverBulk,
-        stats: DeliveryStats,
-        tracer: Tracer | None = None,
-        subscription: TopicSubscription | None = None,
-        inbound: Policy | None = None,
-    ) -> None:
-        super().__init__(component, pubsub_name, topic, policy, _no_single, stats, tracer, subscription, inbound)
+    def __init__(self, *args: Any, deliver_bulk: DeliverBulk, **kwargs: Any) -> None:
+        """Dispatcher's arguments but `deliver`: the app takes batches, through `deliver_bulk`."""
+        super().__init__(*args, **kwargs)
         self._deliver_bulk = deliver_bulk
-        self.options = options_of(subscription)
+        self.options = options_of(self.topic_subscription)
         #: The backend headers of the events being delivered that have any, by id(event).
         self._headers: dict[int, Mapping[str, str]] = {}
 
@@ -517,10 +513,6 @@ class BulkDispatcher(Dispatcher):
         return statuses
 
 
-async def _no_single(event: Event, time_limit: float) -> Status:
-    raise AssertionError("a bulk subscription delivers batches")
-
-
 def options_of(subscription: TopicSubscription | None) -> BulkOptions:
     bulk = subscription.bulk if subscription is not None else None
     if bulk is None:
@@ -574,18 +566,9 @@ class DeliveryService(AppWorkService):
         metadata = dict(sub.metadata)
         dispatcher: Dispatcher
         subscribing: Callable[[], Awaitable[Subscription]]
+        parts = (component, sub.pubsub_name, sub.topic, policy, self.stats, self.tracer, sub, inbound)
         if sub.bulk_enabled:
-            bulk = BulkDispatcher(
-                component,
-                sub.pubsub_name,
-                sub.topic,
-                policy,
-                self.channel.deliver_bulk,
-                self.stats,
-                self.tracer,
-                sub,
-                inbound=inbound,
-            )
+            bulk = BulkDispatcher(*parts, deliver_bulk=self.channel.deliver_bulk)
             dispatcher = bulk
 
             def subscribing() -> Awaitable[Subscription]:
@@ -593,17 +576,7 @@ class DeliveryService(AppWorkService):
                     component, sub.topic, bulk, metadata, bulk.options, max_concurrency=policy.max_concurrency
                 )
         else:
-            single = Dispatcher(
-                component,
-                sub.pubsub_name,
-                sub.topic,
-                policy,
-                self.channel.deliver,
-                self.stats,
-                self.tracer,
-                sub,
-                inbound=inbound,
-            )
+            single = Dispatcher(*parts, deliver=self.channel.deliver)
             dispatcher = single
 
             def subscribing() -> Awaitable[Subscription]:

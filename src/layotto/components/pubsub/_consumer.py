@@ -9,11 +9,24 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
-from layotto.components.pubsub.base import BulkHandler, Message, Subscription
+from layotto.components.pubsub.base import BulkHandler, Handler, Message, Subscription
 
 T = TypeVar("T")
+Owner = TypeVar("Owner")
+Batching = TypeVar("Batching")
 
 log = logging.getLogger("layotto.pubsub")
+
+
+class Consumer(Generic[Owner, Batching]):
+    """What each broker's subscription holds: its component (`owner`), its topic, and either the
+    `handler` that takes each message or the `bulk` handler (with its options) that takes batches."""
+
+    def __init__(self, owner: Owner, topic: str, handler: Handler | None, bulk: Batching | None) -> None:
+        self.owner = owner
+        self.topic = topic
+        self.handler = handler
+        self.bulk = bulk
 
 
 class InFlight:

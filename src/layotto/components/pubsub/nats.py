@@ -30,6 +30,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.pubsub._consumer import (
+    Consumer,
     InFlight,
     OpenSubscriptions,
     backoff_sleep,
@@ -80,7 +81,7 @@ def _tls(metadata: Metadata, url: str) -> ssl.SSLContext | None:
     return tls.client_context(tls.load_material(cert, key, ca))
 
 
-class _PullSubscription:
+class _PullSubscription(Consumer["JetStreamPubSub", tuple[BulkHandler, BulkOptions]]):
     """A pull consumer; `handler` takes each message, or `bulk` (with its options) batches."""
 
     def __init__(
@@ -92,11 +93,8 @@ class _PullSubscription:
         limit: int,
         bulk: tuple[BulkHandler, BulkOptions] | None = None,
     ) -> None:
-        self.owner = owner
-        self.topic = topic
+        super().__init__(owner, topic, handler, bulk)
         self.psub = psub
-        self.handler = handler
-        self.bulk = bulk
         self.inflight = InFlight(limit)
         loop = self._fetch_loop() if bulk is None else self._fetch_batches(*bulk)
         self.task = asyncio.create_task(loop, name=f"nats-fetch-{topic}")

@@ -29,7 +29,13 @@ from aio_pika.exceptions import AMQPError
 
 from layotto.components._drivers import rabbitmq
 from layotto.components.base import ComponentContext, Metadata
-from layotto.components.pubsub._consumer import Gathering, OpenSubscriptions, call_bulk_handler, call_handler
+from layotto.components.pubsub._consumer import (
+    Consumer,
+    Gathering,
+    OpenSubscriptions,
+    call_bulk_handler,
+    call_handler,
+)
 from layotto.components.pubsub.base import (
     BulkHandler,
     BulkOptions,
@@ -94,7 +100,7 @@ def _tag(incoming: AbstractIncomingMessage) -> int:
     return incoming.delivery_tag or 0
 
 
-class _QueueSubscription:
+class _QueueSubscription(Consumer["RabbitMQPubSub", tuple[BulkHandler, BulkOptions]]):
     """One consumer of the group's queue; `handler` takes each message, or `bulk` batches."""
 
     def __init__(
@@ -106,12 +112,9 @@ class _QueueSubscription:
         handler: Handler | None,
         bulk: tuple[BulkHandler, BulkOptions] | None = None,
     ) -> None:
-        self.owner = owner
-        self.topic = topic
+        super().__init__(owner, topic, handler, bulk)
         self.channel = channel
         self.queue = queue
-        self.handler = handler
-        self.bulk = bulk
         self.tag: str | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self._window: _AckWindow | None = None

@@ -40,7 +40,7 @@ from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.delay_queue.base import DelayScheduler
 from layotto.components.delay_queue.redis import RedisScheduler
-from layotto.components.pubsub._consumer import InFlight, OpenSubscriptions, backoff_sleep, call_bulk_handler
+from layotto.components.pubsub._consumer import Consumer, InFlight, OpenSubscriptions, backoff_sleep, call_bulk_handler
 from layotto.components.pubsub.base import (
     BulkHandler,
     BulkOptions,
@@ -90,7 +90,7 @@ class _Bulk(NamedTuple):
     options: BulkOptions
 
 
-class _StreamSubscription:
+class _StreamSubscription(Consumer["RedisStreamsPubSub", _Bulk]):
     """One consumer of the group; `handler` takes each message, or `bulk` takes batches."""
 
     def __init__(
@@ -102,13 +102,10 @@ class _StreamSubscription:
         limit: int,
         bulk: _Bulk | None = None,
     ) -> None:
-        self.owner = owner
+        super().__init__(owner, topic, handler, bulk)
         self.client = owner.client
-        self.topic = topic
         self.group = group
         self.consumer = f"{group}-{uuid.uuid4().hex[:12]}"
-        self.handler = handler
-        self.bulk = bulk
         self.inflight = InFlight(limit)
         self.handling: set[str] = set()
         self.reader = owner.reader()
