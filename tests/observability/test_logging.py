@@ -442,7 +442,9 @@ async def test_records_logged_while_an_event_is_delivered_name_its_pubsub() -> N
         seen.append(COMPONENT.get())
         return Status.SUCCESS
 
-    dispatcher = Dispatcher(InMemoryPubSub(), "orders-bus", "orders", DeliveryPolicy(), DeliveryStats(), deliver=deliver)
+    dispatcher = Dispatcher(
+        InMemoryPubSub(), "orders-bus", "orders", DeliveryPolicy(), DeliveryStats(), deliver=deliver
+    )
     assert await dispatcher(Message(topic="orders", data=b"{}"))
     assert seen == ["orders-bus"]
     assert COMPONENT.get() == ""  # reset once the event is settled

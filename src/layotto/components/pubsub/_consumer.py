@@ -7,12 +7,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from layotto.components.pubsub.base import BulkHandler, Handler, Message, Subscription
 
 T = TypeVar("T")
-Owner = TypeVar("Owner")
+
+
+class _Owner(Protocol):
+    @property
+    def subscriptions(self) -> OpenSubscriptions[Any]: ...
+
+
+Owner = TypeVar("Owner", bound=_Owner)
 Batching = TypeVar("Batching")
 
 log = logging.getLogger("layotto.pubsub")
@@ -27,6 +34,17 @@ class Consumer(Generic[Owner, Batching]):
         self.topic = topic
         self.handler = handler
         self.bulk = bulk
+
+    async def close(self) -> None:
+        """Stop consuming (`_stop`: what is not acked is the broker's to redeliver), then leave
+        the component's open subscriptions, whatever stopping met."""
+        try:
+            await self._stop()
+        finally:
+            self.owner.subscriptions.discard(self)
+
+    async def _stop(self) -> None:
+        raise NotImplementedError
 
 
 class InFlight:

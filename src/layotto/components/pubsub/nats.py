@@ -29,6 +29,7 @@ from nats.js import api as js_api
 from nats.js.errors import APIError, NotFoundError
 
 from layotto.components.base import ComponentContext, Metadata
+from layotto.components.pubsub import base as pubsub
 from layotto.components.pubsub._consumer import (
     Consumer,
     InFlight,
@@ -38,17 +39,6 @@ from layotto.components.pubsub._consumer import (
     call_handler,
     cancel_task,
     stopping,
-)
-from layotto.components.pubsub.base import (
-    BulkHandler,
-    BulkOptions,
-    Handler,
-    Message,
-    PubSub,
-    PubSubFeature,
-    SubscribeOptions,
-    bulk_in_flight,
-    subscribe_options,
 )
 from layotto.config import tls
 from layotto.errors import BackendUnavailableError, ComponentError
@@ -81,7 +71,7 @@ def _tls(metadata: Metadata, url: str) -> ssl.SSLContext | None:
     return tls.client_context(tls.load_material(cert, key, ca))
 
 
-class _PullSubscription(Consumer["JetStreamPubSub", tuple[BulkHandler, BulkOptions]]):
+class _PullSubscription(Consumer["JetStreamPubSub", tuple[pubsub.BulkHandler, pubsub.BulkOptions]]):
     """A pull consumer; `handler` takes each message, or `bulk` (with its options) batches."""
 
     def __init__(
@@ -89,9 +79,9 @@ class _PullSubscription(Consumer["JetStreamPubSub", tuple[BulkHandler, BulkOptio
         owner: JetStreamPubSub,
         topic: str,
         psub: Any,
-        handler: Handler | None,
+        handler: pubsub.Handler | None,
         limit: int,
-        bulk: tuple[BulkHandler, BulkOptions] | None = None,
+        bulk: tuple[pubsub.BulkHandler, pubsub.BulkOptions] | None = None,
     ) -> None:
         super().__init__(owner, topic, handler, bulk)
         self.psub = psub
@@ -122,7 +112,7 @@ class _PullSubscription(Consumer["JetStreamPubSub", tuple[BulkHandler, BulkOptio
                 await backoff_sleep(failures)
                 failures += 1
 
-    async def _fetch_batches(self, handler: BulkHandler, options: BulkOptions) -> None:
+    async def _fetch_batches(self, handler: pubsub.BulkHandler, options: pubsub.BulkOptions) -> None:
         loop = asyncio.get_running_loop()
         failures = 0
         while True:
@@ -158,9 +148,9 @@ class _PullSubscription(Consumer["JetStreamPubSub", tuple[BulkHandler, BulkOptio
                 if batch:
                     self.inflight.start(self._handle_batch(handler, batch), len(batch))
 
-    def _message(self, msg: Any) -> Message:
+    def _message(self, msg: Any) -> pubsub.Message:
         meta = msg.metadata
-        return Message(
+        return pubsub.Message(
             topic=self.topic,
             data=bytes(msg.data),
             metadata={k: str(v) for k, v in (msg.headers or {}).items()},
@@ -174,7 +164,7 @@ class _PullSubscription(Consumer["JetStreamPubSub", tuple[BulkHandler, BulkOptio
         message = self._message(msg)
         await self._settle(msg, await call_handler(lambda: handler(message)))
 
-    async def _handle_batch(self, handler: BulkHandler, batch: Sequence[Any]) -> None:
+    async def _handle_batch(self, handler: pubsub.BulkHandler, batch: Sequence[Any]) -> None:
         verdicts = await call_bulk_handler(handler, [self._message(msg) for msg in batch])
         for msg, ok in zip(batch, verdicts, strict=True):
             await self._settle(msg, ok)
@@ -188,17 +178,16 @@ class _PullSubscription(Consumer["JetStreamPubSub", tuple[BulkHandler, BulkOptio
         except Exception as exc:  # an ack lost is a redelivery after ackWait, not a loss
             log.warning("ack of %s/%s failed: %r", self.topic, msg.metadata.sequence.stream, exc)
 
-    async def close(self) -> None:
+    async def _stop(self) -> None:
         await cancel_task(self.task)
         await self.inflight.cancel()
         try:
             await self.psub.unsubscribe()
         except Exception as exc:
             log.debug("unsubscribe from %s: %r", self.topic, exc)
-        self.owner.subscriptions.discard(self)
 
 
-class JetStreamPubSub(PubSub):
+class JetStreamPubSub(pubsub.PubSub):
     metadata_keys = (
         "natsURL",
         "streamName",
@@ -212,7 +201,7 @@ class JetStreamPubSub(PubSub):
         "maxConcurrency",
         *_TLS_KEYS,
     )
-    features = frozenset({PubSubFeature.BULK_SUBSCRIBE})
+    features = frozenset({pubsub.PubSubFeature.BULK_SUBSCRIBE})
 
     def __init__(self) -> None:
         self.subscriptions = OpenSubscriptions[_PullSubscription]()
@@ -301,23 +290,23 @@ class JetStreamPubSub(PubSub):
         except APIError as exc:
             raise ComponentError(f"jetstream refused the message: {exc}") from exc
 
-    async def subscribe(self, topic: str, handler: Handler, metadata: Mapping[str, str]) -> _PullSubscription:
-        options = subscribe_options(metadata, self.metadata, self.context.app_id)
+    async def subscribe(self, topic: str, handler: pubsub.Handler, metadata: Mapping[str, str]) -> _PullSubscription:
+        options = pubsub.subscribe_options(metadata, self.metadata, self.context.app_id)
         psub = await self._pull_consumer(topic, metadata, options, options.max_concurrency)
         subscription = _PullSubscription(self, topic, psub, handler, options.max_concurrency)
         return self.subscriptions.add(subscription)
 
     async def bulk_subscribe(
-        self, topic: str, handler: BulkHandler, metadata: Mapping[str, str], options: BulkOptions
+        self, topic: str, handler: pubsub.BulkHandler, metadata: Mapping[str, str], options: pubsub.BulkOptions
     ) -> _PullSubscription:
-        settings = subscribe_options(metadata, self.metadata, self.context.app_id)
-        limit = bulk_in_flight(options, settings.max_concurrency)
+        settings = pubsub.subscribe_options(metadata, self.metadata, self.context.app_id)
+        limit = pubsub.bulk_in_flight(options, settings.max_concurrency)
         psub = await self._pull_consumer(topic, metadata, settings, limit)
         subscription = _PullSubscription(self, topic, psub, None, limit, (handler, options))
         return self.subscriptions.add(subscription)
 
     async def _pull_consumer(
-        self, topic: str, metadata: Mapping[str, str], options: SubscribeOptions, in_flight: int
+        self, topic: str, metadata: Mapping[str, str], options: pubsub.SubscribeOptions, in_flight: int
     ) -> Any:
         durable = metadata.get("durableName") or self.metadata.get_str("durableName") or options.consumer_id
         if self.stream_name:

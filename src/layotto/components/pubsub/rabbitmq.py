@@ -29,22 +29,13 @@ from aio_pika.exceptions import AMQPError
 
 from layotto.components._drivers import rabbitmq
 from layotto.components.base import ComponentContext, Metadata
+from layotto.components.pubsub import base as pubsub
 from layotto.components.pubsub._consumer import (
     Consumer,
     Gathering,
     OpenSubscriptions,
     call_bulk_handler,
     call_handler,
-)
-from layotto.components.pubsub.base import (
-    BulkHandler,
-    BulkOptions,
-    Handler,
-    Message,
-    PubSub,
-    PubSubFeature,
-    bulk_in_flight,
-    subscribe_options,
 )
 from layotto.errors import ComponentError
 
@@ -100,7 +91,7 @@ def _tag(incoming: AbstractIncomingMessage) -> int:
     return incoming.delivery_tag or 0
 
 
-class _QueueSubscription(Consumer["RabbitMQPubSub", tuple[BulkHandler, BulkOptions]]):
+class _QueueSubscription(Consumer["RabbitMQPubSub", tuple[pubsub.BulkHandler, pubsub.BulkOptions]]):
     """One consumer of the group's queue; `handler` takes each message, or `bulk` batches."""
 
     def __init__(
@@ -109,8 +100,8 @@ class _QueueSubscription(Consumer["RabbitMQPubSub", tuple[BulkHandler, BulkOptio
         topic: str,
         channel: Any,
         queue: Any,
-        handler: Handler | None,
-        bulk: tuple[BulkHandler, BulkOptions] | None = None,
+        handler: pubsub.Handler | None,
+        bulk: tuple[pubsub.BulkHandler, pubsub.BulkOptions] | None = None,
     ) -> None:
         super().__init__(owner, topic, handler, bulk)
         self.channel = channel
@@ -136,8 +127,8 @@ class _QueueSubscription(Consumer["RabbitMQPubSub", tuple[BulkHandler, BulkOptio
         # Handle as a task so the channel's prefetch window, not this callback, bounds concurrency.
         self._task(self._handle(incoming))
 
-    def _message(self, incoming: AbstractIncomingMessage) -> Message:
-        return Message(
+    def _message(self, incoming: AbstractIncomingMessage) -> pubsub.Message:
+        return pubsub.Message(
             topic=self.topic,
             data=incoming.body,
             metadata={k: str(v) for k, v in (incoming.headers or {}).items()},
@@ -186,7 +177,7 @@ class _QueueSubscription(Consumer["RabbitMQPubSub", tuple[BulkHandler, BulkOptio
         for window in windows.values():
             await window.settle_front(self.topic)
 
-    async def close(self) -> None:
+    async def _stop(self) -> None:
         try:
             if self.tag is not None:
                 await self.queue.cancel(self.tag)
@@ -202,7 +193,6 @@ class _QueueSubscription(Consumer["RabbitMQPubSub", tuple[BulkHandler, BulkOptio
             await self.channel.close()
         except Exception as exc:
             log.debug("close channel of %s: %r", self.topic, exc)
-        self.owner.subscriptions.discard(self)
 
     async def _ack_held(self) -> None:
         """Acks deliveries acked by their handler but held behind an unsettled one, one by one,
@@ -221,7 +211,7 @@ class _QueueSubscription(Consumer["RabbitMQPubSub", tuple[BulkHandler, BulkOptio
             window.open.clear()
 
 
-class RabbitMQPubSub(PubSub):
+class RabbitMQPubSub(pubsub.PubSub):
     metadata_keys = (
         "host",
         "durable",
@@ -234,7 +224,7 @@ class RabbitMQPubSub(PubSub):
         "consumerID",
         "maxConcurrency",
     )
-    features = frozenset({PubSubFeature.BULK_SUBSCRIBE})
+    features = frozenset({pubsub.PubSubFeature.BULK_SUBSCRIBE})
     connection: AbstractRobustConnection
 
     def __init__(self) -> None:
@@ -290,18 +280,18 @@ class RabbitMQPubSub(PubSub):
             self._exchanges.pop(topic, None)
             raise ComponentError(f"rabbitmq refused the message: {exc!r}") from exc
 
-    async def subscribe(self, topic: str, handler: Handler, metadata: Mapping[str, str]) -> _QueueSubscription:
-        options = subscribe_options(metadata, self.metadata, self.context.app_id)
+    async def subscribe(self, topic: str, handler: pubsub.Handler, metadata: Mapping[str, str]) -> _QueueSubscription:
+        options = pubsub.subscribe_options(metadata, self.metadata, self.context.app_id)
         channel, queue = await self._queue(topic, options.consumer_id, self.prefetch or options.max_concurrency)
         subscription = _QueueSubscription(self, topic, channel, queue, handler)
         await subscription.start()
         return self.subscriptions.add(subscription)
 
     async def bulk_subscribe(
-        self, topic: str, handler: BulkHandler, metadata: Mapping[str, str], options: BulkOptions
+        self, topic: str, handler: pubsub.BulkHandler, metadata: Mapping[str, str], options: pubsub.BulkOptions
     ) -> _QueueSubscription:
-        settings = subscribe_options(metadata, self.metadata, self.context.app_id)
-        prefetch = self.prefetch or bulk_in_flight(options, settings.max_concurrency)
+        settings = pubsub.subscribe_options(metadata, self.metadata, self.context.app_id)
+        prefetch = self.prefetch or pubsub.bulk_in_flight(options, settings.max_concurrency)
         channel, queue = await self._queue(topic, settings.consumer_id, prefetch)
         subscription = _QueueSubscription(self, topic, channel, queue, None, (handler, options))
         await subscription.start()

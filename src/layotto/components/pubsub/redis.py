@@ -40,17 +40,8 @@ from layotto.components._drivers import redis as redis_driver
 from layotto.components.base import ComponentContext, Metadata
 from layotto.components.delay_queue.base import DelayScheduler
 from layotto.components.delay_queue.redis import RedisScheduler
+from layotto.components.pubsub import base as pubsub
 from layotto.components.pubsub._consumer import Consumer, InFlight, OpenSubscriptions, backoff_sleep, call_bulk_handler
-from layotto.components.pubsub.base import (
-    BulkHandler,
-    BulkOptions,
-    Handler,
-    Message,
-    PubSub,
-    PubSubFeature,
-    bulk_in_flight,
-    subscribe_options,
-)
 
 log = logging.getLogger("layotto.pubsub.redis")
 
@@ -63,7 +54,7 @@ ACK_DELAY = 0.002
 ACK_BATCH = 64
 
 
-def _poll_interval(options: BulkOptions) -> float:
+def _poll_interval(options: pubsub.BulkOptions) -> float:
     """How often a filling batch asks for more: a tenth of its window, between 1 and 50 ms (a
     full batch waits that much at most; an idle window costs ten reads)."""
     return min(0.05, max(0.001, options.max_await / 10))
@@ -86,8 +77,8 @@ def _data_field(fields: Any) -> bytes | None:
 
 
 class _Bulk(NamedTuple):
-    handler: BulkHandler
-    options: BulkOptions
+    handler: pubsub.BulkHandler
+    options: pubsub.BulkOptions
 
 
 class _StreamSubscription(Consumer["RedisStreamsPubSub", _Bulk]):
@@ -98,7 +89,7 @@ class _StreamSubscription(Consumer["RedisStreamsPubSub", _Bulk]):
         owner: RedisStreamsPubSub,
         topic: str,
         group: str,
-        handler: Handler | None,
+        handler: pubsub.Handler | None,
         limit: int,
         bulk: _Bulk | None = None,
     ) -> None:
@@ -143,7 +134,7 @@ class _StreamSubscription(Consumer["RedisStreamsPubSub", _Bulk]):
                 ok = True
             else:
                 try:
-                    ok = await self.handler(Message(topic=self.topic, data=data, id=message_id))
+                    ok = await self.handler(pubsub.Message(topic=self.topic, data=data, id=message_id))
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -167,7 +158,9 @@ class _StreamSubscription(Consumer["RedisStreamsPubSub", _Bulk]):
 
     async def _handle_batch(self, entries: list[tuple[str, bytes | None]]) -> None:
         assert self.bulk is not None
-        messages = [Message(topic=self.topic, data=data, id=entry) for entry, data in entries if data is not None]
+        messages = [
+            pubsub.Message(topic=self.topic, data=data, id=entry) for entry, data in entries if data is not None
+        ]
         verdicts: list[bool] = []
         try:
             if messages:
@@ -221,7 +214,7 @@ class _StreamSubscription(Consumer["RedisStreamsPubSub", _Bulk]):
         )
         return [(_text(entry_id), _data_field(fields)) for _, entries in reply or () for entry_id, fields in entries]
 
-    async def _read_batches(self, options: BulkOptions) -> None:
+    async def _read_batches(self, options: pubsub.BulkOptions) -> None:
         loop = asyncio.get_running_loop()
         failures = 0
         while True:
@@ -327,7 +320,7 @@ class _StreamSubscription(Consumer["RedisStreamsPubSub", _Bulk]):
             except ResponseError as exc:
                 await self._recovered(exc, "XAUTOCLAIM")
 
-    async def close(self) -> None:
+    async def _stop(self) -> None:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -346,10 +339,9 @@ class _StreamSubscription(Consumer["RedisStreamsPubSub", _Bulk]):
                 await self.client.xgroup_delconsumer(self.topic, self.group, self.consumer)
         except (ResponseError, *redis_driver.UNAVAILABLE):
             pass
-        self.owner.subscriptions.discard(self)
 
 
-class RedisStreamsPubSub(PubSub):
+class RedisStreamsPubSub(pubsub.PubSub):
     metadata_keys = (
         *redis_driver.METADATA_KEYS,
         "redeliverInterval",
@@ -361,7 +353,7 @@ class RedisStreamsPubSub(PubSub):
         "delayLease",
         "delayPollInterval",
     )
-    features = frozenset({PubSubFeature.DELAY, PubSubFeature.BULK_SUBSCRIBE})
+    features = frozenset({pubsub.PubSubFeature.DELAY, pubsub.PubSubFeature.BULK_SUBSCRIBE})
     client: redis_driver.Client
 
     def __init__(self) -> None:
@@ -406,18 +398,18 @@ class RedisStreamsPubSub(PubSub):
         except redis_driver.UNAVAILABLE as exc:
             raise redis_driver.unavailable(self.address, exc) from exc
 
-    async def subscribe(self, topic: str, handler: Handler, metadata: Mapping[str, str]) -> _StreamSubscription:
-        options = subscribe_options(metadata, self.metadata, self.context.app_id)
+    async def subscribe(self, topic: str, handler: pubsub.Handler, metadata: Mapping[str, str]) -> _StreamSubscription:
+        options = pubsub.subscribe_options(metadata, self.metadata, self.context.app_id)
         await self._group(topic, options.consumer_id)
         subscription = _StreamSubscription(self, topic, options.consumer_id, handler, options.max_concurrency)
         return self.subscriptions.add(subscription)
 
     async def bulk_subscribe(
-        self, topic: str, handler: BulkHandler, metadata: Mapping[str, str], options: BulkOptions
+        self, topic: str, handler: pubsub.BulkHandler, metadata: Mapping[str, str], options: pubsub.BulkOptions
     ) -> _StreamSubscription:
-        settings = subscribe_options(metadata, self.metadata, self.context.app_id)
+        settings = pubsub.subscribe_options(metadata, self.metadata, self.context.app_id)
         await self._group(topic, settings.consumer_id)
-        limit = bulk_in_flight(options, settings.max_concurrency)
+        limit = pubsub.bulk_in_flight(options, settings.max_concurrency)
         subscription = _StreamSubscription(self, topic, settings.consumer_id, None, limit, _Bulk(handler, options))
         return self.subscriptions.add(subscription)
 
