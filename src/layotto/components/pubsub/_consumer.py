@@ -180,16 +180,6 @@ def stopping() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-async def cancel_task(task: asyncio.Task[Any], patience: float = 0.5) -> None:
-    """Cancel `task` and wait until it ends, cancelling it again each `patience` seconds: a
-    cancellation a client library swallowed (see `stopping`) must not hang a close."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=patience)
-    if not task.cancelled() and task.exception() is not None:
-        log.debug("a consumer task ended with %r", task.exception())
-
-
 async def backoff_sleep(attempt: int, base: float = 0.2, cap: float = 5.0) -> None:
     await asyncio.sleep(min(cap, base * 2 ** min(attempt, 10)))
 

@@ -37,11 +37,11 @@ from layotto.components.pubsub._consumer import (
     backoff_sleep,
     call_bulk_handler,
     call_handler,
-    cancel_task,
     stopping,
 )
 from layotto.config import tls
 from layotto.errors import BackendUnavailableError, ComponentError
+from layotto.tasks import stop_task
 
 log = logging.getLogger("layotto.pubsub.nats")
 
@@ -179,7 +179,10 @@ class _PullSubscription(Consumer["JetStreamPubSub", tuple[pubsub.BulkHandler, pu
             log.warning("ack of %s/%s failed: %r", self.topic, msg.metadata.sequence.stream, exc)
 
     async def _stop(self) -> None:
-        await cancel_task(self.task)
+        try:
+            await stop_task(self.task)
+        except Exception as exc:
+            log.debug("the fetch task of %s ended with %r", self.topic, exc)
         await self.inflight.cancel()
         try:
             await self.psub.unsubscribe()
